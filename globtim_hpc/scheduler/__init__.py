@@ -1,0 +1,1 @@
+"""Who schedules jobs: SLURM through a transport, or direct background processes."""

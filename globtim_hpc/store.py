@@ -1,0 +1,444 @@
+"""The local registry of runs, jobs, array tasks, state changes, deployments and collections.
+
+One SQLite file in the state folder, WAL mode, so two commands can use it at once. Every write
+is one short transaction; ``busy_timeout`` makes a second writer wait instead of failing.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from globtim_hpc import paths
+from globtim_hpc.errors import StoreError
+from globtim_hpc.models import JobState, RunPhase, TaskStatus
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS runs (
+    run_id TEXT PRIMARY KEY,
+    problem TEXT NOT NULL,
+    cluster TEXT NOT NULL,
+    scheduler TEXT NOT NULL,
+    remote_dir TEXT NOT NULL,
+    phase TEXT NOT NULL,
+    task_count INTEGER NOT NULL,
+    config_hash TEXT NOT NULL,
+    deploy_id TEXT,
+    git_sha TEXT,
+    plan_json TEXT NOT NULL,
+    submission_json TEXT,
+    created_at TEXT NOT NULL,
+    submitted_at TEXT,
+    error TEXT
+);
+CREATE INDEX IF NOT EXISTS runs_by_hash ON runs (cluster, config_hash, phase);
+CREATE TABLE IF NOT EXISTS jobs (
+    cluster TEXT NOT NULL,
+    job_id TEXT NOT NULL,
+    run_id TEXT NOT NULL REFERENCES runs(run_id),
+    submitted_at TEXT NOT NULL,
+    adopted INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (cluster, job_id)
+);
+CREATE INDEX IF NOT EXISTS jobs_by_run ON jobs (run_id);
+CREATE TABLE IF NOT EXISTS tasks (
+    run_id TEXT NOT NULL REFERENCES runs(run_id),
+    task_index INTEGER NOT NULL,
+    task_id TEXT NOT NULL,
+    state TEXT NOT NULL,
+    status_json TEXT,
+    updated_at TEXT NOT NULL,
+    PRIMARY KEY (run_id, task_index)
+);
+CREATE TABLE IF NOT EXISTS state_changes (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_id TEXT NOT NULL,
+    task_index INTEGER NOT NULL,
+    old_state TEXT,
+    new_state TEXT NOT NULL,
+    at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS changes_by_run ON state_changes (run_id, id);
+CREATE TABLE IF NOT EXISTS deployments (
+    deploy_id TEXT NOT NULL,
+    cluster TEXT NOT NULL,
+    git_sha TEXT,
+    dirty INTEGER NOT NULL DEFAULT 0,
+    remote_dir TEXT NOT NULL,
+    verified INTEGER NOT NULL DEFAULT 0,
+    info_json TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    PRIMARY KEY (cluster, deploy_id)
+);
+CREATE TABLE IF NOT EXISTS collections (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_id TEXT NOT NULL,
+    local_dir TEXT NOT NULL,
+    manifest_sha256 TEXT NOT NULL,
+    file_count INTEGER NOT NULL,
+    byte_count INTEGER NOT NULL,
+    complete INTEGER NOT NULL,
+    collected_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS seen (
+    run_id TEXT PRIMARY KEY,
+    last_change_id INTEGER NOT NULL
+);
+"""
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    run_id: str
+    problem: str
+    cluster: str
+    scheduler: str
+    remote_dir: str
+    phase: RunPhase
+    task_count: int
+    config_hash: str
+    deploy_id: str | None
+    git_sha: str | None
+    plan: dict[str, Any]
+    submission: dict[str, Any] | None
+    created_at: str
+    submitted_at: str | None
+    error: str | None
+    job_id: str | None
+
+
+@dataclass(frozen=True)
+class StateChange:
+    id: int
+    run_id: str
+    task_index: int
+    old_state: str | None
+    new_state: str
+    at: str
+
+
+class Store:
+    """The registry. Open with ``Store.open()``; use as a context manager to close it."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(str(path), timeout=30.0, isolation_level=None)
+            self._db.row_factory = sqlite3.Row
+            self._db.execute("PRAGMA busy_timeout = 30000")
+            self._db.execute("PRAGMA journal_mode = WAL")
+            self._db.execute("PRAGMA foreign_keys = ON")
+            self._migrate()
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreError(
+                f"cannot open the registry at {path}: {exc}",
+                "check the folder is writable, or set GLOBTIM_HPC_STATE_DIR to another folder",
+            ) from exc
+
+    @classmethod
+    def open(cls, state_dir: Path | None = None) -> Store:
+        return cls((state_dir or paths.state_dir()) / "registry.sqlite3")
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise StoreError(f"registry write failed: {exc}", f"registry: {self.path}") from exc
+
+    def _migrate(self) -> None:
+        with self._tx() as db:
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    db.execute(statement)
+            row = db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+            if row is None:
+                db.execute(
+                    "INSERT INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+                )
+            elif int(row["value"]) > SCHEMA_VERSION:
+                raise StoreError(
+                    f"registry {self.path} has schema version {row['value']}, newer than this "
+                    f"tool's {SCHEMA_VERSION}",
+                    "upgrade globtim-hpc, or point GLOBTIM_HPC_STATE_DIR elsewhere",
+                )
+
+    def schema_version(self) -> int:
+        row = self._db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+        return int(row["value"])
+
+    # ---- runs -------------------------------------------------------------------------------
+
+    def add_run(
+        self,
+        *,
+        run_id: str,
+        problem: str,
+        cluster: str,
+        scheduler: str,
+        remote_dir: str,
+        task_ids: Sequence[str],
+        config_hash: str,
+        deploy_id: str | None,
+        git_sha: str | None,
+        plan: dict[str, Any],
+        submission: dict[str, Any] | None,
+    ) -> None:
+        now = utc_now()
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO runs (run_id, problem, cluster, scheduler, remote_dir, phase, task_count,"
+                " config_hash, deploy_id, git_sha, plan_json, submission_json, created_at)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (
+                    run_id, problem, cluster, scheduler, remote_dir, RunPhase.PREPARED.value,
+                    len(task_ids), config_hash, deploy_id, git_sha, json.dumps(plan, sort_keys=True),
+                    json.dumps(submission, sort_keys=True) if submission is not None else None, now,
+                ),
+            )
+            db.executemany(
+                "INSERT INTO tasks (run_id, task_index, task_id, state, updated_at) VALUES (?,?,?,?,?)",
+                [(run_id, i, tid, "NEW", now) for i, tid in enumerate(task_ids)],
+            )
+
+    def set_phase(self, run_id: str, phase: RunPhase, error: str | None = None) -> None:
+        with self._tx() as db:
+            db.execute("UPDATE runs SET phase=?, error=? WHERE run_id=?", (phase.value, error, run_id))
+
+    def record_job(self, run_id: str, cluster: str, job_id: str, *, adopted: bool = False) -> None:
+        now = utc_now()
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR IGNORE INTO jobs (cluster, job_id, run_id, submitted_at, adopted)"
+                " VALUES (?,?,?,?,?)",
+                (cluster, job_id, run_id, now, int(adopted)),
+            )
+            db.execute(
+                "UPDATE runs SET phase=?, submitted_at=COALESCE(submitted_at, ?), error=NULL"
+                " WHERE run_id=?",
+                (RunPhase.SUBMITTED.value, now, run_id),
+            )
+            db.execute(
+                "UPDATE tasks SET state=?, updated_at=? WHERE run_id=? AND state='NEW'",
+                (JobState.PENDING.value, now, run_id),
+            )
+
+    def _run_from_row(self, row: sqlite3.Row) -> RunRecord:
+        job = self._db.execute(
+            "SELECT job_id FROM jobs WHERE run_id=? ORDER BY submitted_at DESC LIMIT 1", (row["run_id"],)
+        ).fetchone()
+        return RunRecord(
+            run_id=row["run_id"],
+            problem=row["problem"],
+            cluster=row["cluster"],
+            scheduler=row["scheduler"],
+            remote_dir=row["remote_dir"],
+            phase=RunPhase(row["phase"]),
+            task_count=row["task_count"],
+            config_hash=row["config_hash"],
+            deploy_id=row["deploy_id"],
+            git_sha=row["git_sha"],
+            plan=json.loads(row["plan_json"]),
+            submission=json.loads(row["submission_json"]) if row["submission_json"] else None,
+            created_at=row["created_at"],
+            submitted_at=row["submitted_at"],
+            error=row["error"],
+            job_id=job["job_id"] if job else None,
+        )
+
+    def get_run(self, run_id: str) -> RunRecord | None:
+        row = self._db.execute("SELECT * FROM runs WHERE run_id=?", (run_id,)).fetchone()
+        return self._run_from_row(row) if row else None
+
+    def run_for_job(self, cluster: str | None, job_id: str) -> RunRecord | None:
+        if cluster is None:
+            row = self._db.execute(
+                "SELECT run_id FROM jobs WHERE job_id=? ORDER BY submitted_at DESC LIMIT 1", (job_id,)
+            ).fetchone()
+        else:
+            row = self._db.execute(
+                "SELECT run_id FROM jobs WHERE cluster=? AND job_id=?", (cluster, job_id)
+            ).fetchone()
+        return self.get_run(row["run_id"]) if row else None
+
+    def unfinished_submissions(self, cluster: str, config_hash: str) -> list[RunRecord]:
+        """Runs of this config whose submission may or may not have reached the scheduler."""
+        rows = self._db.execute(
+            "SELECT * FROM runs WHERE cluster=? AND config_hash=? AND phase IN (?,?,?)"
+            " ORDER BY created_at",
+            (cluster, config_hash, RunPhase.PREPARED.value, RunPhase.UPLOADED.value,
+             RunPhase.SUBMITTING.value),
+        ).fetchall()
+        return [self._run_from_row(r) for r in rows]
+
+    def list_runs(self, *, cluster: str | None = None, active_only: bool = False) -> list[RunRecord]:
+        query = "SELECT * FROM runs"
+        args: list[Any] = []
+        where = []
+        if cluster is not None:
+            where.append("cluster=?")
+            args.append(cluster)
+        if active_only:
+            where.append(
+                "phase=? AND EXISTS (SELECT 1 FROM tasks t WHERE t.run_id=runs.run_id AND t.state IN"
+                " ('NEW','PENDING','RUNNING','SUSPENDED','COMPLETING','UNKNOWN'))"
+            )
+            args.append(RunPhase.SUBMITTED.value)
+        if where:
+            query += " WHERE " + " AND ".join(where)
+        query += " ORDER BY created_at"
+        return [self._run_from_row(r) for r in self._db.execute(query, args).fetchall()]
+
+    # ---- tasks and state changes ------------------------------------------------------------
+
+    def task_rows(self, run_id: str) -> list[tuple[int, str, str, dict[str, Any] | None]]:
+        rows = self._db.execute(
+            "SELECT task_index, task_id, state, status_json FROM tasks WHERE run_id=? ORDER BY task_index",
+            (run_id,),
+        ).fetchall()
+        return [
+            (r["task_index"], r["task_id"], r["state"],
+             json.loads(r["status_json"]) if r["status_json"] else None)
+            for r in rows
+        ]
+
+    def update_tasks(self, run_id: str, statuses: Sequence[TaskStatus]) -> list[StateChange]:
+        """Store the latest status of each task; record and return every state change."""
+        now = utc_now()
+        changes: list[StateChange] = []
+        with self._tx() as db:
+            current = {
+                r["task_index"]: r["state"]
+                for r in db.execute("SELECT task_index, state FROM tasks WHERE run_id=?", (run_id,))
+            }
+            for status in statuses:
+                old = current.get(status.task_index)
+                new = status.state.value
+                db.execute(
+                    "UPDATE tasks SET state=?, status_json=?, updated_at=? WHERE run_id=? AND task_index=?",
+                    (new, json.dumps(status.to_dict(), sort_keys=True), now, run_id, status.task_index),
+                )
+                if old != new:
+                    cur = db.execute(
+                        "INSERT INTO state_changes (run_id, task_index, old_state, new_state, at)"
+                        " VALUES (?,?,?,?,?)",
+                        (run_id, status.task_index, old, new, now),
+                    )
+                    changes.append(
+                        StateChange(int(cur.lastrowid or 0), run_id, status.task_index, old, new, now)
+                    )
+        return changes
+
+    def changes_since_seen(self, run_id: str, *, mark_seen: bool = True) -> list[StateChange]:
+        """State changes the user has not been shown yet (by any earlier monitor call)."""
+        row = self._db.execute("SELECT last_change_id FROM seen WHERE run_id=?", (run_id,)).fetchone()
+        last = row["last_change_id"] if row else 0
+        rows = self._db.execute(
+            "SELECT * FROM state_changes WHERE run_id=? AND id>? ORDER BY id", (run_id, last)
+        ).fetchall()
+        changes = [
+            StateChange(r["id"], r["run_id"], r["task_index"], r["old_state"], r["new_state"], r["at"])
+            for r in rows
+        ]
+        if mark_seen and changes:
+            with self._tx() as db:
+                db.execute(
+                    "INSERT INTO seen (run_id, last_change_id) VALUES (?, ?)"
+                    " ON CONFLICT(run_id) DO UPDATE SET last_change_id=excluded.last_change_id",
+                    (run_id, changes[-1].id),
+                )
+        return changes
+
+    # ---- deployments ------------------------------------------------------------------------
+
+    def record_deployment(
+        self,
+        *,
+        deploy_id: str,
+        cluster: str,
+        git_sha: str | None,
+        dirty: bool,
+        remote_dir: str,
+        verified: bool,
+        info: dict[str, Any],
+    ) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO deployments (deploy_id, cluster, git_sha, dirty, remote_dir, verified,"
+                " info_json, created_at) VALUES (?,?,?,?,?,?,?,?)"
+                " ON CONFLICT(cluster, deploy_id) DO UPDATE SET verified=excluded.verified,"
+                " info_json=excluded.info_json, created_at=excluded.created_at",
+                (deploy_id, cluster, git_sha, int(dirty), remote_dir, int(verified),
+                 json.dumps(info, sort_keys=True), utc_now()),
+            )
+
+    def latest_deployment(self, cluster: str, *, verified_only: bool = True) -> dict[str, Any] | None:
+        query = "SELECT * FROM deployments WHERE cluster=?"
+        if verified_only:
+            query += " AND verified=1"
+        row = self._db.execute(query + " ORDER BY created_at DESC, rowid DESC LIMIT 1", (cluster,)).fetchone()
+        if row is None:
+            return None
+        return {
+            "deploy_id": row["deploy_id"],
+            "git_sha": row["git_sha"],
+            "dirty": bool(row["dirty"]),
+            "remote_dir": row["remote_dir"],
+            "verified": bool(row["verified"]),
+            "info": json.loads(row["info_json"]),
+            "created_at": row["created_at"],
+        }
+
+    # ---- collections ------------------------------------------------------------------------
+
+    def record_collection(
+        self,
+        *,
+        run_id: str,
+        local_dir: str,
+        manifest_sha256: str,
+        file_count: int,
+        byte_count: int,
+        complete: bool,
+    ) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO collections (run_id, local_dir, manifest_sha256, file_count, byte_count,"
+                " complete, collected_at) VALUES (?,?,?,?,?,?,?)",
+                (run_id, local_dir, manifest_sha256, file_count, byte_count, int(complete), utc_now()),
+            )
+
+    def collections(self, run_id: str) -> list[dict[str, Any]]:
+        rows = self._db.execute(
+            "SELECT * FROM collections WHERE run_id=? ORDER BY id", (run_id,)
+        ).fetchall()
+        return [dict(r) for r in rows]

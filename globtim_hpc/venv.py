@@ -1,0 +1,22 @@
+"""Let ``./submit_julia_job.py`` work with a plain ``python3`` when the project's .venv has the deps."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+from pathlib import Path
+
+
+def use_project_venv() -> None:
+    """Re-run this command under the repository's ``.venv`` if this interpreter lacks PyYAML."""
+    if importlib.util.find_spec("yaml") is not None:
+        return
+    venv_python = Path(__file__).resolve().parent.parent / ".venv" / "bin" / "python"
+    if venv_python.is_file() and Path(sys.executable).resolve() != venv_python.resolve():
+        os.execv(str(venv_python), [str(venv_python), *sys.argv])
+    sys.stderr.write(
+        "error: the Python dependencies are not installed for this interpreter\n"
+        "hint: run 'bash scripts/setup.sh' (creates .venv), or 'pip install -e .'\n"
+    )
+    raise SystemExit(1)
