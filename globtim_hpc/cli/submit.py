@@ -1,0 +1,176 @@
+"""./submit_julia_job.py: render a batch script from a problem + job config, submit it, record it."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from globtim_hpc.cli.common import Output, base_parser, open_cluster, run_main
+from globtim_hpc.errors import ConfigError, ExitCode
+
+DESCRIPTION = """\
+Submit a GlobTim computation to the cluster.
+
+The problem (problems/<name>.yaml) says what runs; the job config (--config, YAML) overrides its
+parameters and resources. Any parameter given as a list becomes a sweep: one array task per
+combination. The run folder (script, parameters, driver) is uploaded as one archive and
+submitted in the same remote command; the run is recorded in the local registry, and a lost
+answer never makes a second job: running the same command again adopts the job if the
+scheduler got it."""
+
+EPILOG = """\
+examples:
+  ./submit_julia_job.py --problem 4d_benchmark --config configs/4d_benchmark.yaml --dry-run
+  ./submit_julia_job.py --problem 4d_benchmark --config configs/4d_benchmark.yaml --cluster testbed
+  ./submit_julia_job.py --list-problems
+then:
+  ./monitor_jobs.py --run-id RUN_ID --watch
+  ./collect_results.py --run-id RUN_ID --local-dir results/"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = base_parser("submit_julia_job.py", DESCRIPTION, EPILOG)
+    parser.add_argument("--problem", metavar="NAME", help="problem to run (see --list-problems)")
+    parser.add_argument("--config", metavar="FILE", type=Path, help="job config YAML (parameters, resources)")
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the tasks, the rendered script and the upload plan; touch nothing remote",
+    )
+    parser.add_argument(
+        "--new",
+        action="store_true",
+        help="always make a new run, even if an earlier submission of this config was interrupted",
+    )
+    parser.add_argument(
+        "--no-deployment",
+        action="store_true",
+        help="run without a verified deployment (JULIA_PROJECT unset)",
+    )
+    parser.add_argument("--list-problems", action="store_true", help="list the problem library and exit")
+    return parser
+
+
+def _list_problems(out: Output) -> int:
+    from globtim_hpc.problems import list_problems, load_problem
+
+    rows = [(name, load_problem(name).description) for name in list_problems()]
+    if out.json_mode:
+        out.emit_json({"problems": [{"name": n, "description": d} for n, d in rows]})
+    else:
+        for name, description in rows:
+            out.console.print(f"{name:20} {description}", markup=False)
+    return ExitCode.OK
+
+
+def _check_local_julia(executable: str) -> None:
+    found = shutil.which(executable) if "/" not in executable else (
+        executable if os.access(executable, os.X_OK) else None
+    )
+    if found is None:
+        raise ConfigError(
+            f"Julia was not found on this machine ('{executable}' is not an executable on PATH)",
+            "install Julia (https://julialang.org/downloads/) and put it on PATH, set "
+            "julia.executable in a profile (copy configs/local.yaml), or submit to a cluster with "
+            "--cluster NAME (configs/falcon.example.yaml shows how)",
+            key="julia.executable",
+        )
+
+
+def _body(args: argparse.Namespace, out: Output) -> int:
+    if args.list_problems:
+        return _list_problems(out)
+    if not args.problem:
+        raise ConfigError(
+            "no problem given", "pass --problem NAME (see --list-problems)", key="--problem"
+        )
+    from globtim_hpc.config import load_profile
+    from globtim_hpc.jobspec import build_plan, check_plan
+    from globtim_hpc.store import Store
+    from globtim_hpc.submit import SubmitContext, prepare_run, submit_plan
+
+    profile = load_profile(args.cluster)
+    plan = build_plan(args.problem, args.config)
+    warnings = check_plan(plan)
+    for warning in warnings:
+        out.warn(warning)
+
+    with Store.open() as store:
+        deployment = None if args.no_deployment else store.latest_deployment(profile.name)
+        if deployment is None and not args.no_deployment:
+            warnings.append(
+                f"no verified deployment on '{profile.name}': the job runs without JULIA_PROJECT; "
+                "run ./deploy_julia.py first to pin the code it runs"
+            )
+            out.warn(warnings[-1])
+        if args.dry_run:
+            prepared = prepare_run(plan, profile, deployment)
+            return _print_dry_run(out, plan, profile, prepared, warnings)
+        if profile.is_local:
+            _check_local_julia(profile.julia_executable)
+        from globtim_hpc.scheduler.factory import make_scheduler
+
+        with open_cluster(profile) as transport:
+            scheduler = make_scheduler(profile, transport)
+            ctx = SubmitContext(profile=profile, transport=transport, scheduler=scheduler, store=store)
+            result = submit_plan(plan, ctx, deployment=deployment, resume=not args.new)
+    result.warnings = warnings
+    if out.json_mode:
+        out.emit_json({"ok": True, **result.to_dict()})
+        return ExitCode.OK
+    verb = "adopted existing job" if result.adopted else "submitted job"
+    if result.resumed:
+        out.info(f"resumed the interrupted submission of run {result.run_id}")
+    out.info(f"{verb} {result.job_id} on {result.cluster} ({result.task_count} task(s))")
+    out.info(f"  run id:   {result.run_id}")
+    out.info(f"  run dir:  {result.run_dir}")
+    out.info(f"  logs:     {result.logs_dir}")
+    out.info(f"  outputs:  {result.output_dir}")
+    out.info(f"  deploy:   {result.deploy_id or '(none)'}")
+    cluster_flag = f" --cluster {args.cluster}" if args.cluster else ""
+    out.info(f"next: ./monitor_jobs.py{cluster_flag} --run-id {result.run_id} --watch")
+    out.info(f"      ./collect_results.py{cluster_flag} --run-id {result.run_id} --local-dir results/")
+    return ExitCode.OK
+
+
+def _print_dry_run(out: Output, plan: Any, profile: Any, prepared: Any, warnings: list[str]) -> int:
+    upload = prepared.upload_plan()
+    if out.json_mode:
+        out.emit_json(
+            {
+                "ok": True,
+                "dry_run": True,
+                "cluster": profile.name,
+                "run_id": prepared.run_id,
+                "run_dir": prepared.run_dir,
+                "plan": plan.to_dict(),
+                "script": prepared.script,
+                "upload_plan": upload,
+                "warnings": warnings,
+            }
+        )
+        return ExitCode.OK
+    out.info(f"problem {plan.problem}: {len(plan.tasks)} task(s) on cluster '{profile.name}' (dry run)")
+    res = plan.resources
+    out.info(
+        f"resources per task: {res.time_min} min, {res.mem_gb:g} GB, {res.cpus} CPU(s)"
+        + (f", at most {res.max_parallel} at once" if res.max_parallel else "")
+    )
+    for task in plan.tasks:
+        shown = {k: v for k, v in task.params.items() if k not in ("problem", "entry", "task_id")}
+        out.console.print(f"  task {task.task_id}: {shown}", markup=False)
+    out.info(f"\nrun folder {prepared.run_dir} would receive:")
+    for item in upload:
+        out.console.print(f"  {item['path']}  ({item['bytes']} bytes)", markup=False)
+    out.info("\n--- job.sbatch ---")
+    out.console.print(prepared.script, markup=False)
+    out.info("(dry run: nothing was sent anywhere)")
+    return ExitCode.OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_main(_body, build_parser(), argv)

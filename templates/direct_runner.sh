@@ -1,0 +1,30 @@
+#!/bin/bash
+# Runs the tasks of one globtim-hpc run without a scheduler, at most MAX_PARALLEL at once, each
+# under its time limit. Arguments: RUN_DIR TASK_COUNT MAX_PARALLEL TIME_LIMIT_S CPUS
+# Writes direct/runner.pid (its process group), direct/<index>.exit per task, direct/done.
+set -uo pipefail
+run_dir=$1 task_count=$2 max_parallel=$3 time_limit_s=$4 cpus=$5
+job_id="d$$"
+state="$run_dir/direct"
+echo "$$" > "$state/runner.pid.tmp" && mv -f "$state/runner.pid.tmp" "$state/runner.pid"
+
+run_task() {
+    local index=$1 rc
+    GLOBTIM_HPC_DIRECT_JOB_ID="$job_id" SLURM_ARRAY_TASK_ID="$index" SLURM_CPUS_PER_TASK="$cpus" \
+        timeout --signal=TERM --kill-after=10 "$time_limit_s" \
+        bash "$run_dir/job.sbatch" > "$run_dir/logs/slurm-${job_id}_${index}.out" 2>&1
+    rc=$?
+    echo "$rc" > "$state/$index.exit.tmp" && mv -f "$state/$index.exit.tmp" "$state/$index.exit"
+}
+
+running=0
+for ((index = 0; index < task_count; index++)); do
+    if ((running >= max_parallel)); then
+        wait -n
+        running=$((running - 1))
+    fi
+    run_task "$index" &
+    running=$((running + 1))
+done
+wait
+date -u +%Y-%m-%dT%H:%M:%SZ > "$state/done"
