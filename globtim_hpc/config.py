@@ -37,24 +37,37 @@ SCHEMA: dict[str, dict[str, Field]] = {
     "": {
         "name": Field("str", None, "profile name (default: the file's name)"),
         "description": Field("str", "", "free text shown by --show-config"),
-        "transport": Field("str", "local", "how commands reach the cluster", ("ssh", "local"), nullable=False),
+        "transport": Field(
+            "str", "local", "how commands reach the cluster", ("ssh", "local"), nullable=False
+        ),
         "scheduler": Field("str", "direct", "who runs jobs", ("slurm", "direct"), nullable=False),
         "remote_root": Field(
             "path", None, "root folder for code, depot and runs on the cluster (not the home quota)"
         ),
         "home_dir": Field("path", None, "the user's home on the cluster, checked for free space"),
-        "min_free_home_mb": Field("int", 10, "refuse to submit when home has less free space", minimum=0),
-        "min_free_root_mb": Field("int", 100, "refuse to submit when remote_root has less", minimum=0),
+        "min_free_home_mb": Field(
+            "int", 10, "refuse to submit when home has less free space", minimum=0
+        ),
+        "min_free_root_mb": Field(
+            "int", 100, "refuse to submit when remote_root has less", minimum=0
+        ),
         "source": Field("path", None, "local GlobTim.jl checkout deployed by deploy_julia.py"),
     },
     "ssh": {
-        "target": Field("str", None, "host (or ~/.ssh/config alias) that runs commands, e.g. falcon"),
+        "target": Field(
+            "str", None, "host (or ~/.ssh/config alias) that runs commands, e.g. falcon"
+        ),
         "config_file": Field("path", None, "ssh_config file; default ~/.ssh/config"),
         "proxy_jump": Field("str", None, "OpenSSH ProxyJump chain, e.g. 'mack' or 'u@mack:22'"),
-        "hosts": Field("hosts", {}, "per-host overrides: {alias: {hostname, user, port, identity_file}}"),
+        "hosts": Field(
+            "hosts", {}, "per-host overrides: {alias: {hostname, user, port, identity_file}}"
+        ),
         "known_hosts": Field("path_list", [], "known_hosts files; default from ssh_config"),
         "host_key_policy": Field(
-            "str", "strict", "unknown host keys: refuse, or record them", ("strict", "accept-new"),
+            "str",
+            "strict",
+            "unknown host keys: refuse, or record them",
+            ("strict", "accept-new"),
             nullable=False,
         ),
         "connect_timeout_s": Field("float", 15.0, "TCP + handshake timeout per hop", minimum=0.1),
@@ -68,8 +81,11 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "modules": Field("str_list", [], "environment modules loaded before Julia runs"),
         "depot_path": Field("path", None, "JULIA_DEPOT_PATH; default <remote_root>/depot"),
         "precompile_on": Field(
-            "str", "login", "where Pkg.instantiate/precompile run (where the network is)",
-            ("login", "job"), nullable=False,
+            "str",
+            "login",
+            "where Pkg.instantiate/precompile run (where the network is)",
+            ("login", "job"),
+            nullable=False,
         ),
     },
     "slurm": {
@@ -77,7 +93,9 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "account": Field("str", None, "default account"),
         "qos": Field("str", None, "default QOS"),
         "max_array_parallel": Field("int", None, "default array throttle (%N)", minimum=1),
-        "test_only": Field("bool", True, "run 'sbatch --test-only' before submitting", nullable=False),
+        "test_only": Field(
+            "bool", True, "run 'sbatch --test-only' before submitting", nullable=False
+        ),
     },
 }
 
@@ -236,8 +254,10 @@ def _defaults() -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
         values[section] = {}
         for key, spec in fields.items():
             default = spec.default
-            values[section][key] = list(default) if isinstance(default, list) else (
-                dict(default) if isinstance(default, dict) else default
+            values[section][key] = (
+                list(default)
+                if isinstance(default, list)
+                else (dict(default) if isinstance(default, dict) else default)
             )
             sources[f"{section}.{key}".lstrip(".")] = "default"
     return values, sources
@@ -254,7 +274,9 @@ def apply_layer(
             if value is None:
                 continue
             if not isinstance(value, dict):
-                raise doc.error((key,), f"section '{key}' must be a mapping", "indent its keys under it")
+                raise doc.error(
+                    (key,), f"section '{key}' must be a mapping", "indent its keys under it"
+                )
             for sub, item in value.items():
                 if sub not in SCHEMA[key]:
                     raise unknown_key_error(doc, (key, sub), SCHEMA[key])
@@ -302,7 +324,9 @@ def find_profile(selector: str | None) -> tuple[str, Path | None]:
             return chosen, path
     if chosen == LOCAL_PROFILE_NAME:
         return chosen, None
-    known = sorted({p.stem for folder in searched if folder.is_dir() for p in folder.glob("*.yaml")})
+    known = sorted(
+        {p.stem for folder in searched if folder.is_dir() for p in folder.glob("*.yaml")}
+    )
     raise ConfigError(
         f"no cluster profile named '{chosen}'",
         f"known profiles: {', '.join(known) or '(none)'}; or pass --cluster PATH/TO/profile.yaml "
@@ -353,7 +377,8 @@ def _build(
     top, ssh, julia, slurm = values[""], values["ssh"], values["julia"], values["slurm"]
     if top["transport"] == "ssh" and not ssh["target"]:
         raise doc.error(
-            ("ssh",), "transport is 'ssh' but ssh.target is not set",
+            ("ssh",),
+            "transport is 'ssh' but ssh.target is not set",
             "set ssh.target to the login node's host name or ~/.ssh/config alias",
         )
     remote_root = top["remote_root"]
@@ -370,7 +395,9 @@ def _build(
                 "e.g. /projects/<group>/<user>/globtim-hpc",
             )
     if not str(remote_root).startswith("/"):
-        raise doc.error(("remote_root",), f"remote_root must be an absolute path, got {remote_root!r}")
+        raise doc.error(
+            ("remote_root",), f"remote_root must be an absolute path, got {remote_root!r}"
+        )
     depot = julia["depot_path"] or f"{str(remote_root).rstrip('/')}/depot"
     if julia["depot_path"] is None:
         sources["julia.depot_path"] = "derived from remote_root"
@@ -425,6 +452,10 @@ def profile_rows(profile: ClusterProfile) -> list[tuple[str, Any, str]]:
         for key in fields:
             dotted_key = f"{section}.{key}".lstrip(".")
             rows.append(
-                (dotted_key, profile.resolved.values[section][key], profile.resolved.sources[dotted_key])
+                (
+                    dotted_key,
+                    profile.resolved.values[section][key],
+                    profile.resolved.sources[dotted_key],
+                )
             )
     return rows

@@ -78,7 +78,12 @@ class ConnectError(GlobtimHpcError):
     exit_code = ExitCode.CONNECTION
 
     def __init__(
-        self, message: str, hint: str | None = None, *, hop: str | None = None, transient: bool = False
+        self,
+        message: str,
+        hint: str | None = None,
+        *,
+        hop: str | None = None,
+        transient: bool = False,
     ) -> None:
         super().__init__(f"{hop}: {message}" if hop else message, hint)
         self.hop = hop

@@ -25,6 +25,8 @@ if TYPE_CHECKING:
 TEMPLATE_NAME = "job.sbatch.j2"
 # Without a throttle a large sweep floods the queue and every node's file system at once.
 DEFAULT_ARRAY_THROTTLE = 50
+GRACE_SIGNAL_S = 120
+GRACE_SIGNAL_MIN_TIME_MIN = 10  # SLURM sends signals only to within a minute; short jobs get none
 
 # sbatch reads #SBATCH lines itself, not through a shell, and has no reliable quoting there:
 # a value must be one plain word.
@@ -74,6 +76,10 @@ def sbatch_options(plan: JobPlan, profile: ClusterProfile, inputs: ScriptInputs)
             resources.max_parallel or profile.slurm_max_array_parallel or DEFAULT_ARRAY_THROTTLE,
         ),
     }
+    if resources.time_min >= GRACE_SIGNAL_MIN_TIME_MIN:
+        # Julia cannot catch SIGTERM, but the driver turns SIGINT into an orderly stop that
+        # keeps finished degrees; SLURM delivers it to the job step before the time limit.
+        options["signal"] = f"INT@{GRACE_SIGNAL_S}"
     partition = resources.partition or profile.slurm_partition
     account = resources.account or profile.slurm_account
     if partition:

@@ -183,7 +183,8 @@ class Store:
             row = db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
             if row is None:
                 db.execute(
-                    "INSERT INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+                    "INSERT INTO meta (key, value) VALUES ('schema_version', ?)",
+                    (str(SCHEMA_VERSION),),
                 )
             elif int(row["value"]) > SCHEMA_VERSION:
                 raise StoreError(
@@ -220,9 +221,19 @@ class Store:
                 " config_hash, deploy_id, git_sha, plan_json, submission_json, created_at)"
                 " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
-                    run_id, problem, cluster, scheduler, remote_dir, RunPhase.PREPARED.value,
-                    len(task_ids), config_hash, deploy_id, git_sha, json.dumps(plan, sort_keys=True),
-                    json.dumps(submission, sort_keys=True) if submission is not None else None, now,
+                    run_id,
+                    problem,
+                    cluster,
+                    scheduler,
+                    remote_dir,
+                    RunPhase.PREPARED.value,
+                    len(task_ids),
+                    config_hash,
+                    deploy_id,
+                    git_sha,
+                    json.dumps(plan, sort_keys=True),
+                    json.dumps(submission, sort_keys=True) if submission is not None else None,
+                    now,
                 ),
             )
             db.executemany(
@@ -232,7 +243,9 @@ class Store:
 
     def set_phase(self, run_id: str, phase: RunPhase, error: str | None = None) -> None:
         with self._tx() as db:
-            db.execute("UPDATE runs SET phase=?, error=? WHERE run_id=?", (phase.value, error, run_id))
+            db.execute(
+                "UPDATE runs SET phase=?, error=? WHERE run_id=?", (phase.value, error, run_id)
+            )
 
     def record_job(self, run_id: str, cluster: str, job_id: str, *, adopted: bool = False) -> None:
         now = utc_now()
@@ -254,7 +267,8 @@ class Store:
 
     def _run_from_row(self, row: sqlite3.Row) -> RunRecord:
         job = self._db.execute(
-            "SELECT job_id FROM jobs WHERE run_id=? ORDER BY submitted_at DESC LIMIT 1", (row["run_id"],)
+            "SELECT job_id FROM jobs WHERE run_id=? ORDER BY submitted_at DESC LIMIT 1",
+            (row["run_id"],),
         ).fetchone()
         return RunRecord(
             run_id=row["run_id"],
@@ -282,7 +296,8 @@ class Store:
     def run_for_job(self, cluster: str | None, job_id: str) -> RunRecord | None:
         if cluster is None:
             row = self._db.execute(
-                "SELECT run_id FROM jobs WHERE job_id=? ORDER BY submitted_at DESC LIMIT 1", (job_id,)
+                "SELECT run_id FROM jobs WHERE job_id=? ORDER BY submitted_at DESC LIMIT 1",
+                (job_id,),
             ).fetchone()
         else:
             row = self._db.execute(
@@ -295,12 +310,19 @@ class Store:
         rows = self._db.execute(
             "SELECT * FROM runs WHERE cluster=? AND config_hash=? AND phase IN (?,?,?)"
             " ORDER BY created_at",
-            (cluster, config_hash, RunPhase.PREPARED.value, RunPhase.UPLOADED.value,
-             RunPhase.SUBMITTING.value),
+            (
+                cluster,
+                config_hash,
+                RunPhase.PREPARED.value,
+                RunPhase.UPLOADED.value,
+                RunPhase.SUBMITTING.value,
+            ),
         ).fetchall()
         return [self._run_from_row(r) for r in rows]
 
-    def list_runs(self, *, cluster: str | None = None, active_only: bool = False) -> list[RunRecord]:
+    def list_runs(
+        self, *, cluster: str | None = None, active_only: bool = False
+    ) -> list[RunRecord]:
         query = "SELECT * FROM runs"
         args: list[Any] = []
         where = []
@@ -326,8 +348,12 @@ class Store:
             (run_id,),
         ).fetchall()
         return [
-            (r["task_index"], r["task_id"], r["state"],
-             json.loads(r["status_json"]) if r["status_json"] else None)
+            (
+                r["task_index"],
+                r["task_id"],
+                r["state"],
+                json.loads(r["status_json"]) if r["status_json"] else None,
+            )
             for r in rows
         ]
 
@@ -345,7 +371,13 @@ class Store:
                 new = status.state.value
                 db.execute(
                     "UPDATE tasks SET state=?, status_json=?, updated_at=? WHERE run_id=? AND task_index=?",
-                    (new, json.dumps(status.to_dict(), sort_keys=True), now, run_id, status.task_index),
+                    (
+                        new,
+                        json.dumps(status.to_dict(), sort_keys=True),
+                        now,
+                        run_id,
+                        status.task_index,
+                    ),
                 )
                 if old != new:
                     cur = db.execute(
@@ -354,19 +386,25 @@ class Store:
                         (run_id, status.task_index, old, new, now),
                     )
                     changes.append(
-                        StateChange(int(cur.lastrowid or 0), run_id, status.task_index, old, new, now)
+                        StateChange(
+                            int(cur.lastrowid or 0), run_id, status.task_index, old, new, now
+                        )
                     )
         return changes
 
     def changes_since_seen(self, run_id: str, *, mark_seen: bool = True) -> list[StateChange]:
         """State changes the user has not been shown yet (by any earlier monitor call)."""
-        row = self._db.execute("SELECT last_change_id FROM seen WHERE run_id=?", (run_id,)).fetchone()
+        row = self._db.execute(
+            "SELECT last_change_id FROM seen WHERE run_id=?", (run_id,)
+        ).fetchone()
         last = row["last_change_id"] if row else 0
         rows = self._db.execute(
             "SELECT * FROM state_changes WHERE run_id=? AND id>? ORDER BY id", (run_id, last)
         ).fetchall()
         changes = [
-            StateChange(r["id"], r["run_id"], r["task_index"], r["old_state"], r["new_state"], r["at"])
+            StateChange(
+                r["id"], r["run_id"], r["task_index"], r["old_state"], r["new_state"], r["at"]
+            )
             for r in rows
         ]
         if mark_seen and changes:
@@ -397,15 +435,27 @@ class Store:
                 " info_json, created_at) VALUES (?,?,?,?,?,?,?,?)"
                 " ON CONFLICT(cluster, deploy_id) DO UPDATE SET verified=excluded.verified,"
                 " info_json=excluded.info_json, created_at=excluded.created_at",
-                (deploy_id, cluster, git_sha, int(dirty), remote_dir, int(verified),
-                 json.dumps(info, sort_keys=True), utc_now()),
+                (
+                    deploy_id,
+                    cluster,
+                    git_sha,
+                    int(dirty),
+                    remote_dir,
+                    int(verified),
+                    json.dumps(info, sort_keys=True),
+                    utc_now(),
+                ),
             )
 
-    def latest_deployment(self, cluster: str, *, verified_only: bool = True) -> dict[str, Any] | None:
+    def latest_deployment(
+        self, cluster: str, *, verified_only: bool = True
+    ) -> dict[str, Any] | None:
         query = "SELECT * FROM deployments WHERE cluster=?"
         if verified_only:
             query += " AND verified=1"
-        row = self._db.execute(query + " ORDER BY created_at DESC, rowid DESC LIMIT 1", (cluster,)).fetchone()
+        row = self._db.execute(
+            query + " ORDER BY created_at DESC, rowid DESC LIMIT 1", (cluster,)
+        ).fetchone()
         if row is None:
             return None
         return {
@@ -434,7 +484,15 @@ class Store:
             db.execute(
                 "INSERT INTO collections (run_id, local_dir, manifest_sha256, file_count, byte_count,"
                 " complete, collected_at) VALUES (?,?,?,?,?,?,?)",
-                (run_id, local_dir, manifest_sha256, file_count, byte_count, int(complete), utc_now()),
+                (
+                    run_id,
+                    local_dir,
+                    manifest_sha256,
+                    file_count,
+                    byte_count,
+                    int(complete),
+                    utc_now(),
+                ),
             )
 
     def collections(self, run_id: str) -> list[dict[str, Any]]:

@@ -204,7 +204,9 @@ def prepare_run(
         files[name] = Path(local).read_bytes()
     if profile.scheduler == "direct":
         files[RUNNER_PATH] = (paths.templates_dir() / "direct_runner.sh").read_bytes()
-    submission = {
+    deploy_id: str | None = deployment["deploy_id"] if deployment else None
+    code_git_sha: str | None = deployment.get("git_sha") if deployment else None
+    submission: dict[str, Any] = {
         "schema": "globtim-hpc/submission/1",
         "run_id": run_id,
         "problem": plan.problem,
@@ -216,8 +218,8 @@ def prepare_run(
         "user": _user(),
         "submit_host": socket.gethostname(),
         "tool": tool_info(),
-        "deploy_id": deployment["deploy_id"] if deployment else None,
-        "git_sha": deployment.get("git_sha") if deployment else None,
+        "deploy_id": deploy_id,
+        "git_sha": code_git_sha,
         "code_dirty": deployment.get("dirty") if deployment else None,
         "julia_project": julia_project,
         "julia_executable": profile.julia_executable,
@@ -236,8 +238,8 @@ def prepare_run(
         script=script,
         files=files,
         submission=submission,
-        deploy_id=submission["deploy_id"],
-        code_git_sha=submission["git_sha"],
+        deploy_id=deploy_id,
+        code_git_sha=code_git_sha,
     )
 
 
@@ -315,7 +317,9 @@ class SubmitContext:
     after_submit_sent: Callable[[], None] | None = None
     commands: int = 0
 
-    def run(self, argv: Sequence[str], *, stdin: bytes | None = None, timeout_s: float = 300) -> CommandResult:
+    def run(
+        self, argv: Sequence[str], *, stdin: bytes | None = None, timeout_s: float = 300
+    ) -> CommandResult:
         self.commands += 1
         return self.transport.run(argv, stdin=stdin, timeout_s=timeout_s)
 
@@ -362,8 +366,7 @@ def submit_plan(
     if resume:
         unfinished = store.unfinished_submissions(profile.name, plan.config_hash)
         if unfinished:
-            record = unfinished[-1]
-            return _finish(ctx, record, resumed=True)
+            return _finish(ctx, unfinished[-1], resumed=True)
 
     preflight(ctx.transport, profile)
     ctx.commands += 1
@@ -386,9 +389,9 @@ def submit_plan(
         plan=plan_dict,
         submission=prepared.submission,
     )
-    record = store.get_run(prepared.run_id)
-    assert record is not None
-    result = _finish(ctx, record, resumed=False, archive=archive)
+    added = store.get_run(prepared.run_id)
+    assert added is not None
+    result = _finish(ctx, added, resumed=False, archive=archive)
     result.script = prepared.script
     result.upload_plan = prepared.upload_plan()
     return result
@@ -419,7 +422,12 @@ def _finish(
                     )
                 store.set_phase(record.run_id, RunPhase.SUBMITTING)
                 argv = [
-                    "sh", "-c", _UPLOAD_AND_SUBMIT, "globtim-submit", runs_root, record.run_id,
+                    "sh",
+                    "-c",
+                    _UPLOAD_AND_SUBMIT,
+                    "globtim-submit",
+                    runs_root,
+                    record.run_id,
                     *_scheduler_argv(ctx, record.remote_dir, record.plan),
                 ]
                 result = ctx.run(argv, stdin=archive)
@@ -465,8 +473,10 @@ def _accept(ctx: SubmitContext, record: RunRecord, result: CommandResult) -> str
         return job_id
     if not uploaded:
         ctx.store.set_phase(record.run_id, RunPhase.ABANDONED, error=result.output_tail())
-        result.check(f"uploading run {record.run_id} to {ctx.transport.label}:{record.remote_dir}",
-                     "check free space and permissions under remote_root; nothing was submitted")
+        result.check(
+            f"uploading run {record.run_id} to {ctx.transport.label}:{record.remote_dir}",
+            "check free space and permissions under remote_root; nothing was submitted",
+        )
     stdout = result.stdout_text.replace("@@UPLOADED\n", "", 1)
     trimmed = CommandResult(result.argv, result.exit_status, stdout.encode(), result.stderr)
     try:
@@ -477,8 +487,16 @@ def _accept(ctx: SubmitContext, record: RunRecord, result: CommandResult) -> str
             raise
         # A refusal: nothing runs. Remove the folder so nothing half-made stays behind.
         ctx.store.set_phase(record.run_id, RunPhase.ABANDONED, error=exc.message)
-        ctx.run(["sh", "-c", _REMOVE_RUN, "globtim-remove", posixpath.dirname(record.remote_dir),
-                 record.remote_dir])
+        ctx.run(
+            [
+                "sh",
+                "-c",
+                _REMOVE_RUN,
+                "globtim-remove",
+                posixpath.dirname(record.remote_dir),
+                record.remote_dir,
+            ]
+        )
         raise
 
 
@@ -491,8 +509,14 @@ def _recover(ctx: SubmitContext, record: RunRecord, archive: bytes | None) -> tu
     exists = ctx.run(["sh", "-c", _EXISTS, "globtim-exists", record.remote_dir])
     if exists.stdout_text.strip() == "yes":
         ctx.store.set_phase(record.run_id, RunPhase.SUBMITTING)
-        argv = ["sh", "-c", 'cd -- "$1" && shift && exec "$@"', "globtim-resubmit", record.remote_dir,
-                *_scheduler_argv(ctx, record.remote_dir, record.plan)]
+        argv = [
+            "sh",
+            "-c",
+            'cd -- "$1" && shift && exec "$@"',
+            "globtim-resubmit",
+            record.remote_dir,
+            *_scheduler_argv(ctx, record.remote_dir, record.plan),
+        ]
         result = ctx.run(argv)
         if ctx.after_submit_sent is not None:
             ctx.after_submit_sent()
@@ -503,8 +527,15 @@ def _recover(ctx: SubmitContext, record: RunRecord, archive: bytes | None) -> tu
             "submit the job again with --new",
         )
     ctx.store.set_phase(record.run_id, RunPhase.SUBMITTING)
-    argv = ["sh", "-c", _UPLOAD_AND_SUBMIT, "globtim-submit", posixpath.dirname(record.remote_dir),
-            record.run_id, *_scheduler_argv(ctx, record.remote_dir, record.plan)]
+    argv = [
+        "sh",
+        "-c",
+        _UPLOAD_AND_SUBMIT,
+        "globtim-submit",
+        posixpath.dirname(record.remote_dir),
+        record.run_id,
+        *_scheduler_argv(ctx, record.remote_dir, record.plan),
+    ]
     result = ctx.run(argv, stdin=archive)
     if ctx.after_submit_sent is not None:
         ctx.after_submit_sent()

@@ -116,11 +116,15 @@ def load_yaml_file(path: Path) -> YamlDoc:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(
-            "file not found", "check the path, or list the shipped files in configs/", path=str(path)
+            "file not found",
+            "check the path, or list the shipped files in configs/",
+            path=str(path),
         ) from None
     except UnicodeDecodeError as exc:
         raise ConfigError(
-            f"not UTF-8 text ({exc.reason} at byte {exc.start})", "save the file as UTF-8", path=str(path)
+            f"not UTF-8 text ({exc.reason} at byte {exc.start})",
+            "save the file as UTF-8",
+            path=str(path),
         ) from None
     except OSError as exc:
         raise ConfigError(f"cannot read: {exc.strerror}", path=str(path)) from None

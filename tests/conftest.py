@@ -11,7 +11,9 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(autouse=True)
-def isolated_state(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+def isolated_state(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Path]:
     """Every test gets its own registry and user config: nothing touches the real ones."""
     state = tmp_path_factory.mktemp("state")
     monkeypatch.setenv("GLOBTIM_HPC_STATE_DIR", str(state))

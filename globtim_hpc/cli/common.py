@@ -52,7 +52,9 @@ def base_parser(prog: str, description: str, epilog: str = "") -> argparse.Argum
         action="store_true",
         help="print the resolved cluster profile and where each value came from, then exit",
     )
-    group.add_argument("--json", action="store_true", help="print one JSON object on stdout, nothing else")
+    group.add_argument(
+        "--json", action="store_true", help="print one JSON object on stdout, nothing else"
+    )
     group.add_argument("--debug", action="store_true", help="show tracebacks and transport details")
     group.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     return parser
@@ -85,9 +87,9 @@ class Output:
         return self._err_console
 
     def info(self, message: str) -> None:
-        self.console.print(message, markup=False) if not _has_markup(message) else self.console.print(
+        self.console.print(message, markup=False) if not _has_markup(
             message
-        )
+        ) else self.console.print(message)
 
     def warn(self, message: str) -> None:
         self.err_console.print(f"[yellow]warning:[/yellow] {_escape(message)}")
@@ -134,9 +136,13 @@ def show_config(profile: ClusterProfile, out: Output) -> int:
     table.add_column("value")
     table.add_column("set by")
     for key, value, layer in rows:
-        shown = "-" if value is None or value == [] or value == {} else json.dumps(value) if not isinstance(
-            value, str
-        ) else value
+        shown = (
+            "-"
+            if value is None or value == [] or value == {}
+            else json.dumps(value)
+            if not isinstance(value, str)
+            else value
+        )
         table.add_row(key, _escape(str(shown)), _escape(layer))
     out.console.print(table)
     return ExitCode.OK
@@ -147,7 +153,12 @@ def report_error(exc: GlobtimHpcError, *, debug: bool, json_mode: bool) -> int:
     if json_mode:
         payload = {
             "ok": False,
-            "error": {"type": type(exc).__name__, "message": exc.message, "hint": exc.hint, "exit_code": code},
+            "error": {
+                "type": type(exc).__name__,
+                "message": exc.message,
+                "hint": exc.hint,
+                "exit_code": code,
+            },
         }
         sys.stdout.write(json.dumps(payload, indent=2, sort_keys=True) + "\n")
     if debug:
@@ -207,5 +218,6 @@ def open_cluster(profile: ClusterProfile) -> Any:
     """The profile's transport (not yet connected: SSH connects on first use)."""
     from globtim_hpc.transport.factory import open_transport
 
-    kind = "local" if profile.is_local else "ssh"
-    return open_transport(kind, profile.ssh, prompt=terminal_prompt)
+    if profile.is_local:
+        return open_transport("local", None, prompt=terminal_prompt)
+    return open_transport("ssh", profile.ssh, prompt=terminal_prompt)

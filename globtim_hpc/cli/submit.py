@@ -35,7 +35,9 @@ then:
 def build_parser() -> argparse.ArgumentParser:
     parser = base_parser("submit_julia_job.py", DESCRIPTION, EPILOG)
     parser.add_argument("--problem", metavar="NAME", help="problem to run (see --list-problems)")
-    parser.add_argument("--config", metavar="FILE", type=Path, help="job config YAML (parameters, resources)")
+    parser.add_argument(
+        "--config", metavar="FILE", type=Path, help="job config YAML (parameters, resources)"
+    )
     parser.add_argument(
         "--dry-run",
         action="store_true",
@@ -51,7 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="run without a verified deployment (JULIA_PROJECT unset)",
     )
-    parser.add_argument("--list-problems", action="store_true", help="list the problem library and exit")
+    parser.add_argument(
+        "--list-problems", action="store_true", help="list the problem library and exit"
+    )
     return parser
 
 
@@ -68,8 +72,10 @@ def _list_problems(out: Output) -> int:
 
 
 def _check_local_julia(executable: str) -> None:
-    found = shutil.which(executable) if "/" not in executable else (
-        executable if os.access(executable, os.X_OK) else None
+    found = (
+        shutil.which(executable)
+        if "/" not in executable
+        else (executable if os.access(executable, os.X_OK) else None)
     )
     if found is None:
         raise ConfigError(
@@ -116,7 +122,9 @@ def _body(args: argparse.Namespace, out: Output) -> int:
 
         with open_cluster(profile) as transport:
             scheduler = make_scheduler(profile, transport)
-            ctx = SubmitContext(profile=profile, transport=transport, scheduler=scheduler, store=store)
+            ctx = SubmitContext(
+                profile=profile, transport=transport, scheduler=scheduler, store=store
+            )
             result = submit_plan(plan, ctx, deployment=deployment, resume=not args.new)
     result.warnings = warnings
     if out.json_mode:
@@ -133,7 +141,9 @@ def _body(args: argparse.Namespace, out: Output) -> int:
     out.info(f"  deploy:   {result.deploy_id or '(none)'}")
     cluster_flag = f" --cluster {args.cluster}" if args.cluster else ""
     out.info(f"next: ./monitor_jobs.py{cluster_flag} --run-id {result.run_id} --watch")
-    out.info(f"      ./collect_results.py{cluster_flag} --run-id {result.run_id} --local-dir results/")
+    out.info(
+        f"      ./collect_results.py{cluster_flag} --run-id {result.run_id} --local-dir results/"
+    )
     return ExitCode.OK
 
 
@@ -154,7 +164,9 @@ def _print_dry_run(out: Output, plan: Any, profile: Any, prepared: Any, warnings
             }
         )
         return ExitCode.OK
-    out.info(f"problem {plan.problem}: {len(plan.tasks)} task(s) on cluster '{profile.name}' (dry run)")
+    out.info(
+        f"problem {plan.problem}: {len(plan.tasks)} task(s) on cluster '{profile.name}' (dry run)"
+    )
     res = plan.resources
     out.info(
         f"resources per task: {res.time_min} min, {res.mem_gb:g} GB, {res.cpus} CPU(s)"

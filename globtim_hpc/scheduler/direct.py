@@ -52,7 +52,9 @@ _CANCEL = 'd=$1; pid=$(cat "$d/direct/runner.pid" 2>/dev/null) || exit 0; : > "$
 
 _FIND = '[ -f "$1/direct/runner.pid" ] && printf "d%s\n" "$(cat "$1/direct/runner.pid")"; exit 0'
 
-TIMEOUT_EXIT_CODES = frozenset({124, 137})  # timeout(1): limit reached; killed after the grace period
+TIMEOUT_EXIT_CODES = frozenset(
+    {124, 137}
+)  # timeout(1): limit reached; killed after the grace period
 
 
 @dataclass(frozen=True)
@@ -65,11 +67,21 @@ class DirectRunState:
     status_texts: dict[str, str]
 
 
-def launch_argv(run_dir: str, task_count: int, max_parallel: int, time_limit_s: int, cpus: int) -> list[str]:
+def launch_argv(
+    run_dir: str, task_count: int, max_parallel: int, time_limit_s: int, cpus: int
+) -> list[str]:
     runner = posixpath.join(run_dir, DIRECT_DIR, RUNNER_NAME)
     return [
-        "bash", "-c", _LAUNCH, "globtim-direct", runner,
-        run_dir, str(task_count), str(max_parallel), str(time_limit_s), str(cpus),
+        "bash",
+        "-c",
+        _LAUNCH,
+        "globtim-direct",
+        runner,
+        run_dir,
+        str(task_count),
+        str(max_parallel),
+        str(time_limit_s),
+        str(cpus),
     ]
 
 
@@ -102,8 +114,14 @@ def parse_poll(stdout: str) -> dict[str, DirectRunState]:
             continue
         if line.startswith("@@RUN "):
             current = line[6:]
-            fields[current] = {"pid": None, "alive": False, "done": False, "cancelled": False,
-                               "exits": {}, "status": {}}
+            fields[current] = {
+                "pid": None,
+                "alive": False,
+                "done": False,
+                "cancelled": False,
+                "exits": {},
+                "status": {},
+            }
         elif current is None:
             continue
         elif line.startswith("@@PID "):
@@ -179,7 +197,9 @@ class DirectScheduler:
             "use globtim_hpc.submit, which knows them",
         )
 
-    def launch(self, run_dir: str, task_count: int, max_parallel: int, time_limit_s: int, cpus: int) -> str:
+    def launch(
+        self, run_dir: str, task_count: int, max_parallel: int, time_limit_s: int, cpus: int
+    ) -> str:
         result = self.transport.run(
             launch_argv(run_dir, task_count, max_parallel, time_limit_s, cpus), timeout_s=60
         )

@@ -50,24 +50,40 @@ class Testbed:
     def remote_root(self) -> str:
         return "/projects/globtim/hpc"
 
-    def inhost(self, host: str, *argv: str, check: bool = True, timeout_s: float = 120) -> subprocess.CompletedProcess[str]:
+    def inhost(
+        self, host: str, *argv: str, check: bool = True, timeout_s: float = 120
+    ) -> subprocess.CompletedProcess[str]:
         """Run argv as root inside a bed host (for fault injection and checks)."""
         return subprocess.run(
             ["bash", str(TESTBED_SCRIPTS / "inhost.sh"), host, *argv],
-            capture_output=True, text=True, check=check, timeout=timeout_s,
+            capture_output=True,
+            text=True,
+            check=check,
+            timeout=timeout_s,
         )
 
-    def as_user(self, host: str, script: str, *, check: bool = True, timeout_s: float = 120) -> subprocess.CompletedProcess[str]:
+    def as_user(
+        self, host: str, script: str, *, check: bool = True, timeout_s: float = 120
+    ) -> subprocess.CompletedProcess[str]:
         """Run a shell snippet as the bed's user on a host (through OpenSSH, like a person would)."""
         return subprocess.run(
             ["ssh", "-F", str(self.ssh_config), host, script],
-            capture_output=True, text=True, check=check, timeout=timeout_s, stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            check=check,
+            timeout=timeout_s,
+            stdin=subprocess.DEVNULL,
         )
 
-    def script(self, name: str, *argv: str, timeout_s: float = 180) -> subprocess.CompletedProcess[str]:
+    def script(
+        self, name: str, *argv: str, timeout_s: float = 180
+    ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             ["bash", str(TESTBED_SCRIPTS / name), *argv],
-            capture_output=True, text=True, check=True, timeout=timeout_s,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=timeout_s,
         )
 
 
@@ -88,7 +104,9 @@ def testbed() -> Iterator[Testbed]:
             ["bash", str(TESTBED_SCRIPTS / "up.sh")], capture_output=True, text=True, timeout=900
         )
         if proc.returncode != 0:
-            pytest.fail(f"tests/testbed/up.sh failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+            pytest.fail(
+                f"tests/testbed/up.sh failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
+            )
         ok, report = _status_ok()
         if not ok:
             pytest.fail(f"the test bed is not healthy after up.sh:\n{report}")

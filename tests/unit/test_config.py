@@ -87,7 +87,10 @@ def test_unknown_key_lists_valid_keys_and_suggests(tmp_path: Path) -> None:
 
 
 def test_wrong_type_names_the_key(tmp_path: Path) -> None:
-    path = write(tmp_path, "transport: ssh\nremote_root: /p\nssh:\n  target: falcon\n  connect_timeout_s: soon\n")
+    path = write(
+        tmp_path,
+        "transport: ssh\nremote_root: /p\nssh:\n  target: falcon\n  connect_timeout_s: soon\n",
+    )
     with pytest.raises(ConfigError) as info:
         load_profile(str(path))
     assert "ssh.connect_timeout_s" in info.value.message
@@ -96,7 +99,7 @@ def test_wrong_type_names_the_key(tmp_path: Path) -> None:
 
 def test_bool_is_not_a_number(tmp_path: Path) -> None:
     path = write(tmp_path, "slurm:\n  max_array_parallel: true\n")
-    with pytest.raises(ConfigError, match="slurm.max_array_parallel"):
+    with pytest.raises(ConfigError, match=r"slurm\.max_array_parallel"):
         load_profile(str(path))
 
 
@@ -107,7 +110,7 @@ def test_choices_are_enforced(tmp_path: Path) -> None:
 
 
 def test_ssh_without_target_or_root_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="ssh.target"):
+    with pytest.raises(ConfigError, match=r"ssh\.target"):
         load_profile(str(write(tmp_path, "transport: ssh\nremote_root: /p\n")))
     with pytest.raises(ConfigError, match="remote_root is not set"):
         load_profile(str(write(tmp_path, "transport: ssh\nssh: {target: falcon}\n", "b.yaml")))
@@ -139,12 +142,21 @@ def test_expand_path() -> None:
         ("remote_root: 5\nslurm:\n  test_only: maybe\n", "slurm.test_only"),
     ],
 )
-def test_cli_reports_profile_errors_with_exit_code_3(tmp_path: Path, text: str, needle: str) -> None:
+def test_cli_reports_profile_errors_with_exit_code_3(
+    tmp_path: Path, text: str, needle: str
+) -> None:
     path = write(tmp_path, text)
-    for script in ("submit_julia_job.py", "monitor_jobs.py", "collect_results.py", "deploy_julia.py"):
+    for script in (
+        "submit_julia_job.py",
+        "monitor_jobs.py",
+        "collect_results.py",
+        "deploy_julia.py",
+    ):
         proc = subprocess.run(
             [sys.executable, str(REPO / script), "--show-config", "--cluster", str(path)],
-            capture_output=True, text=True, timeout=60,
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
         assert proc.returncode == 3, (script, proc.stderr)
         errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]

@@ -11,7 +11,13 @@ import pytest
 from globtim_hpc.config import load_profile
 from globtim_hpc.errors import TemplateError
 from globtim_hpc.jobspec import JobPlan, TaskSpec
-from globtim_hpc.render import ScriptInputs, array_spec, format_mem, format_time_limit, render_script
+from globtim_hpc.render import (
+    ScriptInputs,
+    array_spec,
+    format_mem,
+    format_time_limit,
+    render_script,
+)
 from globtim_hpc.resources import Resources
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -21,7 +27,8 @@ RUN_ID = "4d_benchmark_20260101-120000_0123abcd"
 def _plan(task_count: int = 4, **resources: object) -> JobPlan:
     res = Resources(time_min=90, mem_gb=6.5, cpus=4, **resources)  # type: ignore[arg-type]
     tasks = tuple(
-        TaskSpec(index=i, task_id=f"{i:04d}", params={"degree": 4 + 2 * i}) for i in range(task_count)
+        TaskSpec(index=i, task_id=f"{i:04d}", params={"degree": 4 + 2 * i})
+        for i in range(task_count)
     )
     return JobPlan(
         problem="4d_benchmark",
@@ -67,7 +74,8 @@ def test_rendered_script_matches_golden_file(tmp_path: Path, name: str, task_cou
 
 def test_array_throttle_and_sbatch_block(tmp_path: Path) -> None:
     script = render_script(
-        _plan(4, max_parallel=3), _profile(tmp_path, PROFILE),
+        _plan(4, max_parallel=3),
+        _profile(tmp_path, PROFILE),
         ScriptInputs(RUN_ID, f"/projects/g/hpc/runs/{RUN_ID}", None),
     )
     sbatch = [line for line in script.splitlines() if line.startswith("#SBATCH")]
@@ -80,7 +88,9 @@ def test_array_throttle_and_sbatch_block(tmp_path: Path) -> None:
 
 def test_default_throttle_is_present_for_sweeps(tmp_path: Path) -> None:
     script = render_script(
-        _plan(4), _profile(tmp_path, PROFILE), ScriptInputs(RUN_ID, f"/projects/g/hpc/runs/{RUN_ID}", None)
+        _plan(4),
+        _profile(tmp_path, PROFILE),
+        ScriptInputs(RUN_ID, f"/projects/g/hpc/runs/{RUN_ID}", None),
     )
     assert re.search(r"^#SBATCH --array=0-3%\d+$", script, re.M)
 
@@ -93,7 +103,9 @@ def test_hostile_values_are_quoted_once_and_script_is_valid_bash(tmp_path: Path)
     data["julia"]["modules"] = [hostile]
     data["julia"]["executable"] = "/opt/my julia/$(touch canary)/julia"
     profile = _profile(tmp_path, yaml.safe_dump(data))
-    script = render_script(_plan(2), profile, ScriptInputs(RUN_ID, f"/projects/g/hpc/runs/{RUN_ID}", None))
+    script = render_script(
+        _plan(2), profile, ScriptInputs(RUN_ID, f"/projects/g/hpc/runs/{RUN_ID}", None)
+    )
     # bash -n parses the whole script: a quoting mistake would be a syntax error or a new command.
     subprocess.run(["bash", "-n"], input=script, text=True, check=True)
     line = next(line for line in script.splitlines() if line.startswith("module load"))
@@ -103,7 +115,9 @@ def test_hostile_values_are_quoted_once_and_script_is_valid_bash(tmp_path: Path)
 def test_sbatch_values_must_be_plain_words(tmp_path: Path) -> None:
     profile = _profile(tmp_path, PROFILE.replace("/projects/g/hpc", "/projects/my group/hpc"))
     with pytest.raises(TemplateError, match="cannot carry"):
-        render_script(_plan(2), profile, ScriptInputs(RUN_ID, f"/projects/my group/hpc/runs/{RUN_ID}", None))
+        render_script(
+            _plan(2), profile, ScriptInputs(RUN_ID, f"/projects/my group/hpc/runs/{RUN_ID}", None)
+        )
 
 
 def _placeholder_offenders(text: str) -> list[str]:

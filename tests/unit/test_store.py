@@ -14,9 +14,17 @@ RUN = "x_20260101-000000_abcdef01"
 
 def add(store: Store, run_id: str = RUN, tasks: int = 3, config_hash: str = "h") -> None:
     store.add_run(
-        run_id=run_id, problem="x", cluster="c", scheduler="slurm", remote_dir=f"/r/runs/{run_id}",
-        task_ids=[f"{i:04d}" for i in range(tasks)], config_hash=config_hash, deploy_id=None,
-        git_sha=None, plan={"tasks": []}, submission=None,
+        run_id=run_id,
+        problem="x",
+        cluster="c",
+        scheduler="slurm",
+        remote_dir=f"/r/runs/{run_id}",
+        task_ids=[f"{i:04d}" for i in range(tasks)],
+        config_hash=config_hash,
+        deploy_id=None,
+        git_sha=None,
+        plan={"tasks": []},
+        submission=None,
     )
 
 
@@ -44,8 +52,12 @@ def test_state_changes_are_recorded_once_and_shown_once(tmp_path: Path) -> None:
     with Store.open(tmp_path) as store:
         add(store)
         store.record_job(RUN, "c", "42")
-        first = store.update_tasks(RUN, [TaskStatus(0, JobState.RUNNING), TaskStatus(1, JobState.PENDING)])
-        assert [(c.task_index, c.old_state, c.new_state) for c in first] == [(0, "PENDING", "RUNNING")]
+        first = store.update_tasks(
+            RUN, [TaskStatus(0, JobState.RUNNING), TaskStatus(1, JobState.PENDING)]
+        )
+        assert [(c.task_index, c.old_state, c.new_state) for c in first] == [
+            (0, "PENDING", "RUNNING")
+        ]
         again = store.update_tasks(RUN, [TaskStatus(0, JobState.RUNNING)])
         assert again == []
         assert len(store.changes_since_seen(RUN)) == 1
@@ -58,7 +70,9 @@ def _writer(state_dir: str, worker: int) -> None:
     with Store.open(Path(state_dir)) as store:
         for i in range(25):
             add(store, run_id=f"w{worker}_20260101-000000_{i:08x}", tasks=2)
-            store.update_tasks(f"w{worker}_20260101-000000_{i:08x}", [TaskStatus(0, JobState.RUNNING)])
+            store.update_tasks(
+                f"w{worker}_20260101-000000_{i:08x}", [TaskStatus(0, JobState.RUNNING)]
+            )
 
 
 def test_two_processes_write_at_once(tmp_path: Path) -> None:
@@ -76,10 +90,24 @@ def test_two_processes_write_at_once(tmp_path: Path) -> None:
 def test_deployments_latest_verified(tmp_path: Path) -> None:
     with Store.open(tmp_path) as store:
         assert store.latest_deployment("c") is None
-        store.record_deployment(deploy_id="a", cluster="c", git_sha="s1", dirty=False,
-                                remote_dir="/r/code/a", verified=True, info={})
-        store.record_deployment(deploy_id="b", cluster="c", git_sha="s2", dirty=True,
-                                remote_dir="/r/code/b", verified=False, info={})
+        store.record_deployment(
+            deploy_id="a",
+            cluster="c",
+            git_sha="s1",
+            dirty=False,
+            remote_dir="/r/code/a",
+            verified=True,
+            info={},
+        )
+        store.record_deployment(
+            deploy_id="b",
+            cluster="c",
+            git_sha="s2",
+            dirty=True,
+            remote_dir="/r/code/b",
+            verified=False,
+            info={},
+        )
         latest = store.latest_deployment("c")
         assert latest is not None and latest["deploy_id"] == "a"
         unverified = store.latest_deployment("c", verified_only=False)
