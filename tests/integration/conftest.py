@@ -24,6 +24,8 @@ def _testbed_dir() -> Path:
 
 @dataclass(frozen=True)
 class Testbed:
+    __test__ = False  # a fixture's value, not a test class
+
     dir: Path
 
     @property

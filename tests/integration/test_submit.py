@@ -89,7 +89,7 @@ def small_benchmark(tmp_path: Path, degrees: list[int] | int = 4, **resources: A
         tmp_path,
         {
             "parameters": {"function": "Sphere", "degree": degrees, "samples_per_dim": 6},
-            "resources": {"preset": "quick", "cpus": 1, "mem_gb": 1, **resources},
+            "resources": {"preset": "quick", "cpus": 1, "mem_gb": 2, **resources},
         },
     )
 
@@ -155,7 +155,7 @@ def test_hostile_values_reach_the_job_byte_exact(
         odd_dir,
         {
             "parameters": {"script": str(script), "label": HOSTILE, "tags": [HOSTILE, "-n"]},
-            "resources": {"preset": "quick", "cpus": 1, "mem_gb": 1},
+            "resources": {"preset": "quick", "cpus": 1, "mem_gb": 2},
         },
     )
     plan = build_plan("custom", config)
