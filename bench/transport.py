@@ -1,0 +1,87 @@
+"""How the SSH transport compares with OpenSSH on the test bed (figures only, no verdicts).
+
+    .venv/bin/python bench/transport.py [--runs 15] [--config FILE] [--target falcon]
+
+Prints medians of:
+- chain set-up plus one command: a fresh SshTransport vs ``ssh -F cfg -J mack falcon true``;
+- per-command latency on the open chain vs one ``ssh`` process per command vs OpenSSH with a
+  ControlMaster (its socket lives in a temporary folder; the master is stopped at the end).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+
+from globtim_hpc.transport.settings import SshSettings
+from globtim_hpc.transport.ssh import SshTransport
+
+DEFAULT_CONFIG = "/var/tmp/globtim-testbed/client/ssh_config"
+
+
+def median_ms(action: Callable[[], object], runs: int) -> float:
+    samples = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        action()
+        samples.append((time.perf_counter() - started) * 1000)
+    return statistics.median(samples)
+
+
+def openssh(*argv: str) -> None:
+    subprocess.run(["ssh", *argv], check=True, stdin=subprocess.DEVNULL, capture_output=True)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=15)
+    parser.add_argument("--config", default=DEFAULT_CONFIG)
+    parser.add_argument("--target", default="falcon")
+    parser.add_argument("--jump", default="mack")
+    args = parser.parse_args()
+    cfg, target, runs = args.config, args.target, args.runs
+    settings = SshSettings(target=target, config_file=cfg)
+
+    def fresh_chain() -> None:
+        with SshTransport(settings) as ssh:
+            ssh.run(["true"]).check("true")
+
+    setup_ours = median_ms(fresh_chain, runs)
+    setup_openssh = median_ms(lambda: openssh("-F", cfg, "-J", args.jump, target, "true"), runs)
+
+    with SshTransport(settings) as ssh:
+        ssh.run(["true"])  # connect outside the measurement
+        per_command_ours = median_ms(lambda: ssh.run(["true"]).check("true"), runs * 4)
+        connections = ssh.connection_count
+
+    with tempfile.TemporaryDirectory(prefix="globtim-bench-") as folder:
+        control = ["-o", f"ControlPath={folder}/cm", "-F", cfg]
+        openssh(*control, "-o", "ControlMaster=yes", "-o", "ControlPersist=120", "-fN", target)
+        try:
+            per_command_master = median_ms(lambda: openssh(*control, target, "true"), runs * 4)
+        finally:
+            subprocess.run(
+                ["ssh", *control, "-O", "exit", target], capture_output=True, check=False
+            )
+
+    print(f"runs: {runs} (set-up), {runs * 4} (per command); target {target} via {args.jump}")
+    print("chain set-up + one command (median ms)")
+    print(f"  SshTransport (paramiko)          {setup_ours:8.1f}")
+    print(f"  ssh -J {args.jump} {target} true        {setup_openssh:8.1f}")
+    print(f"  ratio ours / OpenSSH             {setup_ours / setup_openssh:8.2f}")
+    print("one command (median ms)")
+    print(f"  SshTransport, open chain         {per_command_ours:8.1f}")
+    print(f"  one ssh process per command      {setup_openssh:8.1f}")
+    print(f"  OpenSSH ControlMaster            {per_command_master:8.1f}")
+    print(f"  ratio ours / ssh per command     {per_command_ours / setup_openssh:8.2f}")
+    print(f"  ratio ours / ControlMaster       {per_command_ours / per_command_master:8.2f}")
+    print(f"TCP connections opened by the open-chain transport: {connections}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,28 @@
+"""Choose a transport by kind. paramiko is imported only when an SSH transport is made."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from globtim_hpc.errors import ConfigError
+from globtim_hpc.transport.base import PromptFn, Transport
+from globtim_hpc.transport.local import LocalTransport
+from globtim_hpc.transport.settings import SshSettings
+
+TransportKind = Literal["ssh", "local"]
+
+
+def open_transport(
+    kind: TransportKind, ssh: SshSettings | None, prompt: PromptFn | None = None
+) -> Transport:
+    """A transport of the given kind; SSH connects lazily, on the first command."""
+    if kind == "local":
+        return LocalTransport()
+    if kind == "ssh":
+        if ssh is None:
+            raise ConfigError("transport 'ssh' needs SSH settings (at least a target host)")
+        # imported here so that commands which never reach a cluster never load paramiko
+        from globtim_hpc.transport.ssh import SshTransport
+
+        return SshTransport(ssh, prompt=prompt)
+    raise ConfigError(f"unknown transport {kind!r}", "use 'ssh' or 'local'")
