@@ -19,7 +19,7 @@ import socket
 import tarfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -151,23 +151,8 @@ class SubmitResult:
     warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "run_id": self.run_id,
-            "job_id": self.job_id,
-            "cluster": self.cluster,
-            "scheduler": self.scheduler,
-            "run_dir": self.run_dir,
-            "task_count": self.task_count,
-            "logs_dir": self.logs_dir,
-            "output_dir": self.output_dir,
-            "deploy_id": self.deploy_id,
-            "adopted": self.adopted,
-            "resumed": self.resumed,
-            "dry_run": self.dry_run,
-            "remote_commands": self.remote_commands,
-            "upload_plan": self.upload_plan,
-            "warnings": self.warnings,
-        }
+        # The script is shown by --dry-run, not repeated in every result.
+        return {key: value for key, value in asdict(self).items() if key != "script"}
 
 
 def _driver_files(plan: JobPlan) -> dict[str, bytes]:
