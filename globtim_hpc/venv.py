@@ -8,9 +8,13 @@ import sys
 from pathlib import Path
 
 
+# find_spec looks the modules up without importing them, so --help stays fast.
+REQUIRED_MODULES = ("yaml", "paramiko", "scp", "rich", "jinja2")
+
+
 def use_project_venv() -> None:
-    """Re-run this command under the repository's ``.venv`` if this interpreter lacks PyYAML."""
-    if importlib.util.find_spec("yaml") is not None:
+    """Re-run this command under the repository's ``.venv`` if this interpreter lacks a dependency."""
+    if all(importlib.util.find_spec(name) is not None for name in REQUIRED_MODULES):
         return
     venv_python = Path(__file__).resolve().parent.parent / ".venv" / "bin" / "python"
     if venv_python.is_file() and Path(sys.executable).resolve() != venv_python.resolve():

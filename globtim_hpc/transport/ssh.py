@@ -233,6 +233,11 @@ class SshTransport:
             channel.close()
             self._raise_if_broken(exc, f"running {args[0]}")
             raise
+        except BaseException:
+            # The caller's sink or progress callback gave up (an unsafe archive, Ctrl-C): close
+            # the channel so the remote command stops instead of running on unread.
+            channel.close()
+            raise
         finally:
             pump.join()
         if channel.exit_status == -1 and not self._chain_alive(settle_s=_SETTLE_S):

@@ -1,0 +1,167 @@
+#!/usr/bin/env python3
+"""Collection throughput on the test bed, against raw ``ssh … tar c | tar x`` and ``scp -r``.
+
+Prints figures; passes or fails on nothing. Needs the bed up (tests/testbed/up.sh) and root
+(to read the bed's client key). Sizes can be lowered for a quick run:
+
+    BENCH_SMALL_COUNT=10000 BENCH_SMALL_BYTES=4096 BENCH_BIG_BYTES=1073741824 \
+        .venv/bin/python bench/collect.py
+
+Two fabricated runs are written on falcon (many small files; one big file), collected by the
+toolkit, by raw ssh+tar and by scp, then collected again unchanged to show what is re-sent.
+Everything is removed afterwards, remotely and locally.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from globtim_hpc.layout import RemoteLayout, new_run_id  # noqa: E402
+from globtim_hpc.quoting import join  # noqa: E402
+
+SMALL_COUNT = int(os.environ.get("BENCH_SMALL_COUNT", "10000"))
+SMALL_BYTES = int(os.environ.get("BENCH_SMALL_BYTES", "4096"))
+BIG_BYTES = int(os.environ.get("BENCH_BIG_BYTES", str(1 << 30)))
+TESTBED_DIR = Path(os.environ.get("GLOBTIM_TESTBED_DIR", "/var/tmp/globtim-testbed"))
+SSH_CONFIG = TESTBED_DIR / "client" / "ssh_config"
+
+# Runs on falcon: a run folder with one finished task holding the benchmark's files.
+FABRICATE = r"""
+import json, os, sys
+run, run_id, count, size, big = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+def put(rel, data):
+    path = os.path.join(run, rel)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb") as f:
+        f.write(data)
+put("submission.json", json.dumps({"run_id": run_id, "tasks": [{"index": 0, "task_id": "0000"}]}).encode())
+put("status/0000.json", json.dumps({"schema": "globtim-hpc/status/1", "run_id": run_id, "task_id": "0000",
+    "task_index": 0, "state": "EXITED", "exit_code": 0, "started_at": "2026-01-01T00:00:00Z",
+    "ended_at": "2026-01-01T00:00:01Z"}).encode())
+for k in range(count):
+    put("output/0000/small/f%06d.bin" % k, os.urandom(size))
+if big:
+    path = os.path.join(run, "output/0000/big.bin")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb") as f:
+        left = big
+        while left:
+            chunk = os.urandom(min(left, 1 << 22))
+            f.write(chunk)
+            left -= len(chunk)
+"""
+
+
+def ssh(*argv: str, timeout_s: float = 3600) -> None:
+    subprocess.run(["ssh", "-F", str(SSH_CONFIG), "falcon", join(argv)], check=True,
+                   timeout=timeout_s, stdin=subprocess.DEVNULL)
+
+
+@dataclass
+class Timer:
+    marks: dict[str, float] = field(default_factory=dict)
+
+    def phase(self, message: str) -> None:
+        self.marks.setdefault(message.split()[0], time.monotonic())
+
+    def transfer_started(self, byte_count: int, file_count: int) -> None:
+        self.marks["transfer"] = time.monotonic()
+
+    def transferred(self, byte_count: int) -> None:
+        pass
+
+    def transfer_finished(self) -> None:
+        self.marks["transfer_end"] = time.monotonic()
+
+
+def rate(byte_count: int, seconds: float) -> str:
+    return f"{byte_count / max(seconds, 1e-9) / 1e6:8.1f} MB/s  ({seconds:6.1f} s)"
+
+
+def bench_one(label: str, count: int, size: int, big: int, work: Path) -> None:
+    from globtim_hpc.collect import CollectOptions, collect_run
+    from globtim_hpc.config import load_profile
+    from globtim_hpc.store import Store
+    from globtim_hpc.transport.factory import open_transport
+
+    profile = load_profile(str(REPO / "configs" / "testbed.yaml"))
+    assert profile.ssh is not None
+    run_id = new_run_id("bench_collect")
+    run_dir = RemoteLayout(profile.remote_root).run_dir(run_id)
+    total = count * size + big
+    print(f"\n== {label}: {count} files x {size} B + {big} B = {total / 1e6:.1f} MB", flush=True)
+    try:
+        ssh("python3", "-c", FABRICATE, run_dir, run_id, str(count), str(size), str(big))
+        with Store.open(work / "state") as store:
+            store.add_run(run_id=run_id, problem="bench", cluster=profile.name, scheduler="slurm",
+                          remote_dir=run_dir, task_ids=["0000"], config_hash="bench",
+                          deploy_id=None, git_sha=None, plan={}, submission=None)
+            run = store.get_run(run_id)
+            assert run is not None
+            options = CollectOptions(results_root=work / "results")
+            with open_transport("ssh", profile.ssh) as transport:
+                transport.run(["true"])  # connect before timing
+                timer = Timer()
+                start = time.monotonic()
+                first = collect_run(run, transport=transport, store=store,
+                                    remote_root=profile.remote_root, options=options, observer=timer)
+                elapsed = time.monotonic() - start
+                print(f"  globtim collect (end to end)  {rate(first.content_bytes_received, elapsed)}")
+                if "transfer" in timer.marks and "transfer_end" in timer.marks:
+                    seconds = timer.marks["transfer_end"] - timer.marks["transfer"]
+                    print(f"    of which the tar stream     {rate(first.stream_bytes_received, seconds)}")
+                if "computing" in timer.marks and "transfer" in timer.marks:
+                    print(f"    remote manifest + local checks {timer.marks['transfer'] - timer.marks['computing']:6.1f} s")
+
+                start = time.monotonic()
+                again = collect_run(run, transport=transport, store=store,
+                                    remote_root=profile.remote_root, options=options)
+                print(f"  unchanged re-collect: {again.content_bytes_received} content bytes, "
+                      f"{again.stream_bytes_received} stream bytes sent, "
+                      f"{again.files_reused} files reused, {time.monotonic() - start:.1f} s")
+
+        raw_dir = work / "raw"
+        raw_dir.mkdir()
+        start = time.monotonic()
+        subprocess.run(
+            f"ssh -F {SSH_CONFIG} falcon {join(['tar', 'c', '-C', run_dir, '.'])} | tar x -C {raw_dir}",
+            shell=True, check=True, timeout=3600, stdin=subprocess.DEVNULL,
+        )
+        print(f"  ssh falcon tar c | tar x      {rate(total, time.monotonic() - start)}")
+
+        scp_dir = work / "scp"
+        scp_dir.mkdir()
+        start = time.monotonic()
+        subprocess.run(["scp", "-q", "-F", str(SSH_CONFIG), "-r", f"falcon:{run_dir}", str(scp_dir)],
+                       check=True, timeout=3600, stdin=subprocess.DEVNULL)
+        print(f"  scp -r                        {rate(total, time.monotonic() - start)}")
+    finally:
+        ssh("rm", "-rf", "--", run_dir)
+        for sub in ("results", "raw", "scp", "state"):
+            shutil.rmtree(work / sub, ignore_errors=True)
+
+
+def main() -> int:
+    if not SSH_CONFIG.is_file():
+        print(f"no test bed client config at {SSH_CONFIG}: bring the bed up (tests/testbed/up.sh)")
+        return 1
+    print(json.dumps({"small_count": SMALL_COUNT, "small_bytes": SMALL_BYTES, "big_bytes": BIG_BYTES}))
+    with tempfile.TemporaryDirectory(prefix="bench-collect-") as tmp:
+        bench_one("many small files", SMALL_COUNT, SMALL_BYTES, 0, Path(tmp))
+        bench_one("one big file", 0, SMALL_BYTES, BIG_BYTES, Path(tmp))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
