@@ -7,6 +7,7 @@ each task's ``results.json``, log tails) and passes them in; nothing here touche
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -248,10 +249,29 @@ def _cell(text: str) -> str:
     return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
 
 
-def _params_text(params: Mapping[str, Any] | None) -> str:
-    if not params:
+# Bookkeeping the driver needs but a reader does not.
+_HIDDEN_PARAMS = frozenset({"problem", "entry", "task_id", "input_sha256"})
+
+
+def split_params(tasks: Sequence[Mapping[str, Any]]) -> tuple[dict[str, Any], list[str]]:
+    """(values shared by every task, names of the parameters that vary): the sweep's axes."""
+    all_params = [dict(t.get("params") or {}) for t in tasks]
+    names = [n for n in dict.fromkeys(k for p in all_params for k in p) if n not in _HIDDEN_PARAMS]
+    shared: dict[str, Any] = {}
+    varying: list[str] = []
+    for name in names:
+        values = [json.dumps(p.get(name), sort_keys=True) for p in all_params]
+        if len(set(values)) == 1:
+            shared[name] = all_params[0].get(name)
+        else:
+            varying.append(name)
+    return shared, varying
+
+
+def _params_text(params: Mapping[str, Any] | None, names: Sequence[str]) -> str:
+    if not params or not names:
         return "–"
-    return ", ".join(f"{k}={v}" for k, v in params.items())
+    return ", ".join(f"{k}={params.get(k)}" for k in names)
 
 
 def _fence(lines: Sequence[str]) -> str:
@@ -280,8 +300,12 @@ def render_summary(metadata: Mapping[str, Any], log_tails: Mapping[str, Sequence
     out.append(f"- **Files:** {metadata['file_count']} files, {format_bytes(metadata['byte_count'])}; "
                f"manifest sha256 `{metadata['manifest_sha256'][:16]}…` (`MANIFEST.sha256`)")
     out.append(f"- **Remote folder:** `{metadata['remote_dir']}`")
+    shared, varying = split_params(tasks)
+    if shared:
+        out.append("- **Parameters of every task:** "
+                   + ", ".join(f"{k}={json.dumps(v)}" for k, v in shared.items()))
     out += ["", "## Tasks", ""]
-    out.append("| task | parameters | state | exit | elapsed | max RSS | L2 error | critical pts "
+    out.append("| task | swept parameters | state | exit | elapsed | max RSS | L2 error | critical pts "
                "| minima | best value |")
     out.append("|---|---|---|---|---|---|---:|---:|---:|---:|")
     for task in tasks:
@@ -292,7 +316,7 @@ def render_summary(metadata: Mapping[str, Any], log_tails: Mapping[str, Sequence
         results = task.get("results") or {}
         out.append("| " + " | ".join(_cell(c) for c in (
             task["task_id"],
-            _params_text(task.get("params")),
+            _params_text(task.get("params"), varying),
             task["state"] + ("" if task["collected"] else " (not collected)"),
             "–" if exit_code is None else str(exit_code),
             format_duration(task["timing"]["elapsed_s"]),

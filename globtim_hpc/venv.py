@@ -16,8 +16,10 @@ def use_project_venv() -> None:
     """Re-run this command under the repository's ``.venv`` if this interpreter lacks a dependency."""
     if all(importlib.util.find_spec(name) is not None for name in REQUIRED_MODULES):
         return
-    venv_python = Path(__file__).resolve().parent.parent / ".venv" / "bin" / "python"
-    if venv_python.is_file() and Path(sys.executable).resolve() != venv_python.resolve():
+    venv = Path(__file__).resolve().parent.parent / ".venv"
+    venv_python = venv / "bin" / "python"
+    # Compare environments, not binaries: the venv's python is a link to the system one.
+    if venv_python.is_file() and Path(sys.prefix).resolve() != venv.resolve():
         os.execv(str(venv_python), [str(venv_python), *sys.argv])
     sys.stderr.write(
         "error: the Python dependencies are not installed for this interpreter\n"

@@ -216,3 +216,15 @@ def test_local_collection_partial_then_complete(tmp_path: Path) -> None:
         assert "### Task 0001: FAILED (exit code 4)" in summary and "step 24" in summary
         assert [c["complete"] for c in store.collections(run_id)] == [0, 0, 1]
         assert sorted(p.name for p in target.parent.iterdir()) == [target.name]  # nothing hidden left
+
+
+def test_split_params_separates_sweep_axes_from_shared_values() -> None:
+    from globtim_hpc.summary import split_params
+
+    tasks = [
+        {"params": {"problem": "p", "task_id": "0000", "function": "Sphere", "degree": 4, "dim": 4}},
+        {"params": {"problem": "p", "task_id": "0001", "function": "Sphere", "degree": 6, "dim": 4}},
+    ]
+    shared, varying = split_params(tasks)
+    assert varying == ["degree"]
+    assert shared == {"function": "Sphere", "dim": 4}
