@@ -1,0 +1,231 @@
+#!/usr/bin/env python3
+"""Deployment on the test bed: bytes and time for a full deploy, a one-file change and a no-op,
+against ``rsync -a -e 'ssh -F <bed ssh_config>'`` of the same tree to falcon (via mack);
+``rsync -az`` is shown too, since the toolkit compresses its stream.
+
+Prints figures; passes or fails on nothing. Needs the bed up (tests/testbed/up.sh) and root
+(to read the bed's client key).
+
+    .venv/bin/python bench/deploy.py [--files 400] [--file-kb 3]
+
+The tree is the fixture project (tests/fixtures/globtim_project) plus ``--files`` generated
+Julia-like source files, made unique per run so that nothing is on the cluster yet. The
+toolkit's figures are for the whole deploy (code, Pkg set-up on the login node, a SLURM
+verification job); its bytes and "ship" time are those of moving code (the probe, the
+object-store query and the tar stream), without SSH framing.
+rsync's bytes are its own ``--stats`` totals. Remote folders are removed afterwards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import BinaryIO
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from globtim_hpc.config import load_profile  # noqa: E402
+from globtim_hpc.deploy import DeployOptions, deploy  # noqa: E402
+from globtim_hpc.scheduler.factory import make_scheduler  # noqa: E402
+from globtim_hpc.store import Store  # noqa: E402
+from globtim_hpc.transport.base import CommandResult, ProgressFn, Transport  # noqa: E402
+from globtim_hpc.transport.factory import open_transport  # noqa: E402
+
+TESTBED_DIR = Path(os.environ.get("GLOBTIM_TESTBED_DIR", "/var/tmp/globtim-testbed"))
+SSH_CONFIG = TESTBED_DIR / "client" / "ssh_config"
+PROFILE = REPO / "configs" / "testbed.yaml"
+FIXTURE = REPO / "tests" / "fixtures" / "globtim_project"
+
+
+class _CountingReader:
+    def __init__(self, inner: BinaryIO) -> None:
+        self.inner = inner
+        self.bytes_read = 0
+
+    def read(self, size: int = -1) -> bytes:
+        chunk = self.inner.read(size)
+        self.bytes_read += len(chunk)
+        return chunk
+
+
+class MeteredTransport:
+    """The real transport; records bytes each way and time of the code-moving commands."""
+
+    def __init__(self, inner: Transport) -> None:
+        self.inner = inner
+        self.reset()
+
+    def reset(self) -> None:
+        self.commands = 0
+        self.ship_s = 0.0
+        self.ship_sent = 0
+        self.ship_received = 0
+
+    @property
+    def label(self) -> str:
+        return self.inner.label
+
+    def run(
+        self, argv: Sequence[str], *, timeout_s: float = 120.0, stdin: bytes | None = None
+    ) -> CommandResult:
+        self.commands += 1
+        started = time.perf_counter()
+        result = self.inner.run(argv, timeout_s=timeout_s, stdin=stdin)
+        if len(argv) > 3 and argv[3] in ("globtim-probe", "globtim-missing"):
+            self.ship_s += time.perf_counter() - started
+            self.ship_sent += len(stdin or b"")
+            self.ship_received += len(result.stdout)
+        return result
+
+    def stream(
+        self,
+        argv: Sequence[str],
+        *,
+        stdin_source: BinaryIO | None = None,
+        stdout_sink: BinaryIO | None = None,
+        timeout_s: float = 3600.0,
+        progress: ProgressFn | None = None,
+    ) -> CommandResult:
+        self.commands += 1
+        reader = _CountingReader(stdin_source) if stdin_source is not None else None
+        started = time.perf_counter()
+        result = self.inner.stream(
+            argv, stdin_source=reader, stdout_sink=stdout_sink,  # type: ignore[arg-type]
+            timeout_s=timeout_s, progress=progress,
+        )
+        self.ship_s += time.perf_counter() - started
+        self.ship_sent += reader.bytes_read if reader else 0
+        return result
+
+    def put_bytes(self, data: bytes, remote_path: str, *, mode: int = 0o644) -> None:
+        self.inner.put_bytes(data, remote_path, mode=mode)
+
+    def get_bytes(self, remote_path: str) -> bytes:
+        return self.inner.get_bytes(remote_path)
+
+    def close(self) -> None:
+        self.inner.close()
+
+    def __enter__(self) -> MeteredTransport:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+@dataclass
+class Row:
+    case: str
+    tool: str
+    sent: int
+    received: int
+    seconds: float
+    extra: str = ""
+
+
+def git(repo: Path, *args: str) -> None:
+    subprocess.run(
+        ["git", "-C", str(repo), "-c", "user.email=bench@example.org", "-c", "user.name=bench",
+         *args],
+        check=True, capture_output=True,
+    )
+
+
+def make_tree(root: Path, files: int, file_kb: int) -> Path:
+    shutil.copytree(FIXTURE, root)
+    token = secrets.token_hex(8)
+    for index in range(files):
+        folder = root / "src" / f"part{index % 20:02d}"
+        folder.mkdir(parents=True, exist_ok=True)
+        body = "".join(
+            f"f_{token}_{index}_{line}(x) = sum(abs2, x) * {line} + {index}  # line {line}\n"
+            for line in range(max(1, file_kb * 1024 // 60))
+        )
+        (folder / f"module_{index:04d}.jl").write_text(body)
+    git(root, "init", "-q")
+    git(root, "add", "-A")
+    git(root, "commit", "-qm", "bench tree")
+    return root
+
+
+_STAT = re.compile(r"Total bytes (sent|received):\s+([\d,.]+)")
+
+
+def rsync(flags: str, src: Path, dest: str) -> tuple[int, int, float]:
+    started = time.perf_counter()
+    proc = subprocess.run(
+        ["rsync", flags, "--stats", "-e", f"ssh -F {SSH_CONFIG}", f"{src}/", f"falcon:{dest}/"],
+        capture_output=True, text=True, check=True,
+    )
+    elapsed = time.perf_counter() - started
+    totals = {kind: int(value.replace(",", "").replace(".", "")) for kind, value in
+              _STAT.findall(proc.stdout)}
+    return totals.get("sent", -1), totals.get("received", -1), elapsed
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--files", type=int, default=400, help="generated source files")
+    parser.add_argument("--file-kb", type=int, default=3, help="size of each generated file")
+    args = parser.parse_args()
+
+    profile = load_profile(str(PROFILE))
+    rows: list[Row] = []
+    with tempfile.TemporaryDirectory(prefix="bench-deploy-") as tmp:
+        state = Path(tmp) / "state"
+        os.environ["GLOBTIM_HPC_STATE_DIR"] = str(state)
+        tree = make_tree(Path(tmp) / "GlobTim.jl", args.files, args.file_kb)
+        tree_bytes = sum(p.stat().st_size for p in tree.rglob("*") if p.is_file() and ".git" not in p.parts)
+        changed = tree / "src" / "part00" / "module_0000.jl"
+        file_count = sum(1 for p in tree.rglob("*") if p.is_file() and ".git" not in p.parts)
+        rsync_dest = f"{profile.remote_root}/bench-rsync-{secrets.token_hex(4)}"
+        with MeteredTransport(open_transport("ssh", profile.ssh)) as transport, Store.open() as store:
+            scheduler = make_scheduler(profile, transport)
+            try:
+                for case in ("full", "one file", "no-op"):
+                    if case == "one file":
+                        changed.write_text(changed.read_text() + f"# edit {secrets.token_hex(4)}\n")
+                        git(tree, "commit", "-qam", "one edit")
+                    transport.reset()
+                    started = time.perf_counter()
+                    report = deploy(profile, transport, scheduler, store, DeployOptions(source=tree))
+                    elapsed = time.perf_counter() - started
+                    rows.append(Row(
+                        case, "deploy_julia", transport.ship_sent, transport.ship_received,
+                        elapsed,
+                        f"ship {transport.ship_s:.2f} s, {transport.commands} remote commands, "
+                        f"{report.new_objects} new files",
+                    ))
+                    for flags in ("-a", "-az"):
+                        sent, received, seconds = rsync(flags, tree, f"{rsync_dest}{flags}")
+                        rows.append(Row(case, f"rsync {flags}", sent, received, seconds))
+            finally:
+                for flags in ("-a", "-az"):
+                    transport.run(["rm", "-rf", "--", f"{rsync_dest}{flags}"], timeout_s=300)
+        changed_bytes = changed.stat().st_size
+
+    print(f"tree: {file_count} files, {tree_bytes:,} bytes (changed file: {changed_bytes:,} bytes)")
+    print(f"{'case':<9} {'tool':<13} {'sent B':>10} {'received B':>11} {'time s':>7}  notes")
+    for row in rows:
+        print(f"{row.case:<9} {row.tool:<13} {row.sent:>10,} {row.received:>11,} "
+              f"{row.seconds:>7.2f}  {row.extra}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

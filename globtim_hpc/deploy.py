@@ -1,0 +1,456 @@
+"""Deploy a GlobTim.jl checkout: ship its code, set up its Julia environment, verify it, record it.
+
+Steps (each is skipped when its result is already there):
+
+1. snapshot the local checkout (gitsource) and refuse a dirty tree if asked to;
+2. ship it into ``<remote_root>/code/<deploy_id>/`` sending only new content (codeship);
+   an existing deployment that was verified with the same Julia settings ends the work here,
+   after one remote command;
+3. check ``julia --version`` (after the profile's module loads) against ``[compat] julia``;
+4. ``Pkg.instantiate`` + ``Pkg.precompile`` (julia/deploy_env.jl) where the network is: on the
+   login node, or in a job (``julia.precompile_on``);
+5. a verification job on a compute node, offline, loads the packages and reports versions
+   (julia/verify_env.jl);
+6. write ``DEPLOY.json`` beside the code and record the deployment in the local registry.
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from globtim_hpc import codeship, gitsource, jobwait, juliaenv
+from globtim_hpc.config import ClusterProfile
+from globtim_hpc.errors import JobFailedError, RemoteCommandError, TransferError
+from globtim_hpc.juliacompat import (
+    ProjectInfo,
+    check_julia_compat,
+    format_version,
+    read_project,
+)
+from globtim_hpc.layout import RemoteLayout
+from globtim_hpc.scheduler.base import Scheduler
+from globtim_hpc.store import Store, utc_now
+from globtim_hpc.toolinfo import tool_info
+from globtim_hpc.transport.base import Transport
+
+JULIA_DIR = Path(__file__).resolve().parent.parent / "julia"
+PATCH_FILE = "DEPLOY.patch"
+# Packages whose loading proves a GlobTim environment works, when the project lists them.
+VERIFIED_DEPS = ("GlobTim", "Globtim", "HomotopyContinuation")
+ENV_RESULT = "env_result.json"
+VERIFY_RESULT = "verify_result.json"
+# Settings that make an environment what it is: a change means setting it up again.
+ENV_KEYS = ("julia_executable", "julia_modules", "depot_path")
+
+Notify = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class DeployOptions:
+    source: Path
+    require_clean: bool = False
+    force: bool = False  # set up and verify again even if a verified record exists
+    env_timeout_s: float = 7200.0
+    verify_timeout_s: float = 1800.0
+
+
+@dataclass
+class DeployReport:
+    deploy_id: str
+    git_sha: str
+    dirty: bool
+    remote_dir: str
+    noop: bool
+    uploaded: bool
+    bytes_sent: int
+    payload_bytes: int
+    new_objects: int
+    reused_objects: int
+    file_count: int
+    verified: bool
+    record: dict[str, Any]
+    elapsed_s: float
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "deploy_id": self.deploy_id,
+            "git_sha": self.git_sha,
+            "dirty": self.dirty,
+            "remote_dir": self.remote_dir,
+            "noop": self.noop,
+            "uploaded": self.uploaded,
+            "bytes_sent": self.bytes_sent,
+            "payload_bytes": self.payload_bytes,
+            "new_objects": self.new_objects,
+            "reused_objects": self.reused_objects,
+            "file_count": self.file_count,
+            "verified": self.verified,
+            "record": self.record,
+            "elapsed_s": round(self.elapsed_s, 3),
+            "notes": self.notes,
+        }
+
+
+def toolkit_scripts() -> list[codeship.ExtraFile]:
+    """The Julia scripts this toolkit runs on the cluster, placed in ``<deploy>/.globtim-hpc/``."""
+    out = []
+    for name in (juliaenv.DEPLOY_ENV_JL, juliaenv.VERIFY_ENV_JL):
+        path = JULIA_DIR / name
+        out.append(codeship.ExtraFile(f"{juliaenv.TOOL_DIR}/{name}", path.read_bytes()))
+    return out
+
+
+def packages_to_verify(project: ProjectInfo) -> list[str]:
+    names = [project.name] if project.name else []
+    names += [dep for dep in VERIFIED_DEPS if dep in project.deps and dep not in names]
+    return names
+
+
+def env_settings(profile: ClusterProfile) -> dict[str, Any]:
+    return {
+        "julia_executable": profile.julia_executable,
+        "julia_modules": list(profile.julia_modules),
+        "depot_path": profile.depot_path,
+    }
+
+
+def record_is_current(
+    record: dict[str, Any] | None, snap: gitsource.SourceSnapshot, profile: ClusterProfile
+) -> bool:
+    """A remote DEPLOY.json that already says: this tree, verified, with these Julia settings."""
+    if not record or record.get("verified") is not True:
+        return False
+    if record.get("tree_sha256") != snap.tree_sha256:
+        return False
+    wanted = env_settings(profile)
+    return all(record.get(key) == wanted[key] for key in ENV_KEYS)
+
+
+def _read_json(transport: Transport, path: str, what: str) -> dict[str, Any] | None:
+    try:
+        data = transport.get_bytes(path)
+    except (TransferError, RemoteCommandError, OSError):
+        return None
+    try:
+        loaded = json.loads(data)
+    except json.JSONDecodeError as exc:
+        raise RemoteCommandError(
+            f"{what}: {path} is not valid JSON ({exc})",
+            "the Julia script was interrupted while writing it; deploy again",
+        ) from exc
+    return loaded if isinstance(loaded, dict) else None
+
+
+class Deployer:
+    """One deployment of one source tree to one cluster."""
+
+    def __init__(
+        self,
+        profile: ClusterProfile,
+        transport: Transport,
+        scheduler: Scheduler | None,
+        store: Store,
+        *,
+        notify: Notify | None = None,
+    ) -> None:
+        self.profile = profile
+        self.transport = transport
+        self.scheduler = scheduler
+        self.store = store
+        self.layout = RemoteLayout(profile.remote_root)
+        self.notify: Notify = notify or (lambda _message: None)
+
+    # ---- the workflow -------------------------------------------------------------------
+
+    def deploy(self, options: DeployOptions) -> DeployReport:
+        started = time.monotonic()
+        juliaenv.check_depot_location(self.profile)
+        snap = gitsource.snapshot(options.source)
+        if options.require_clean:
+            gitsource.require_clean(snap)
+        project = read_project(snap.root)
+        notes = [f"submodule {path} is not deployed" for path in snap.skipped]
+        extras = toolkit_scripts()
+        if snap.dirty:
+            extras.append(codeship.ExtraFile(PATCH_FILE, snap.patch))
+        self.notify(
+            f"deploying {snap.root} as {snap.deploy_id}"
+            + (" (local changes: dirty)" if snap.dirty else "")
+        )
+        shipped = codeship.ship(self.transport, self.layout.code_root, snap, extras)
+        if not options.force and record_is_current(shipped.existing_record, snap, self.profile):
+            record = dict(shipped.existing_record or {})
+            self._register(snap, shipped.remote_dir, record, verified=True)
+            return self._report(snap, shipped, record, True, started, notes, noop=True)
+        if shipped.uploaded:
+            self.notify(
+                f"sent {shipped.new_objects} new file(s), {shipped.bytes_sent} bytes; "
+                f"{shipped.reused_objects} already on {self.transport.label}"
+            )
+        else:
+            self.notify(f"code already in {shipped.remote_dir}; setting up its environment again")
+        record = self._setup_and_verify(snap, project, shipped.remote_dir, options, notes)
+        verified = bool(record["verified"])
+        payload = json.dumps(record, indent=2, sort_keys=True).encode("utf-8") + b"\n"
+        self.transport.put_bytes(payload, posixpath.join(shipped.remote_dir, codeship.DEPLOY_JSON))
+        self._register(snap, shipped.remote_dir, record, verified=verified)
+        report = self._report(snap, shipped, record, verified, started, notes, noop=False)
+        if not verified:
+            verification = record.get("verification") or {}
+            raise JobFailedError(
+                f"deployment {snap.deploy_id} did not verify on a compute node: "
+                f"{verification.get('error') or 'see the job output'}",
+                f"job output: {verification.get('output')}; the deployment is recorded as "
+                "unverified, so submissions will not use it",
+            )
+        return report
+
+    def _setup_and_verify(
+        self,
+        snap: gitsource.SourceSnapshot,
+        project: ProjectInfo,
+        code_dir: str,
+        options: DeployOptions,
+        notes: list[str],
+    ) -> dict[str, Any]:
+        version, version_line = juliaenv.remote_julia_version(self.transport, self.profile)
+        note = check_julia_compat(version, project, where=self.transport.label)
+        if note:
+            notes.append(note)
+        self.notify(
+            f"{version_line} on {self.transport.label}; compat {project.julia_compat or 'any'}"
+        )
+        env_result = self._setup_env(code_dir, options)
+        self.notify("environment set up; verifying on a compute node")
+        verification = self._verify(code_dir, project, options)
+        manifest = verification.get("manifest_sha256")
+        return {
+            "deploy_id": snap.deploy_id,
+            "cluster": self.profile.name,
+            "git_sha": snap.git_sha,
+            "dirty": snap.dirty,
+            "patch_file": PATCH_FILE if snap.dirty else None,
+            "untracked": list(snap.untracked),
+            "tree_sha256": snap.tree_sha256,
+            "file_count": len(snap.files),
+            "byte_count": snap.total_bytes,
+            "source": str(snap.root),
+            "project": {
+                "name": project.name,
+                "version": project.version,
+                "julia_compat": project.julia_compat,
+            },
+            "manifest_sha256": manifest,
+            "julia_version": format_version(version),
+            "julia_version_line": version_line,
+            **env_settings(self.profile),
+            "env_setup": env_result,
+            "verification": verification,
+            "verified": bool(verification.get("ok")),
+            "tool": tool_info(),
+            "created_at": utc_now(),
+        }
+
+    # ---- environment --------------------------------------------------------------------
+
+    def _render(self, body: list[str], job_dir: str, name: str, timeout_s: float) -> str:
+        return jobwait.render_job(
+            body,
+            job_dir,
+            name=name,
+            time_limit_min=max(1, int(timeout_s // 60)),
+            partition=self.profile.slurm_partition,
+            account=self.profile.slurm_account,
+        )
+
+    def _tool_dir(self, code_dir: str) -> str:
+        return posixpath.join(code_dir, juliaenv.TOOL_DIR)
+
+    def _julia_line(self, code_dir: str, script: str, args: list[str], *, offline: bool) -> str:
+        return juliaenv.shell_script(
+            self.profile.julia_modules,
+            juliaenv.julia_argv(
+                self.profile, code_dir, juliaenv.tool_script(code_dir, script), args
+            ),
+            juliaenv.julia_env(self.profile, code_dir, offline=offline),
+        )
+
+    def _setup_env(self, code_dir: str, options: DeployOptions) -> dict[str, Any]:
+        result_path = posixpath.join(self._tool_dir(code_dir), ENV_RESULT)
+        line = self._julia_line(code_dir, juliaenv.DEPLOY_ENV_JL, [result_path], offline=False)
+        mkdir = juliaenv.shell_script((), ["mkdir", "-p", "--", self.profile.depot_path])
+        where = self.profile.precompile_on
+        self.notify(
+            f"Pkg.instantiate + Pkg.precompile ({'login node' if where == 'login' else 'in a job'})"
+        )
+        job_id: str | None = None
+        if where == "login":
+            result = self.transport.run(
+                juliaenv.bash_argv(f"{mkdir} && {line}"), timeout_s=options.env_timeout_s
+            )
+            tail = result.output_tail(30)
+            exit_code: int | None = result.exit_status
+        else:
+            name, job_dir = jobwait.new_job_dir(
+                posixpath.join(self._tool_dir(code_dir), "jobs"), "deploy_env"
+            )
+            script = self._render([mkdir, line], job_dir, name, options.env_timeout_s)
+            outcome = jobwait.run_job(
+                self.transport,
+                self.scheduler,
+                script,
+                job_dir,
+                name=name,
+                timeout_s=options.env_timeout_s,
+            )
+            if not outcome.ok:
+                raise jobwait.outcome_error(
+                    "setting up the Julia environment",
+                    outcome,
+                    "read the job output above; precompile_on: login runs it on the login node",
+                )
+            job_id, tail, exit_code = outcome.job_id, outcome.output_tail, outcome.exit_code
+        reported = _read_json(self.transport, result_path, "environment set-up") or {}
+        if exit_code != 0 or not reported.get("ok"):
+            raise RemoteCommandError(
+                "Pkg.instantiate/Pkg.precompile failed on "
+                f"{self.transport.label}: {reported.get('error') or 'no result written'}",
+                "check that the depot is writable (deploy_julia.py --check) and that the "
+                f"{'login node' if where == 'login' else 'compute node'} reaches the package servers",
+                exit_status=exit_code,
+                output_tail=tail,
+            )
+        return {
+            "where": where,
+            "job_id": job_id,
+            "ok": True,
+            "elapsed_s": reported.get("elapsed_s"),
+            "packages": reported.get("packages"),
+        }
+
+    def _verify(
+        self, code_dir: str, project: ProjectInfo, options: DeployOptions
+    ) -> dict[str, Any]:
+        name, job_dir = jobwait.new_job_dir(
+            posixpath.join(self._tool_dir(code_dir), "jobs"), "deploy_verify"
+        )
+        result_path = posixpath.join(job_dir, VERIFY_RESULT)
+        packages = packages_to_verify(project)
+        line = self._julia_line(
+            code_dir, juliaenv.VERIFY_ENV_JL, [result_path, *packages], offline=True
+        )
+        script = self._render([line], job_dir, name, options.verify_timeout_s)
+        outcome = jobwait.run_job(
+            self.transport,
+            self.scheduler,
+            script,
+            job_dir,
+            name=name,
+            timeout_s=options.verify_timeout_s,
+            on_wait=lambda job_id: self.notify(f"verification job {job_id} submitted"),
+        )
+        reported = _read_json(self.transport, result_path, "verification") or {}
+        ok = outcome.ok and bool(reported.get("ok"))
+        failures = {
+            pkg: entry.get("error")
+            for pkg, entry in (reported.get("packages") or {}).items()
+            if isinstance(entry, dict) and not entry.get("loaded")
+        }
+        error = None
+        if not ok:
+            if failures:
+                error = "; ".join(f"{pkg}: {message}" for pkg, message in sorted(failures.items()))
+            elif outcome.timed_out:
+                error = f"the job did not finish within {options.verify_timeout_s:.0f} s"
+            else:
+                error = f"exit status {outcome.exit_code}" + (
+                    f", state {outcome.state.value}" if outcome.state else ""
+                )
+        return {
+            "job_id": outcome.job_id,
+            "job_dir": job_dir,
+            "output": posixpath.join(job_dir, jobwait.OUTPUT_FILE),
+            "exit_code": outcome.exit_code,
+            "state": outcome.state.value if outcome.state else None,
+            "ok": ok,
+            "error": error,
+            "hostname": reported.get("hostname"),
+            "julia_version": reported.get("julia_version"),
+            "offline": reported.get("offline"),
+            "packages": {
+                pkg: entry.get("version")
+                for pkg, entry in (reported.get("packages") or {}).items()
+                if isinstance(entry, dict)
+            },
+            "manifest_sha256": reported.get("manifest_sha256"),
+            "output_tail": outcome.output_tail if not ok else "",
+        }
+
+    # ---- bookkeeping --------------------------------------------------------------------
+
+    def _register(
+        self,
+        snap: gitsource.SourceSnapshot,
+        remote_dir: str,
+        record: dict[str, Any],
+        *,
+        verified: bool,
+    ) -> None:
+        self.store.record_deployment(
+            deploy_id=snap.deploy_id,
+            cluster=self.profile.name,
+            git_sha=snap.git_sha,
+            dirty=snap.dirty,
+            remote_dir=remote_dir,
+            verified=verified,
+            info=record,
+        )
+
+    def _report(
+        self,
+        snap: gitsource.SourceSnapshot,
+        shipped: codeship.ShipResult,
+        record: dict[str, Any],
+        verified: bool,
+        started: float,
+        notes: list[str],
+        *,
+        noop: bool,
+    ) -> DeployReport:
+        return DeployReport(
+            deploy_id=snap.deploy_id,
+            git_sha=snap.git_sha,
+            dirty=snap.dirty,
+            remote_dir=shipped.remote_dir,
+            noop=noop,
+            uploaded=shipped.uploaded,
+            bytes_sent=shipped.bytes_sent,
+            payload_bytes=shipped.payload_bytes,
+            new_objects=shipped.new_objects,
+            reused_objects=shipped.reused_objects,
+            file_count=len(snap.files),
+            verified=verified,
+            record=record,
+            elapsed_s=time.monotonic() - started,
+            notes=notes,
+        )
+
+
+def deploy(
+    profile: ClusterProfile,
+    transport: Transport,
+    scheduler: Scheduler | None,
+    store: Store,
+    options: DeployOptions,
+    *,
+    notify: Notify | None = None,
+) -> DeployReport:
+    """Deploy ``options.source`` to the cluster of ``profile``; see the module docstring."""
+    return Deployer(profile, transport, scheduler, store, notify=notify).deploy(options)

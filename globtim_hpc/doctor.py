@@ -1,0 +1,480 @@
+"""``deploy_julia.py --check``: is this cluster ready for deployments and runs? One row per check.
+
+Every failed check says how to fix it. Required checks decide the exit status; informational
+ones (quota, compute-node internet) never fail the doctor. A connection failure stops the
+checks that need the cluster (they are shown as skipped).
+"""
+
+from __future__ import annotations
+
+import posixpath
+import secrets
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from globtim_hpc import jobwait, juliaenv, quoting
+from globtim_hpc.config import ClusterProfile
+from globtim_hpc.errors import (
+    ConfigError,
+    ConnectError,
+    ExitCode,
+    GlobtimHpcError,
+    HostKeyError,
+)
+from globtim_hpc.juliacompat import check_julia_compat, read_project
+from globtim_hpc.layout import RemoteLayout
+from globtim_hpc.scheduler.base import Scheduler
+from globtim_hpc.transport.base import Transport
+
+OK, FAIL, WARN, INFO, SKIP = "ok", "fail", "warn", "info", "skip"
+DOCTOR_DIR = ".doctor"
+INTERNET_HOST = "pkg.julialang.org"
+INTERNET_TIMEOUT_S = 3
+
+
+@dataclass
+class Check:
+    name: str
+    status: str
+    detail: str
+    fix: str | None = None
+    required: bool = True
+
+    @property
+    def passed(self) -> bool:
+        return self.status != FAIL and not (self.required and self.status == SKIP)
+
+
+@dataclass
+class DoctorReport:
+    cluster: str
+    checks: list[Check] = field(default_factory=list)
+    connected: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return all(check.passed for check in self.checks)
+
+    @property
+    def exit_code(self) -> int:
+        if self.ok:
+            return int(ExitCode.OK)
+        return int(ExitCode.ERROR if self.connected else ExitCode.CONNECTION)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "cluster": self.cluster,
+            "ok": self.ok,
+            "connected": self.connected,
+            "exit_code": self.exit_code,
+            "checks": [asdict(check) for check in self.checks],
+        }
+
+
+def parse_df_available_kb(stdout: str) -> int | None:
+    """Available 1K blocks from ``df -Pk PATH`` (last line, fourth field)."""
+    lines = [line for line in stdout.splitlines() if line.strip()]
+    if len(lines) < 2:
+        return None
+    fields = lines[-1].split()
+    try:
+        return int(fields[3])
+    except (IndexError, ValueError):
+        return None
+
+
+def _mb(kb: int) -> str:
+    return f"{kb / 1024:,.1f} MB"
+
+
+def _first_line(text: str) -> str:
+    for line in text.splitlines():
+        if line.strip():
+            return line.strip()
+    return ""
+
+
+# Constant shell text; values arrive as positional arguments.
+_WRITABLE = r"""
+dir=$1 probe=$2 depth=$3
+mkdir -p -- "$dir" || exit 3
+touch -- "$dir/$probe" || exit 4
+rm -f -- "$dir/$probe" || exit 5
+if [ "$depth" -gt 0 ]; then
+    bad=$(find "$dir" -mindepth 1 -maxdepth "$depth" -type d ! -writable 2>/dev/null | head -n 5)
+    if [ -n "$bad" ]; then printf '%s\n' "$bad"; exit 6; fi
+fi
+df -Pk -- "$dir"
+"""
+_QUOTA = 'if command -v quota >/dev/null 2>&1; then quota -s 2>&1; else echo "@@no-quota"; fi'
+_SACCT = ["sacct", "-n", "-X", "-P", "-o", "JobID", "-S", "now-1hours"]
+
+
+class Doctor:
+    def __init__(
+        self,
+        profile: ClusterProfile,
+        open_transport: Callable[[], Transport],
+        make_scheduler: Callable[[Transport], Scheduler | None],
+        *,
+        source: Path | None = None,
+        probe_timeout_s: float = 120.0,
+        notify: Callable[[str], None] | None = None,
+    ) -> None:
+        self.profile = profile
+        self.open_transport = open_transport
+        self.make_scheduler = make_scheduler
+        self.source = source
+        self.probe_timeout_s = probe_timeout_s
+        self.layout = RemoteLayout(profile.remote_root)
+        self.report = DoctorReport(cluster=profile.name)
+        self.notify = notify or (lambda _message: None)
+
+    def add(
+        self, name: str, status: str, detail: str, fix: str | None = None, *, required: bool = True
+    ) -> Check:
+        check = Check(name, status, detail, fix, required)
+        self.report.checks.append(check)
+        return check
+
+    def _render(self, body: list[str], job_dir: str, name: str, *, time_limit_min: int) -> str:
+        return jobwait.render_job(
+            body,
+            job_dir,
+            name=name,
+            time_limit_min=time_limit_min,
+            partition=self.profile.slurm_partition,
+            account=self.profile.slurm_account,
+        )
+
+    # ---- entry point --------------------------------------------------------------------
+
+    def run(self) -> DoctorReport:
+        self._check_depot_location()
+        transport = self._connect()
+        if transport is None:
+            for name in ("home folder", "remote root", "Julia depot", "Julia"):
+                self.add(name, SKIP, "not checked: no connection")
+            return self.report
+        with transport:
+            self._check_home(transport)
+            self._check_quota(transport)
+            root_ok = self._check_writable(
+                transport,
+                "remote root",
+                self.profile.remote_root,
+                self.profile.min_free_root_mb,
+                "create it (mkdir -p) or set remote_root in the cluster profile to a writable "
+                "folder on project space",
+            )
+            self._check_writable(
+                transport,
+                "Julia depot",
+                self.profile.depot_path,
+                0,
+                f"make it writable (chmod -R u+w {self.profile.depot_path}) or set "
+                "julia.depot_path to a writable folder under remote_root",
+                depth=2,
+            )
+            self._check_julia(transport)
+            self._check_scheduler(transport, root_ok)
+        return self.report
+
+    # ---- checks -------------------------------------------------------------------------
+
+    def _check_depot_location(self) -> None:
+        try:
+            juliaenv.check_depot_location(self.profile)
+        except ConfigError as exc:
+            self.add("depot location", FAIL, exc.message, exc.hint)
+            return
+        self.add("depot location", OK, f"{self.profile.depot_path} (not under home)")
+
+    def _hops(self) -> list[tuple[str, str]]:
+        """(alias, label) of every SSH hop, first jump host first."""
+        if self.profile.ssh is None:
+            return []
+        from globtim_hpc.transport.sshconfig import resolve_chain
+
+        return [(hop.alias, hop.label) for hop in resolve_chain(self.profile.ssh)]
+
+    def _connect(self) -> Transport | None:
+        hops = self._hops()
+        transport: Transport | None = None
+        try:
+            transport = self.open_transport()
+            transport.run(["true"], timeout_s=60).check(f"running 'true' on {transport.label}")
+        except ConnectError as exc:
+            if transport is not None:
+                transport.close()
+            self._report_hop_failure(hops, exc)
+            return None
+        except GlobtimHpcError as exc:
+            if transport is not None:
+                transport.close()
+            self.add("connection", FAIL, exc.message, exc.hint)
+            return None
+        self.report.connected = True
+        if not hops:
+            self.add("connection", OK, f"commands run on {transport.label}")
+        for _alias, label in hops:
+            self.add(f"ssh {label}", OK, "connected; host key matches known_hosts")
+        return transport
+
+    def _report_hop_failure(self, hops: list[tuple[str, str]], exc: ConnectError) -> None:
+        failed = None
+        for index, (alias, label) in enumerate(hops):
+            if exc.hop in (alias, label) or (exc.hop or "").startswith(alias + " "):
+                failed = index
+                break
+        if failed is None:
+            self.add("connection", FAIL, exc.message, exc.hint)
+            return
+        what = "host key" if isinstance(exc, HostKeyError) else "connection"
+        for index, (_alias, label) in enumerate(hops):
+            if index < failed:
+                self.add(f"ssh {label}", OK, "connected; host key matches known_hosts")
+            elif index == failed:
+                self.add(f"ssh {label}", FAIL, f"{what}: {exc.message}", exc.hint)
+            else:
+                self.add(f"ssh {label}", SKIP, "not reached")
+
+    def _check_home(self, transport: Transport) -> None:
+        home = self.profile.home_dir
+        if not home:
+            self.add(
+                "home folder",
+                INFO,
+                "home_dir is not set in the profile: not checked",
+                "set home_dir to check its free space",
+                required=False,
+            )
+            return
+        result = transport.run(["df", "-Pk", "--", home], timeout_s=60)
+        available = parse_df_available_kb(result.stdout_text) if result.ok else None
+        if available is None:
+            self.add(
+                "home folder",
+                FAIL,
+                f"cannot read free space of {home}: "
+                f"{_first_line(result.stderr_text) or 'no df output'}",
+                "check home_dir in the cluster profile",
+            )
+            return
+        need_kb = self.profile.min_free_home_mb * 1024
+        if available < need_kb:
+            self.add(
+                "home folder",
+                FAIL,
+                f"{home}: only {_mb(available)} free, below min_free_home_mb "
+                f"({self.profile.min_free_home_mb} MB)",
+                "free space in your home (du -sh ~/* ~/.[!.]* | sort -h shows what is big); "
+                "SLURM and ssh need a little room there even though runs live under remote_root",
+            )
+        else:
+            self.add("home folder", OK, f"{home}: {_mb(available)} free")
+
+    def _check_quota(self, transport: Transport) -> None:
+        result = transport.run(["sh", "-c", _QUOTA], timeout_s=60)
+        text = result.stdout_text.strip()
+        if "@@no-quota" in text:
+            self.add("quota", INFO, "quota command not installed (informational)", required=False)
+        else:
+            lines = [line.strip() for line in text.splitlines() if line.strip()]
+            self.add("quota", INFO, " | ".join(lines[-3:]) or "no quota reported", required=False)
+
+    def _check_writable(
+        self,
+        transport: Transport,
+        name: str,
+        folder: str,
+        min_free_mb: int,
+        fix: str,
+        *,
+        depth: int = 0,
+    ) -> bool:
+        """Create, write and remove a probe file; with ``depth``, also look for read-only
+        folders that deep inside (Pkg writes into the depot's subfolders)."""
+        probe = f".globtim-probe-{secrets.token_hex(4)}"
+        result = transport.run(
+            ["sh", "-c", _WRITABLE, "globtim-writable", folder, probe, str(depth)], timeout_s=60
+        )
+        reasons = {
+            3: f"cannot create {folder}",
+            4: f"{folder} is not writable",
+            5: f"cannot remove a probe file in {folder}",
+            6: f"not writable inside {folder}: {', '.join(result.stdout_text.split())}",
+        }
+        if not result.ok:
+            detail = reasons.get(result.exit_status, f"check failed (exit {result.exit_status})")
+            stderr = _first_line(result.stderr_text)
+            self.add(name, FAIL, detail + (f" ({stderr})" if stderr else ""), fix)
+            return False
+        available = parse_df_available_kb(result.stdout_text)
+        if available is not None and available < min_free_mb * 1024:
+            self.add(
+                name,
+                FAIL,
+                f"{folder}: only {_mb(available)} free (need {min_free_mb} MB)",
+                "free space there, or point the profile at another file system",
+            )
+            return False
+        free = f", {_mb(available)} free" if available is not None else ""
+        self.add(name, OK, f"{folder} writable{free}")
+        return True
+
+    def _check_julia(self, transport: Transport) -> None:
+        try:
+            version, line = juliaenv.remote_julia_version(transport, self.profile)
+        except GlobtimHpcError as exc:
+            modules = ", ".join(self.profile.julia_modules) or "none"
+            self.add("Julia", FAIL, f"{exc.message} (modules loaded: {modules})", exc.hint)
+            return
+        detail = line
+        if self.source is not None and (self.source / "Project.toml").is_file():
+            try:
+                note = check_julia_compat(version, read_project(self.source), where=transport.label)
+            except ConfigError as exc:
+                self.add("Julia", FAIL, exc.message, exc.hint)
+                return
+            detail += "; " + (note or f"satisfies the [compat] of {self.source}")
+        self.add("Julia", OK, detail)
+
+    def _check_scheduler(self, transport: Transport, root_ok: bool) -> None:
+        scheduler = self.make_scheduler(transport)
+        is_slurm = self.profile.scheduler == "slurm"
+        name, job_dir = jobwait.new_job_dir(
+            posixpath.join(self.profile.remote_root, DOCTOR_DIR), "doctor"
+        )
+        if not root_ok:
+            for check in ("sbatch --test-only", "compute node sees run folders"):
+                if is_slurm or check.startswith("compute"):
+                    self.add(check, SKIP, "not checked: remote root is not usable")
+            return
+        if is_slurm and scheduler is not None:
+            self._check_test_submit(transport, scheduler, name, job_dir)
+            self._check_sacct(transport)
+        self._check_compute_node(transport, scheduler if is_slurm else None, name, job_dir)
+
+    def _check_test_submit(
+        self, transport: Transport, scheduler: Scheduler, name: str, job_dir: str
+    ) -> None:
+        script = self._render(["true"], job_dir, name, time_limit_min=1)
+        path = posixpath.join(job_dir, "test-only.sbatch")
+        try:
+            transport.run(["mkdir", "-p", "--", job_dir], timeout_s=60).check(f"creating {job_dir}")
+            transport.put_bytes(script.encode("utf-8"), path)
+            message = scheduler.test_submit(path, run_dir=job_dir)
+        except GlobtimHpcError as exc:
+            self.add("sbatch --test-only", FAIL, exc.message, exc.hint)
+            return
+        self.add("sbatch --test-only", OK, _first_line(message or "") or "accepted")
+
+    def _check_sacct(self, transport: Transport) -> None:
+        result = transport.run(_SACCT, timeout_s=60)
+        if result.ok:
+            self.add("sacct (accounting)", OK, "sacct answers")
+            return
+        reason = _first_line(result.stderr_text) or f"exit status {result.exit_status}"
+        self.add(
+            "sacct (accounting)",
+            FAIL,
+            reason,
+            "ask the cluster admins to enable job accounting (slurmdbd); without it, final job "
+            "states vanish after MinJobAge and monitor_jobs.py relies on the jobs' status files",
+        )
+
+    def _compute_probe_body(self, token_file: str) -> list[str]:
+        runs = self.layout.runs_root
+        tcp = f"exec 3<>/dev/tcp/{INTERNET_HOST}/443"
+        return [
+            'printf "host=%s\\n" "$(hostname)"',
+            f"if ls -1 -- {quoting.quote(runs)} >/dev/null; then echo runs=listed; "
+            "else echo runs=missing; fi",
+            f"token=$(cat -- {quoting.quote(token_file)} 2>/dev/null) || token=unreadable",
+            'printf "token=%s\\n" "$token"',
+            f"if getent hosts {quoting.quote(INTERNET_HOST)} >/dev/null 2>&1; then echo dns=ok; "
+            "else echo dns=fail; fi",
+            f"if {quoting.join(['timeout', INTERNET_TIMEOUT_S, 'bash', '-c', tcp])} 2>/dev/null; "
+            "then echo tcp=ok; else echo tcp=fail; fi",
+        ]
+
+    def _check_compute_node(
+        self, transport: Transport, scheduler: Scheduler | None, name: str, job_dir: str
+    ) -> None:
+        runs = self.layout.runs_root
+        token = secrets.token_hex(8)
+        token_file = posixpath.join(runs, f".doctor-probe-{token}")
+        script = self._render(self._compute_probe_body(token_file), job_dir, name, time_limit_min=2)
+        where = "compute node" if scheduler is not None else "target host"
+        try:
+            transport.run(["mkdir", "-p", "--", runs], timeout_s=60).check(f"creating {runs}")
+            transport.put_bytes(token.encode("ascii"), token_file)
+            self.notify(f"....  submitting a probe job (waits up to {self.probe_timeout_s:.0f} s)")
+            outcome = jobwait.run_job(
+                transport, scheduler, script, job_dir, name=name, timeout_s=self.probe_timeout_s
+            )
+        except GlobtimHpcError as exc:
+            self.add(f"{where} sees run folders", FAIL, exc.message, exc.hint)
+            self.add(f"{where} internet", INFO, "not checked", required=False)
+            return
+        finally:
+            transport.run(["rm", "-f", "--", token_file], timeout_s=60)
+        facts = dict(line.split("=", 1) for line in outcome.output_tail.splitlines() if "=" in line)
+        host = facts.get("host", "?")
+        if outcome.timed_out or outcome.exit_code is None:
+            self.add(
+                f"{where} sees run folders",
+                FAIL,
+                f"probe job {outcome.job_id} did not finish within {self.probe_timeout_s:.0f} s "
+                f"(state {outcome.state.value if outcome.state else 'unknown'}); output in {job_dir}",
+                "the queue may be busy: run the check again with a longer --probe-timeout, or "
+                "look at 'squeue -u $USER' and 'sinfo' on the login node",
+            )
+        elif facts.get("runs") == "listed" and facts.get("token") == token:
+            self.add(f"{where} sees run folders", OK, f"{runs} visible from {host}")
+        else:
+            self.add(
+                f"{where} sees run folders",
+                FAIL,
+                f"{runs} is not shared with {host} (listing: {facts.get('runs', '?')}, probe "
+                f"file: {'read' if facts.get('token') == token else 'not found'})",
+                "set remote_root to a file system mounted on the compute nodes (project or "
+                "scratch space, not a login-node-local disk)",
+            )
+        dns, tcp = facts.get("dns"), facts.get("tcp")
+        if dns == "ok" and tcp == "ok":
+            self.add(
+                f"{where} internet", INFO, f"{host} reaches {INTERNET_HOST}:443", required=False
+            )
+        else:
+            self.add(
+                f"{where} internet",
+                INFO,
+                f"{host} cannot reach {INTERNET_HOST} (dns {dns}, tcp {tcp}): fine, packages "
+                "are installed where the network is (julia.precompile_on: login)",
+                required=False,
+            )
+        if outcome.ok:
+            transport.run(["rm", "-rf", "--", job_dir], timeout_s=60)
+
+
+def run_doctor(
+    profile: ClusterProfile,
+    open_transport: Callable[[], Transport],
+    make_scheduler: Callable[[Transport], Scheduler | None],
+    *,
+    source: Path | None = None,
+    probe_timeout_s: float = 120.0,
+    notify: Callable[[str], None] | None = None,
+) -> DoctorReport:
+    return Doctor(
+        profile,
+        open_transport,
+        make_scheduler,
+        source=source,
+        probe_timeout_s=probe_timeout_s,
+        notify=notify,
+    ).run()

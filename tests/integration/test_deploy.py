@@ -1,0 +1,267 @@
+"""deploy_julia.py against the test bed: code under /projects, DEPLOY.json, a SLURM verification
+job, the registry, and how little is sent when little changed."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any, BinaryIO
+
+import pytest
+
+from globtim_hpc.config import ClusterProfile, load_profile
+from globtim_hpc.deploy import DeployOptions, DeployReport, deploy
+from globtim_hpc.errors import JobFailedError, PreflightError
+from globtim_hpc.scheduler.factory import make_scheduler
+from globtim_hpc.store import Store
+from globtim_hpc.transport.base import CommandResult, ProgressFn, Transport
+from globtim_hpc.transport.factory import open_transport
+from tests.integration.conftest import REPO, Testbed
+
+pytestmark = pytest.mark.integration
+
+FIXTURE = REPO / "tests" / "fixtures" / "globtim_project"
+
+
+class CountingTransport:
+    """The real transport, with every remote operation counted (nothing is faked)."""
+
+    def __init__(self, inner: Transport) -> None:
+        self.inner = inner
+        self.commands: list[str] = []  # run and stream: one remote command each
+        self.file_ops: list[str] = []  # put_bytes / get_bytes
+
+    @property
+    def label(self) -> str:
+        return self.inner.label
+
+    def run(
+        self, argv: Sequence[str], *, timeout_s: float = 120.0, stdin: bytes | None = None
+    ) -> CommandResult:
+        self.commands.append("run " + " ".join(argv[:1]))
+        return self.inner.run(argv, timeout_s=timeout_s, stdin=stdin)
+
+    def stream(
+        self,
+        argv: Sequence[str],
+        *,
+        stdin_source: BinaryIO | None = None,
+        stdout_sink: BinaryIO | None = None,
+        timeout_s: float = 3600.0,
+        progress: ProgressFn | None = None,
+    ) -> CommandResult:
+        self.commands.append("stream " + " ".join(argv[:1]))
+        return self.inner.stream(
+            argv, stdin_source=stdin_source, stdout_sink=stdout_sink, timeout_s=timeout_s,
+            progress=progress,
+        )
+
+    def put_bytes(self, data: bytes, remote_path: str, *, mode: int = 0o644) -> None:
+        self.file_ops.append(f"put {remote_path}")
+        self.inner.put_bytes(data, remote_path, mode=mode)
+
+    def get_bytes(self, remote_path: str) -> bytes:
+        self.file_ops.append(f"get {remote_path}")
+        return self.inner.get_bytes(remote_path)
+
+    def close(self) -> None:
+        self.inner.close()
+
+    def __enter__(self) -> CountingTransport:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", "-C", str(repo), "-c", "user.email=t@example.org", "-c", "user.name=t", *args],
+        check=True, capture_output=True, text=True,
+    ).stdout
+
+
+@pytest.fixture
+def source(tmp_path: Path) -> Path:
+    """The fixture project in a fresh git repository, made unique so nothing is deployed yet."""
+    root = tmp_path / "GlobTim.jl"
+    shutil.copytree(FIXTURE, root)
+    (root / "src" / "token.jl").write_text(f'const DEPLOY_TEST_TOKEN = "{secrets.token_hex(16)}"\n')
+    git(root, "init", "-q")
+    git(root, "add", "-A")
+    git(root, "commit", "-qm", "fixture")
+    return root
+
+
+@pytest.fixture
+def profile(testbed: Testbed) -> ClusterProfile:
+    return load_profile(str(testbed.profile))
+
+
+@pytest.fixture
+def transport(profile: ClusterProfile) -> Iterator[CountingTransport]:
+    with CountingTransport(open_transport("ssh", profile.ssh)) as counting:
+        yield counting
+
+
+def run_deploy(profile: ClusterProfile, transport: Transport, source: Path, **options: Any) -> DeployReport:
+    with Store.open() as store:
+        return deploy(
+            profile, transport, make_scheduler(profile, transport), store,
+            DeployOptions(source=source, **options),
+        )
+
+
+def remote_json(testbed: Testbed, path: str) -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads(testbed.as_user("falcon", f"cat {path}").stdout)
+    return loaded
+
+
+def test_deploy_puts_code_on_falcon_verifies_under_slurm_and_records(
+    testbed: Testbed, profile: ClusterProfile, transport: CountingTransport, source: Path
+) -> None:
+    report = run_deploy(profile, transport, source)
+    head = git(source, "rev-parse", "HEAD").strip()
+    assert report.deploy_id == head[:12] and not report.dirty and report.uploaded
+    assert report.remote_dir == f"{testbed.remote_root}/code/{report.deploy_id}"
+
+    # the tree, as falcon's user sees it, has exactly the committed bytes
+    listing = testbed.as_user(
+        "falcon", f"cd {report.remote_dir} && sha256sum Project.toml src/token.jl && "
+        "test -x scripts/run_local.sh && echo exec-ok"
+    ).stdout
+    for rel in ("Project.toml", "src/token.jl"):
+        local = subprocess.run(["sha256sum", str(source / rel)], capture_output=True, text=True,
+                               check=True).stdout.split()[0]
+        assert f"{local}  {rel}" in listing
+    assert "exec-ok" in listing
+
+    record = remote_json(testbed, f"{report.remote_dir}/DEPLOY.json")
+    assert record["deploy_id"] == report.deploy_id and record["git_sha"] == head
+    assert record["dirty"] is False and record["verified"] is True
+    assert record["julia_version"] == "1.10.0"
+    assert record["depot_path"] == profile.depot_path
+    assert record["manifest_sha256"] == subprocess.run(
+        ["sha256sum", str(source / "Manifest.toml")], capture_output=True, text=True, check=True
+    ).stdout.split()[0]
+    verification = record["verification"]
+    assert verification["ok"] is True and verification["offline"] is True
+    assert verification["job_id"].isdigit()  # a SLURM job id, not a direct run
+    assert verification["hostname"] == "falcon"
+    assert verification["packages"] == {
+        "GlobTim": "1.1.2", "HomotopyContinuation": "2.12.0", "GlobTimDeployFixture": "0.1.0",
+    }
+    assert record["tool"]["name"] == "globtim-hpc" and record["created_at"]
+    # SLURM knows the verification job by the name it was submitted with
+    shown = testbed.as_user("falcon", f"scontrol show job {verification['job_id']}").stdout
+    assert "JobName=deploy_verify_" in shown
+
+    with Store.open() as store:
+        latest = store.latest_deployment(profile.name)
+    assert latest is not None
+    assert latest["deploy_id"] == report.deploy_id and latest["verified"] is True
+    assert latest["remote_dir"] == report.remote_dir
+    assert latest["info"]["verification"]["job_id"] == verification["job_id"]
+
+
+def test_one_changed_file_sends_only_it_and_an_unchanged_tree_is_a_no_op(
+    profile: ClusterProfile, transport: CountingTransport, source: Path
+) -> None:
+    first = run_deploy(profile, transport, source)
+    changed = source / "src" / "token.jl"
+    changed.write_text(changed.read_text() + f"# {secrets.token_hex(8)}\n")
+    git(source, "commit", "-qam", "change one file")
+
+    second = run_deploy(profile, transport, source)
+    size = changed.stat().st_size
+    print(f"one-file change: {second.bytes_sent} bytes sent for a {size}-byte file "
+          f"({second.file_count + 2} tar members, gzip'd)")
+    assert second.deploy_id != first.deploy_id and second.verified
+    assert second.new_objects == 1 and second.payload_bytes == size
+    assert second.reused_objects == first.new_objects + first.reused_objects - 1
+    # the compressed stream: the file, one link header per file and tar's end blocks
+    assert second.bytes_sent < size + 1024
+
+    transport.commands.clear()
+    transport.file_ops.clear()
+    third = run_deploy(profile, transport, source)
+    print(f"no-op: remote commands {transport.commands}, file operations {transport.file_ops}")
+    assert third.noop and not third.uploaded and third.bytes_sent == 0
+    assert third.deploy_id == second.deploy_id
+    assert len(transport.commands) <= 2
+    assert not any(cmd.startswith("stream") for cmd in transport.commands)
+    assert transport.file_ops == []
+
+
+def test_dirty_tree_is_recorded_with_its_patch_and_refused_when_clean_is_required(
+    testbed: Testbed, profile: ClusterProfile, transport: CountingTransport, source: Path
+) -> None:
+    edited = source / "src" / "GlobTimDeployFixture.jl"
+    edited.write_text(edited.read_text() + "# a local experiment\n")
+    (source / "scratch.jl").write_text("# untracked, not ignored\n")
+
+    transport.commands.clear()
+    with pytest.raises(PreflightError, match="local changes") as caught:
+        run_deploy(profile, transport, source, require_clean=True)
+    assert caught.value.exit_code == 1 and "commit or stash" in (caught.value.hint or "")
+    assert transport.commands == []  # refused before touching the cluster
+
+    cli = subprocess.run(
+        [sys.executable, str(REPO / "deploy_julia.py"), "--cluster", str(testbed.profile),
+         "--source", str(source), "--require-clean", "--json"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert cli.returncode == 1, cli.stderr
+    assert json.loads(cli.stdout)["error"]["type"] == "PreflightError"
+
+    report = run_deploy(profile, transport, source)
+    assert report.dirty and "-dirty-" in report.deploy_id
+    record = remote_json(testbed, f"{report.remote_dir}/DEPLOY.json")
+    assert record["dirty"] is True and record["patch_file"] == "DEPLOY.patch"
+    assert record["untracked"] == ["scratch.jl"]
+    patch = testbed.as_user("falcon", f"cat {report.remote_dir}/DEPLOY.patch").stdout
+    assert "+# a local experiment" in patch and "src/GlobTimDeployFixture.jl" in patch
+    shipped = testbed.as_user("falcon", f"cat {report.remote_dir}/scratch.jl").stdout
+    assert "untracked" in shipped
+    with Store.open() as store:
+        latest = store.latest_deployment(profile.name)
+    assert latest is not None and latest["dirty"] is True
+    assert latest["deploy_id"] == report.deploy_id
+
+
+def test_a_failed_verification_is_recorded_unverified(
+    testbed: Testbed, profile: ClusterProfile, transport: CountingTransport, source: Path
+) -> None:
+    # HomotopyContinuation is a dependency but missing from the Manifest: it never gets
+    # installed, so loading it offline on the compute node fails.
+    manifest = source / "Manifest.toml"
+    text = manifest.read_text()
+    manifest.write_text(text[: text.index("[[deps.HomotopyContinuation]]")])
+    git(source, "commit", "-qam", "drop a package from the manifest")
+    with Store.open() as store:
+        store.record_deployment(
+            deploy_id="older", cluster=profile.name, git_sha=None, dirty=False,
+            remote_dir="/nowhere", verified=True, info={},
+        )
+    with pytest.raises(JobFailedError, match="HomotopyContinuation") as caught:
+        run_deploy(profile, transport, source)
+    assert caught.value.exit_code == 6
+    deploy_id = git(source, "rev-parse", "HEAD").strip()[:12]
+    record = remote_json(testbed, f"{testbed.remote_root}/code/{deploy_id}/DEPLOY.json")
+    assert record["verified"] is False and record["verification"]["exit_code"] == 1
+    with Store.open() as store:
+        assert store.latest_deployment(profile.name)["deploy_id"] == "older"  # type: ignore[index]
+        unverified = store.latest_deployment(profile.name, verified_only=False)
+    assert unverified is not None and unverified["deploy_id"] == deploy_id
+    assert unverified["verified"] is False

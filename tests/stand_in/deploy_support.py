@@ -1,0 +1,234 @@
+# THIS IS NOT JULIA. Stand-ins for julia/deploy_env.jl and julia/verify_env.jl, used by the
+# `julia` stand-in in this folder (it dispatches on the script's base name).
+#
+#   deploy_env.jl <result.json>
+#       "instantiates and precompiles" the active project (JULIA_PROJECT or --project=DIR):
+#       every package of its Manifest.toml (written from [deps] when missing) gets a marker in
+#       <depot>/packages/<name>/<slug>/ and <depot>/compiled/v<major.minor>/<name>/; the project
+#       itself, when it has a name, gets a compiled marker. Fails like Pkg when the depot is not
+#       writable, or when JULIA_PKG_OFFLINE=true and a package is not in the depot yet.
+#   verify_env.jl <result.json> <package>...
+#       "loads" each package: it must be the project itself or in the Manifest, and installed
+#       and compiled in the depot. Reports versions (from the Manifest, or Project.toml for the
+#       project itself) and the Manifest's sha256, as julia/verify_env.jl does.
+#
+# Knob: GLOBTIM_STAND_IN_VERIFY_FAIL=NAME makes loading package NAME fail.
+"""Stand-ins for the deployment scripts (see the header comment). Not Julia."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import socket
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+Handler = Callable[[list[str], int], int]
+
+
+def _project_dir() -> str:
+    project = os.environ.get("JULIA_PROJECT", "")
+    for arg in sys.argv[1:]:
+        if arg.startswith("--project="):
+            project = arg.split("=", 1)[1]
+    return os.path.abspath(project or ".")
+
+
+def _depot() -> str:
+    first = os.environ.get("JULIA_DEPOT_PATH", "").split(":")[0]
+    return first or os.path.expanduser("~/.julia")
+
+
+def _toml(text: str) -> dict[str, Any]:
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10: the few shapes Pkg writes are enough
+        return _toml_minimal(text)
+    return tomllib.loads(text)
+
+
+def _toml_minimal(text: str) -> dict[str, Any]:
+    data: dict[str, Any] = {}
+    table: dict[str, Any] = data
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        array = re.match(r"^\[\[(.+)\]\]$", line)
+        header = re.match(r"^\[(.+)\]$", line)
+        if array:
+            parent = data
+            *heads, last = array.group(1).strip().split(".")
+            for head in heads:
+                parent = parent.setdefault(head, {})
+            table = {}
+            parent.setdefault(last, []).append(table)
+        elif header:
+            table = data
+            for head in header.group(1).strip().split("."):
+                table = table.setdefault(head, {})
+        elif "=" in line:
+            key, value = (part.strip() for part in line.split("=", 1))
+            table[key.strip('"')] = value.strip('"')
+    return data
+
+
+def _read(path: str) -> dict[str, Any]:
+    with open(path, encoding="utf-8") as handle:
+        return _toml(handle.read())
+
+
+def _manifest_path(project: str) -> str:
+    for name in ("JuliaManifest.toml", "Manifest.toml"):
+        path = os.path.join(project, name)
+        if os.path.isfile(path):
+            return path
+    return os.path.join(project, "Manifest.toml")
+
+
+def _manifest_packages(project: str) -> dict[str, str]:
+    path = _manifest_path(project)
+    if not os.path.isfile(path):
+        return {}
+    deps = _read(path).get("deps", {})
+    out: dict[str, str] = {}
+    for name, entries in deps.items():
+        entry = entries[0] if isinstance(entries, list) and entries else {}
+        out[name] = str(entry.get("version", "0.0.0"))
+    return out
+
+
+def _slug(name: str, version: str) -> str:
+    return hashlib.sha256(f"{name}@{version}".encode()).hexdigest()[:5]
+
+
+def _write_json(path: str, value: dict[str, Any]) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as handle:
+        json.dump(value, handle, sort_keys=True)
+        handle.write("\n")
+    os.replace(tmp, path)
+
+
+def _compiled_dir(depot: str, julia_version: str, name: str) -> str:
+    major_minor = ".".join(julia_version.split(".")[:2])
+    return os.path.join(depot, "compiled", f"v{major_minor}", name)
+
+
+def _mark(folder: str, name: str, payload: dict[str, Any]) -> None:
+    os.makedirs(folder, exist_ok=True)
+    _write_json(os.path.join(folder, name), payload)
+
+
+def make_deploy_env(julia_version: str) -> Handler:
+    def deploy_env(args: list[str], threads: int) -> int:
+        started = time.monotonic()
+        project, depot = _project_dir(), _depot()
+        result: dict[str, Any] = {
+            "julia_version": julia_version,
+            "project": project,
+            "depot": os.environ.get("JULIA_DEPOT_PATH", depot),
+            "hostname": socket.gethostname(),
+            "stand_in": True,
+        }
+        ok = True
+        try:
+            info = _read(os.path.join(project, "Project.toml"))
+            packages = _manifest_packages(project)
+            if not packages and info.get("deps"):
+                packages = {name: "0.1.0" for name in info["deps"]}
+                lines = ['# stand-in manifest (written by the julia stand-in, not Pkg)\n',
+                         f'julia_version = "{julia_version}"\n', 'manifest_format = "2.0"\n']
+                for name, version in sorted(packages.items()):
+                    lines += [f"\n[[deps.{name}]]\n", f'version = "{version}"\n']
+                with open(_manifest_path(project), "w", encoding="utf-8") as handle:
+                    handle.writelines(lines)
+            offline = os.environ.get("JULIA_PKG_OFFLINE", "") == "true"
+            for name, version in sorted(packages.items()):
+                installed = os.path.join(depot, "packages", name, _slug(name, version))
+                if offline and not os.path.isdir(installed):
+                    raise RuntimeError(f"Pkg is in offline mode and {name} {version} is not installed")
+                _mark(installed, "stand_in_installed.json", {"name": name, "version": version})
+                _mark(_compiled_dir(depot, julia_version, name), "stand_in_compiled.json",
+                      {"name": name, "version": version})
+            if isinstance(info.get("name"), str):
+                _mark(_compiled_dir(depot, julia_version, info["name"]), "stand_in_compiled.json",
+                      {"name": info["name"], "version": info.get("version")})
+            result["packages"] = packages
+        except (OSError, RuntimeError, ValueError) as exc:
+            ok = False
+            result["error"] = f"{type(exc).__name__}: {exc}"
+            print(f"ERROR: {result['error']}", file=sys.stderr)
+        result["ok"] = ok
+        result["elapsed_s"] = round(time.monotonic() - started, 3)
+        if args:
+            _write_json(args[0], result)
+        return 0 if ok else 1
+
+    return deploy_env
+
+
+def make_verify_env(julia_version: str) -> Handler:
+    def verify_env(args: list[str], threads: int) -> int:
+        if not args:
+            print("usage: verify_env.jl RESULT.json PACKAGE...", file=sys.stderr)
+            return 2
+        project, depot = _project_dir(), _depot()
+        info = _read(os.path.join(project, "Project.toml"))
+        manifest = _manifest_packages(project)
+        failing = os.environ.get("GLOBTIM_STAND_IN_VERIFY_FAIL", "")
+        packages: dict[str, Any] = {}
+        for name in args[1:]:
+            if name == info.get("name"):
+                version = info.get("version")
+                installed = True
+            else:
+                version = manifest.get(name)
+                installed = version is not None and os.path.isdir(
+                    os.path.join(depot, "packages", name, _slug(name, version))
+                )
+            compiled = os.path.isdir(_compiled_dir(depot, julia_version, name))
+            if name == failing:
+                packages[name] = {"loaded": False, "error": f"stand-in told to fail loading {name}"}
+            elif version is None or not installed or not compiled:
+                packages[name] = {
+                    "loaded": False,
+                    "error": f"ArgumentError: Package {name} not found in current path",
+                }
+            else:
+                packages[name] = {"loaded": True, "version": version}
+        manifest_file = _manifest_path(project)
+        sha = None
+        if os.path.isfile(manifest_file):
+            with open(manifest_file, "rb") as handle:
+                sha = hashlib.sha256(handle.read()).hexdigest()
+        ok = all(entry["loaded"] for entry in packages.values())
+        for name, entry in packages.items():
+            if not entry["loaded"]:
+                print(f"cannot load {name}: {entry['error']}", file=sys.stderr)
+        _write_json(args[0], {
+            "ok": ok,
+            "julia_version": julia_version,
+            "hostname": socket.gethostname(),
+            "project": project,
+            "depot": os.environ.get("JULIA_DEPOT_PATH", depot),
+            "offline": os.environ.get("JULIA_PKG_OFFLINE", "") == "true",
+            "manifest_sha256": sha,
+            "packages": packages,
+            "stand_in": True,
+        })
+        return 0 if ok else 1
+
+    return verify_env
+
+
+def scripts(*, julia_version: str) -> dict[str, Handler]:
+    """Entries for the stand-in's dispatch table (script base name -> handler)."""
+    return {
+        "deploy_env.jl": make_deploy_env(julia_version),
+        "verify_env.jl": make_verify_env(julia_version),
+    }
