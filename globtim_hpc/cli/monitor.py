@@ -1,0 +1,351 @@
+"""monitor_jobs.py: the state of submitted runs, once, live (--watch), or until done (--wait)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from globtim_hpc.cli.common import Output, base_parser, load_profile_from_args, run_main
+from globtim_hpc.errors import ExitCode, SchedulerError, UsageError
+from globtim_hpc.models import JobState
+
+if TYPE_CHECKING:
+    from globtim_hpc.config import ClusterProfile
+    from globtim_hpc.monitor import PollInterval, RunView
+    from globtim_hpc.scheduler.base import Scheduler
+    from globtim_hpc.store import RunRecord, StateChange, Store
+    from globtim_hpc.transport.base import Transport
+
+DESCRIPTION = """\
+Show the state of submitted runs: per task the state, pending reason, node, elapsed time and
+limit, and exit code; array runs as counts per state plus a row for each task that has not
+completed. Without --job-id/--run-id: every active run of the selected cluster."""
+
+EPILOG = """\
+examples:
+  monitor_jobs.py --job-id 12345
+  monitor_jobs.py --run-id 4d_benchmark_20261129-104500_1a2b3c4d --watch
+  monitor_jobs.py --job-id 12345 --follow 3      # tail task 3's output
+  monitor_jobs.py --job-id 12345 --wait --json   # block until every task is final
+
+--wait and --watch exit 0 when every task COMPLETED and 6 when any did not."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = base_parser("monitor_jobs.py", DESCRIPTION, EPILOG)
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--job-id", action="append", metavar="ID", help="SLURM job id (repeatable)")
+    which.add_argument("--run-id", action="append", metavar="ID", help="run id (repeatable)")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument(
+        "--watch",
+        action="store_true",
+        help="live table, refreshed in place, until all tasks are final",
+    )
+    mode.add_argument(
+        "--follow",
+        nargs="?",
+        const="",
+        metavar="TASK",
+        help="print a task's output as it grows (TASK: array index or task id; default: the "
+        "first running task) until the task is final",
+    )
+    parser.add_argument("--wait", action="store_true", help="block until every task is final")
+    parser.add_argument(
+        "--interval",
+        type=float,
+        metavar="S",
+        help="seconds between polls (default 5; backs off to 60 while nothing changes)",
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_main(_body, build_parser(), argv)
+
+
+class _Session:
+    """The registry plus a transport and scheduler opened on first need (one connection)."""
+
+    def __init__(self, profile: ClusterProfile, store: Store, run_ids: list[str]) -> None:
+        self.profile = profile
+        self.store = store
+        self.run_ids = run_ids
+        self._transport: Transport | None = None
+        self._scheduler: Scheduler | None = None
+
+    @property
+    def transport(self) -> Transport:
+        if self._transport is None:
+            from globtim_hpc.cli.common import open_cluster
+
+            self._transport = open_cluster(self.profile)
+        return self._transport
+
+    @property
+    def scheduler(self) -> Scheduler:
+        if self._scheduler is None:
+            from globtim_hpc.scheduler.factory import make_scheduler
+
+            self._scheduler = make_scheduler(self.profile, self.transport)
+        return self._scheduler
+
+    def runs(self) -> list[RunRecord]:
+        runs = [self.store.get_run(run_id) for run_id in self.run_ids]
+        return [run for run in runs if run is not None]
+
+    def poll(self) -> list[RunView]:
+        from globtim_hpc.monitor import needs_poll, poll_runs, stored_view
+
+        runs = self.runs()
+        if not any(needs_poll(stored_view(self.store, run)) for run in runs):
+            return [self._unpolled(run) for run in runs]
+        return poll_runs(self.store, self.transport, self.scheduler, runs)
+
+    def _unpolled(self, run: RunRecord) -> RunView:
+        from globtim_hpc.monitor import stored_view
+
+        view = stored_view(self.store, run)
+        view.changes = self.store.changes_since_seen(run.run_id)
+        return view
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+
+
+def _select_runs(
+    store: Store, profile: ClusterProfile, args: argparse.Namespace
+) -> list[RunRecord]:
+    cluster = profile.name
+    if args.job_id:
+        runs = []
+        for job_id in args.job_id:
+            run = store.run_for_job(cluster, job_id)
+            if run is None:
+                raise UsageError(
+                    f"no run with job id {job_id} on cluster '{cluster}' in the registry "
+                    f"({store.path})",
+                    "run monitor_jobs.py without an id to list active runs, or choose the "
+                    "cluster the job was submitted to with --cluster",
+                )
+            runs.append(run)
+        return runs
+    if args.run_id:
+        runs = []
+        for run_id in args.run_id:
+            run = store.get_run(run_id)
+            if run is None:
+                raise UsageError(
+                    f"no run {run_id} in the registry ({store.path})",
+                    "check the id (submit_julia_job.py prints it), or GLOBTIM_HPC_STATE_DIR",
+                )
+            if run.cluster != cluster:
+                raise UsageError(
+                    f"run {run_id} was submitted to cluster '{run.cluster}', not '{cluster}'",
+                    f"add --cluster {run.cluster}",
+                )
+            runs.append(run)
+        return runs
+    return store.list_runs(cluster=cluster, active_only=True)
+
+
+def _notes(views: Sequence[RunView]) -> list[str]:
+    seen: list[str] = []
+    for view in views:
+        for note in view.notes:
+            if note not in seen:
+                seen.append(note)
+    return seen
+
+
+def _changes(views: Sequence[RunView]) -> list[StateChange]:
+    return [change for view in views for change in view.changes]
+
+
+def _payload(
+    profile: ClusterProfile, views: Sequence[RunView], changes: Sequence[StateChange]
+) -> dict[str, Any]:
+    from globtim_hpc.monitor import change_to_dict
+
+    return {
+        "ok": True,
+        "cluster": profile.name,
+        "runs": [view.to_dict() for view in views],
+        "notes": _notes(views),
+        "changes": [change_to_dict(c) for c in changes],
+        "all_final": all(view.all_settled for view in views),
+        "all_completed": all(view.all_completed for view in views),
+    }
+
+
+def _final_code(views: Sequence[RunView]) -> int:
+    return int(ExitCode.OK if all(v.all_completed for v in views) else ExitCode.JOB_FAILED)
+
+
+def _poll_tolerant(session: _Session, notes: list[str]) -> list[RunView] | None:
+    """A poll inside a loop: a transient scheduler failure is a note, not the end."""
+    try:
+        return session.poll()
+    except SchedulerError as exc:
+        if not exc.transient:
+            raise
+        notes.append(f"poll failed, will retry: {exc.message}")
+        return None
+
+
+def _body(args: argparse.Namespace, out: Output) -> int:
+    if args.json and (args.watch or args.follow is not None):
+        raise UsageError("--json cannot be combined with --watch or --follow", "drop one of them")
+    from globtim_hpc.monitor import PollInterval
+    from globtim_hpc.store import Store
+
+    interval = PollInterval(args.interval)
+    profile = load_profile_from_args(args)
+    with Store.open() as store:
+        runs = _select_runs(store, profile, args)
+        if not runs:
+            if out.json_mode:
+                out.emit_json(_payload(profile, [], []))
+            else:
+                out.info(f"no active runs on cluster '{profile.name}' (registry: {store.path})")
+            return int(ExitCode.OK)
+        session = _Session(profile, store, [run.run_id for run in runs])
+        try:
+            if args.follow is not None:
+                return _follow(session, args.follow, interval, out)
+            if args.watch:
+                return _watch(session, interval, out)
+            return _once_or_wait(session, interval, out, wait=args.wait)
+        finally:
+            session.close()
+
+
+def _once_or_wait(session: _Session, interval: PollInterval, out: Output, *, wait: bool) -> int:
+    from globtim_hpc.cli.monitor_view import change_lines
+
+    views = session.poll()
+    changes = list(_changes(views))
+    if not wait:
+        if out.json_mode:
+            out.emit_json(_payload(session.profile, views, changes))
+        else:
+            _print_views(out, views, changes)
+        return int(ExitCode.OK)
+    fresh = changes
+    while not all(v.all_settled for v in views):
+        if not out.json_mode:
+            for line in change_lines(fresh):
+                out.console.print(line, markup=False, highlight=False)
+        time.sleep(interval.next(bool(fresh)))
+        polled = _poll_tolerant(session, [])
+        fresh = _changes(polled) if polled is not None else []
+        if polled is not None:
+            views = polled
+            changes.extend(fresh)
+    if out.json_mode:
+        out.emit_json(_payload(session.profile, views, changes))
+    else:
+        _print_views(out, views, fresh)
+    return _final_code(views)
+
+
+def _print_views(out: Output, views: Sequence[RunView], changes: Sequence[StateChange]) -> None:
+    from globtim_hpc.cli.monitor_view import plain_lines, rich_view
+
+    notes = _notes(views)
+    if out.console.is_terminal:
+        out.console.print(rich_view(views, changes, notes))
+    else:
+        for line in plain_lines(views, changes, notes):
+            out.console.print(line, markup=False, highlight=False)
+
+
+def _watch(session: _Session, interval: PollInterval, out: Output) -> int:
+    from globtim_hpc.cli.monitor_view import change_lines, plain_lines, rich_view
+
+    views = session.poll()
+    recent: list[StateChange] = list(_changes(views))
+    if not out.console.is_terminal:
+        # Off a terminal there is no "in place": the table once, then one line per change.
+        for line in plain_lines(views, recent, _notes(views)):
+            out.console.print(line, markup=False)
+        while not all(v.all_settled for v in views):
+            time.sleep(interval.next(bool(_changes(views))))
+            polled = _poll_tolerant(session, [])
+            if polled is not None:
+                views = polled
+                for line in change_lines(_changes(views)):
+                    out.console.print(line, markup=False)
+        _print_views(out, views, [])
+        return _final_code(views)
+
+    from rich.live import Live
+
+    notes: list[str] = []
+    hint = "Ctrl-C stops watching; the jobs keep running"
+    with Live(console=out.console, auto_refresh=False, transient=False) as live:
+        while not all(v.all_settled for v in views):
+            delay_s = interval.next(bool(_changes(views)))
+            footer = f"next poll in {delay_s:.0f} s  ({hint})"
+            live.update(
+                rich_view(views, recent, _notes(views) + notes[-3:], footer=footer), refresh=True
+            )
+            time.sleep(delay_s)
+            polled = _poll_tolerant(session, notes)
+            if polled is not None:
+                views = polled
+                recent = (recent + _changes(views))[-12:]
+        live.update(rich_view(views, recent, _notes(views), footer="all tasks final"), refresh=True)
+    return _final_code(views)
+
+
+def _follow(session: _Session, selector: str, interval: PollInterval, out: Output) -> int:
+    from globtim_hpc.monitor import (
+        LogFollower,
+        log_candidates,
+        parse_task_selector,
+        task_is_settled,
+    )
+
+    views = session.poll()
+    if len(views) != 1:
+        raise UsageError(
+            f"--follow needs exactly one run, {len(views)} selected",
+            "name it with --job-id or --run-id",
+        )
+    view = views[0]
+    if view.job_id is None:
+        raise UsageError(f"run {view.run.run_id} has no job yet", "submit it first")
+    index = parse_task_selector(selector or None, view)
+    follower = LogFollower(session.transport, log_candidates(view.run, index))
+    err = out.err_console
+    err.print(f"following task {index} of run {view.run.run_id} (job {view.job_id})", markup=False)
+    sink = sys.stdout.buffer
+    next_poll = time.monotonic() + interval.start_s
+    last_state = None
+    while True:
+        task = view.tasks[index].status
+        if task.state is not last_state:
+            err.print(f"[task {index}: {task.state.value}]", markup=False)
+            last_state = task.state
+        chunk = follower.read_new()
+        if chunk:
+            sink.write(chunk)
+            sink.flush()
+        if task_is_settled(task):
+            sink.write(follower.read_new())
+            sink.flush()
+            if follower.path is None:
+                err.print(f"no log found at {', '.join(follower.candidates)}", markup=False)
+            return int(ExitCode.OK if task.state is JobState.COMPLETED else ExitCode.JOB_FAILED)
+        time.sleep(interval.floor_s)
+        if time.monotonic() >= next_poll:
+            polled = _poll_tolerant(session, [])
+            if polled is not None:
+                view = polled[0]
+            changed = bool(polled and _changes(polled))
+            next_poll = time.monotonic() + interval.next(changed)

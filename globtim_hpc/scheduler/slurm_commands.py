@@ -1,0 +1,640 @@
+"""SLURM commands as pairs of pure functions: build an argv, parse what comes back.
+
+Nothing here runs anything. The argv lists go to a Transport, which quotes them once.
+
+State rules (what a task's state is taken to be):
+
+- Any state word SLURM prints is mapped with ``JobState.parse``; a word it does not know
+  becomes UNKNOWN, never success. ``CANCELLED by 1001`` is CANCELLED with reason
+  "cancelled by uid 1001".
+- sacct lists a job (or array task) line and its steps (``.batch``, ``.extern``, ``.0`` ...).
+  Steps are folded into their task: MaxRSS is the largest over the steps, and the first
+  signal a step was killed with is kept when the job line itself shows none.
+- OUT_OF_MEMORY is reported when sacct says so (cgroup-enforcing clusters). On clusters that
+  enforce memory by polling (``JobAcctGatherParams=OverMemoryKill``), SLURM instead reports a
+  FAILED or CANCELLED job whose step died by signal 9 (ExitCode ``0:9``, or ``0:125`` from
+  some stepd versions). Only when such a kill coincides with a measured MaxRSS above the
+  requested memory is the task reported as OUT_OF_MEMORY (the reason says it was inferred).
+  A signal-9 death without a MaxRSS above the request stays FAILED: nothing is invented.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from globtim_hpc.errors import SchedulerError
+from globtim_hpc.models import JobState, TaskStatus
+
+UNLIMITED_WORDS = frozenset({"UNLIMITED", "INFINITE", "NONE", "N/A", "PARTITION_LIMIT", ""})
+NON_ARRAY_TASK_ID = 4294967294  # what %a expands to for a job that is not an array
+OOM_KILL_SIGNALS = frozenset({9, 125})
+
+# ---- sbatch -------------------------------------------------------------------------------
+
+
+def sbatch_argv(
+    script_path: str,
+    *,
+    chdir: str,
+    test_only: bool = False,
+    job_name: str | None = None,
+    comment: str | None = None,
+    partition: str | None = None,
+    account: str | None = None,
+) -> list[str]:
+    argv = ["sbatch", "--parsable", f"--chdir={chdir}"]
+    if test_only:
+        argv.append("--test-only")
+    if job_name:
+        argv.append(f"--job-name={job_name}")
+    if comment:
+        argv.append(f"--comment={comment}")
+    if partition:
+        argv.append(f"--partition={partition}")
+    if account:
+        argv.append(f"--account={account}")
+    argv.append(script_path)
+    return argv
+
+
+_JOB_ID = re.compile(r"^\d+$")
+
+
+def parse_sbatch(stdout: str) -> str:
+    """The job id from ``sbatch --parsable`` output: ``123`` or ``123;cluster``."""
+    lines = [line.strip() for line in stdout.splitlines() if line.strip()]
+    if not lines:
+        raise SchedulerError(
+            "sbatch printed no job id",
+            "the submission may or may not have happened: run monitor_jobs.py (it finds the job "
+            "by its run id) before submitting again",
+            transient=True,
+        )
+    job_id = lines[-1].split(";", 1)[0].strip()
+    if not _JOB_ID.match(job_id):
+        raise SchedulerError(
+            f"sbatch printed {lines[-1]!r}, not a job id",
+            "check that 'sbatch --parsable' works on the cluster's login node",
+        )
+    return job_id
+
+
+_TRANSIENT_PATTERNS = (
+    "socket timed out",
+    "unable to contact slurm controller",
+    "slurm_persist_conn_open",
+    "connection refused",
+    "resource temporarily unavailable",
+    "slurmctld is not responding",
+    "try again",
+)
+
+
+def is_transient(stderr: str) -> bool:
+    lower = stderr.lower()
+    return any(pattern in lower for pattern in _TRANSIENT_PATTERNS)
+
+
+def _first_error_line(stderr: str) -> str:
+    for line in stderr.splitlines():
+        text = line.strip()
+        if text:
+            return re.sub(r"^(sbatch|squeue|sacct|scancel|scontrol): error: ", "", text)
+    return "no message"
+
+
+def parse_sbatch_error(stderr: str, *, exit_status: int | None = None) -> SchedulerError:
+    """Turn sbatch's complaint into a SchedulerError whose hint says how to fix it."""
+    lower = stderr.lower()
+    detail = stderr.strip() or f"sbatch exited with status {exit_status}"
+    if "invalid partition" in lower:
+        return SchedulerError(
+            f"sbatch refused the partition: {_first_error_line(stderr)}",
+            "list the partitions you may use with `sinfo -h -o %P` on the login node, then set "
+            "resources.partition in the job config or slurm.partition in the cluster profile",
+        )
+    if "memory specification can not be satisfied" in lower or (
+        "requested node configuration is not available" in lower and "mem" in lower
+    ):
+        return SchedulerError(
+            f"sbatch refused the memory request: {_first_error_line(stderr)}",
+            "ask for less memory (resources.mem_gb); `sinfo -o '%P %m'` shows each partition's "
+            "memory per node in MB",
+        )
+    if "time limit" in lower or "requested time limit is invalid" in lower:
+        return SchedulerError(
+            f"sbatch refused the time limit: {_first_error_line(stderr)}",
+            "ask for less time (resources.time_min); `sinfo -o '%P %l'` shows each partition's "
+            "time limit",
+        )
+    if "requested node configuration is not available" in lower:
+        return SchedulerError(
+            f"sbatch refused the request: {_first_error_line(stderr)}",
+            "no node matches the requested CPUs/memory; `sinfo -o '%P %c %m'` shows what nodes "
+            "have",
+        )
+    if "invalid account" in lower or "invalid qos" in lower or "association" in lower:
+        return SchedulerError(
+            f"sbatch refused the account or QOS: {_first_error_line(stderr)}",
+            "`sacctmgr show assoc user=$USER format=account,partition,qos` lists what you may use",
+        )
+    if is_transient(stderr):
+        return SchedulerError(
+            f"the SLURM controller did not answer: {_first_error_line(stderr)}",
+            "this is usually temporary; try again in a minute",
+            transient=True,
+        )
+    return SchedulerError(f"sbatch failed: {detail}", "see the message above from SLURM")
+
+
+def parse_test_only(stderr: str) -> str:
+    """The line of ``sbatch --test-only`` that says when and where the job would start."""
+    for line in stderr.splitlines():
+        if "to start at" in line or "Job" in line:
+            return line.strip().removeprefix("sbatch: ").strip()
+    return stderr.strip()
+
+
+# ---- time and size fields -----------------------------------------------------------------
+
+
+def parse_duration_s(text: str | None) -> float | None:
+    """``[D-]HH:MM:SS``, ``MM:SS`` or ``MM:SS.mmm`` as SLURM prints them; None if unlimited."""
+    if text is None:
+        return None
+    value = text.strip()
+    if value.upper() in UNLIMITED_WORDS or value.upper() == "INVALID":
+        return None
+    days = 0
+    if "-" in value:
+        day_text, value = value.split("-", 1)
+        if not day_text.isdigit():
+            return None
+        days = int(day_text)
+    parts = value.split(":")
+    try:
+        numbers = [float(part) for part in parts]
+    except ValueError:
+        return None
+    if len(numbers) == 3:
+        hours, minutes, seconds = numbers
+    elif len(numbers) == 2:
+        hours, (minutes, seconds) = 0.0, numbers
+    elif len(numbers) == 1 and days:
+        hours, minutes, seconds = numbers[0], 0.0, 0.0
+    else:
+        return None
+    return days * 86400 + hours * 3600 + minutes * 60 + seconds
+
+
+_SIZE = re.compile(r"^(\d+(?:\.\d+)?)([KMGTP]?)(n|c)?$", re.IGNORECASE)
+_SIZE_KB = {"": 1 / 1024, "K": 1, "M": 1024, "G": 1024**2, "T": 1024**3, "P": 1024**4}
+
+
+def parse_size_kb(text: str | None, *, default_unit: str = "") -> int | None:
+    """``419272K``, ``100M``, ``1G``, ``100Mn``, ``2Gc`` -> KiB (bare: default_unit)."""
+    if not text:
+        return None
+    match = _SIZE.match(text.strip())
+    if not match:
+        return None
+    unit = (match.group(2) or default_unit).upper()
+    return int(float(match.group(1)) * _SIZE_KB[unit])
+
+
+def _per_cpu(text: str) -> bool:
+    return text.strip().lower().endswith("c")
+
+
+def split_exit_code(text: str | None) -> tuple[int | None, int | None]:
+    """sacct/scontrol ``ExitCode`` ``3:0`` -> (3, None); ``0:15`` -> (0, 15)."""
+    if not text or ":" not in text:
+        return None, None
+    code_text, signal_text = text.strip().split(":", 1)
+    try:
+        code, signal = int(code_text), int(signal_text)
+    except ValueError:
+        return None, None
+    return code, (signal or None)
+
+
+def split_wait_status(text: str | None) -> tuple[int | None, int | None]:
+    """squeue's ``exit_code`` field is a raw wait status: 768 -> (3, None); 9 -> (None, 9)."""
+    if not text or not text.strip().isdigit():
+        return None, None
+    status = int(text)
+    if status & 0x7F:
+        return None, status & 0x7F
+    return status >> 8, None
+
+
+def _clean(text: str | None) -> str | None:
+    if text is None:
+        return None
+    value = text.strip()
+    return None if value in ("", "None", "(null)", "N/A", "Unknown", "None assigned") else value
+
+
+def _state_and_reason(text: str) -> tuple[JobState, str | None]:
+    state = JobState.parse(text)
+    match = re.match(r"^\s*CANCELLED by (\d+)", text, re.IGNORECASE)
+    if match:
+        return state, f"cancelled by uid {match.group(1)}"
+    if state is JobState.UNKNOWN and text.strip():
+        return state, f"SLURM state {text.strip()!r} is not one this tool knows"
+    return state, None
+
+
+# ---- job ids and array indices ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TaskKey:
+    job_id: str  # the array job id (or the job id of a plain job)
+    task_index: int
+
+
+def expand_index_ranges(text: str) -> list[int]:
+    """``[4-9]``, ``[1,3,5-7]``, ``[0-999%10]`` -> the listed indices."""
+    body = text.strip().strip("[]").split("%", 1)[0]
+    indices: list[int] = []
+    for part in body.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        step = 1
+        if ":" in part:
+            part, step_text = part.split(":", 1)
+            step = int(step_text)
+        if "-" in part:
+            first, last = part.split("-", 1)
+            indices.extend(range(int(first), int(last) + 1, step))
+        else:
+            indices.append(int(part))
+    return indices
+
+
+def parse_job_ref(job_ref: str) -> list[TaskKey] | None:
+    """``12`` -> [12/0]; ``12_3`` -> [12/3]; ``12_[4-6]`` -> [12/4, 12/5, 12/6]; else None."""
+    ref = job_ref.strip()
+    if _JOB_ID.match(ref):
+        return [TaskKey(ref, 0)]
+    match = re.match(r"^(\d+)_(\d+)$", ref)
+    if match:
+        return [TaskKey(match.group(1), int(match.group(2)))]
+    match = re.match(r"^(\d+)_(\[[^\]]*\])$", ref)
+    if match:
+        try:
+            return [TaskKey(match.group(1), index) for index in expand_index_ranges(match.group(2))]
+        except ValueError:
+            return None
+    return None
+
+
+def _task_index(text: str) -> list[int] | None:
+    value = text.strip()
+    if value in ("N/A", "", str(NON_ARRAY_TASK_ID)):
+        return [0]
+    if value.isdigit():
+        return [int(value)]
+    try:
+        return expand_index_ranges(value)
+    except ValueError:
+        return None
+
+
+# ---- squeue -------------------------------------------------------------------------------
+
+# squeue --Format fields, each ended by "|" (the ":|" suffix: no padding, no truncation).
+# The name comes last because it is the only field a user can fill with anything.
+SQUEUE_FIELDS = (
+    "JobArrayID",
+    "ArrayJobID",
+    "ArrayTaskID",
+    "JobID",
+    "State",
+    "Reason",
+    "NodeList",
+    "TimeUsed",
+    "TimeLimit",
+    "exit_code",
+    "MinMemory",
+    "StartTime",
+    "EndTime",
+    "Name",
+)
+
+
+def squeue_argv(job_ids: Iterable[str]) -> list[str]:
+    """ONE squeue for every tracked job: arrays expanded (-r), finished jobs included (-t all)."""
+    ids = ",".join(sorted(set(job_ids), key=_id_sort_key))
+    fields = ",".join(f"{name}:|" for name in SQUEUE_FIELDS)
+    return ["squeue", "-h", "-r", "-t", "all", "-j", ids, "-O", fields]
+
+
+def squeue_by_name_argv(run_id: str) -> list[str]:
+    return ["squeue", "-h", "-t", "all", "-n", run_id, "-O", "ArrayJobID:|,JobID:|,State:|,Name:|"]
+
+
+def _id_sort_key(job_id: str) -> tuple[int, str]:
+    return (int(job_id), job_id) if job_id.isdigit() else (-1, job_id)
+
+
+def squeue_unknown_ids(stderr: str) -> bool:
+    """squeue exits 1 with this when none of the ids is known any more (all aged out)."""
+    return "invalid job id specified" in stderr.lower()
+
+
+def _split_fields(line: str, count: int) -> list[str] | None:
+    parts = line.split("|", count - 1)
+    if len(parts) != count:
+        return None
+    if parts[-1].endswith("|"):
+        parts[-1] = parts[-1][:-1]
+    return parts
+
+
+@dataclass
+class SqueueParse:
+    tasks: dict[TaskKey, TaskStatus] = field(default_factory=dict)
+    unparsed: list[str] = field(default_factory=list)
+
+
+def parse_squeue(stdout: str) -> SqueueParse:
+    """Lines of ``squeue_argv`` output -> one TaskStatus per (array job, index)."""
+    result = SqueueParse()
+    for line in stdout.splitlines():
+        if not line.strip():
+            continue
+        parts = _split_fields(line, len(SQUEUE_FIELDS))
+        if parts is None:
+            result.unparsed.append(line)
+            continue
+        row = dict(zip(SQUEUE_FIELDS, parts, strict=True))
+        array_job_id = row["ArrayJobID"].strip()
+        indices = _task_index(row["ArrayTaskID"])
+        if not _JOB_ID.match(array_job_id) or indices is None:
+            result.unparsed.append(line)
+            continue
+        state, state_reason = _state_and_reason(row["State"])
+        exit_code, signal = split_wait_status(row["exit_code"]) if state.is_final else (None, None)
+        reason = _clean(row["Reason"])
+        for index in indices:
+            result.tasks[TaskKey(array_job_id, index)] = TaskStatus(
+                task_index=index,
+                state=state,
+                exit_code=exit_code,
+                signal=signal,
+                reason=state_reason or reason,
+                node=_clean(row["NodeList"]),
+                elapsed_s=parse_duration_s(row["TimeUsed"]),
+                time_limit_s=parse_duration_s(row["TimeLimit"]),
+                started_at=_clean(row["StartTime"]) if state is not JobState.PENDING else None,
+                ended_at=_clean(row["EndTime"]) if state.is_final else None,
+                sources=["squeue"],
+                extra={"slurm_job_id": row["JobID"].strip()},
+            )
+    return result
+
+
+def parse_squeue_by_name(stdout: str) -> list[str]:
+    """Distinct array job ids among the jobs squeue found by name."""
+    found: list[str] = []
+    for line in stdout.splitlines():
+        job_id = line.split("|", 1)[0].strip()
+        if _JOB_ID.match(job_id) and job_id not in found:
+            found.append(job_id)
+    return found
+
+
+# ---- sacct --------------------------------------------------------------------------------
+
+SACCT_FIELDS = (
+    "JobID",
+    "State",
+    "ExitCode",
+    "Elapsed",
+    "Timelimit",
+    "MaxRSS",
+    "ReqMem",
+    "AllocCPUS",
+    "TotalCPU",
+    "NodeList",
+    "Start",
+    "End",
+    "Reason",
+    "JobName",
+)
+
+
+def sacct_argv(job_ids: Iterable[str], since: str | None = None) -> list[str]:
+    """ONE sacct for every tracked job, steps included (for MaxRSS); pipe-separated, no header.
+
+    ``since`` is a SLURM time (``2026-11-28T10:00:00``) that narrows the database query.
+    """
+    ids = ",".join(sorted(set(job_ids), key=_id_sort_key))
+    argv = ["sacct", "-P", "-n", "-j", ids, f"--format={','.join(SACCT_FIELDS)}"]
+    if since:
+        argv += ["-S", since, "-E", "now"]
+    return argv
+
+
+def sacct_by_name_argv(run_id: str, since: str = "now-30days") -> list[str]:
+    return [
+        "sacct",
+        "-P",
+        "-n",
+        "-X",
+        "--name",
+        run_id,
+        "-S",
+        since,
+        "-E",
+        "now",
+        "--format=JobID,JobName,State",
+    ]
+
+
+def parse_sacct_by_name(stdout: str) -> list[str]:
+    found: list[str] = []
+    for line in stdout.splitlines():
+        keys = parse_job_ref(line.split("|", 1)[0])
+        if keys and keys[0].job_id not in found:
+            found.append(keys[0].job_id)
+    return found
+
+
+@dataclass
+class _Steps:
+    max_rss_kb: int | None = None
+    kill_signal: int | None = None
+    step_exit: int | None = None
+
+
+def _fold_step(steps: _Steps, row: dict[str, str]) -> None:
+    rss = parse_size_kb(row["MaxRSS"], default_unit="")
+    if rss is not None and (steps.max_rss_kb is None or rss > steps.max_rss_kb):
+        steps.max_rss_kb = rss
+    code, signal = split_exit_code(row["ExitCode"])
+    if signal and steps.kill_signal is None:
+        steps.kill_signal = signal
+    if code and steps.step_exit is None:
+        steps.step_exit = code
+
+
+def requested_memory_kb(req_mem: str, alloc_cpus: str) -> int | None:
+    """ReqMem per node in KiB; ``2Gc`` (per CPU, older SLURM) is multiplied by AllocCPUS."""
+    size = parse_size_kb(req_mem, default_unit="M")
+    if size is None:
+        return None
+    if _per_cpu(req_mem):
+        cpus = int(alloc_cpus) if alloc_cpus.strip().isdigit() else 0
+        return size * cpus if cpus else None
+    return size
+
+
+@dataclass
+class SacctParse:
+    tasks: dict[TaskKey, TaskStatus] = field(default_factory=dict)
+    unparsed: list[str] = field(default_factory=list)
+
+
+def parse_sacct(stdout: str) -> SacctParse:
+    """Lines of ``sacct_argv`` output -> one TaskStatus per (array job, index), steps folded in."""
+    result = SacctParse()
+    steps: dict[TaskKey, _Steps] = {}
+    requested: dict[TaskKey, int | None] = {}
+    for line in stdout.splitlines():
+        if not line.strip():
+            continue
+        parts = _split_fields(line, len(SACCT_FIELDS))
+        if parts is None:
+            result.unparsed.append(line)
+            continue
+        row = dict(zip(SACCT_FIELDS, parts, strict=True))
+        job_ref, _, step_name = row["JobID"].strip().partition(".")
+        keys = parse_job_ref(job_ref)
+        if keys is None:
+            result.unparsed.append(line)
+            continue
+        if step_name:
+            for key in keys:
+                _fold_step(steps.setdefault(key, _Steps()), row)
+            continue
+        state, state_reason = _state_and_reason(row["State"])
+        exit_code, signal = split_exit_code(row["ExitCode"])
+        for key in keys:
+            requested[key] = requested_memory_kb(row["ReqMem"], row["AllocCPUS"])
+            result.tasks[key] = TaskStatus(
+                task_index=key.task_index,
+                state=state,
+                exit_code=exit_code if state.is_final else None,
+                signal=signal if state.is_final else None,
+                reason=state_reason or _clean(row["Reason"]),
+                node=_clean(row["NodeList"]),
+                elapsed_s=parse_duration_s(row["Elapsed"]),
+                time_limit_s=parse_duration_s(row["Timelimit"]),
+                total_cpu_s=parse_duration_s(row["TotalCPU"]) if state.is_final else None,
+                started_at=_clean(row["Start"]),
+                ended_at=_clean(row["End"]) if state.is_final else None,
+                sources=["sacct"],
+            )
+    for key, folded in steps.items():
+        status = result.tasks.get(key)
+        if status is None:
+            continue
+        status.max_rss_kb = folded.max_rss_kb
+        if status.signal is None and folded.kill_signal is not None and status.state.is_final:
+            status.signal = folded.kill_signal
+        _infer_oom(status, requested.get(key))
+    return result
+
+
+def _infer_oom(status: TaskStatus, requested_kb: int | None) -> None:
+    if status.state not in (JobState.FAILED, JobState.CANCELLED):
+        return
+    if status.signal not in OOM_KILL_SIGNALS:
+        return
+    if requested_kb is None or status.max_rss_kb is None or status.max_rss_kb <= requested_kb:
+        return
+    status.extra["slurm_state"] = status.state.value
+    status.state = JobState.OUT_OF_MEMORY
+    status.reason = (
+        f"killed by signal {status.signal} with MaxRSS {status.max_rss_kb} KiB over the "
+        f"requested {requested_kb} KiB (inferred out of memory)"
+    )
+
+
+def accounting_unavailable(stderr: str) -> str | None:
+    """Why sacct cannot answer, in words for a note; None when the failure is something else."""
+    lower = stderr.lower()
+    if "accounting storage is disabled" in lower:
+        return "SLURM accounting is disabled on this cluster"
+    if "connection refused" in lower or "problem talking to the database" in lower:
+        return "the SLURM accounting daemon (slurmdbd) does not answer"
+    if "persistent connection" in lower or "slurmdbd" in lower:
+        return "the SLURM accounting daemon (slurmdbd) does not answer"
+    return None
+
+
+# ---- scontrol show job --------------------------------------------------------------------
+
+
+def scontrol_show_job_argv(job_id: str) -> list[str]:
+    return ["scontrol", "show", "job", "--oneliner", job_id]
+
+
+_KV = re.compile(r"(\S+?)=(\S*)")
+
+
+def parse_scontrol_show_job(stdout: str) -> dict[TaskKey, TaskStatus]:
+    """``scontrol show job -o`` (one record a line, or blank-line separated records)."""
+    records: list[str] = []
+    current: list[str] = []
+    for line in stdout.splitlines():
+        if not line.strip():
+            if current:
+                records.append(" ".join(current))
+                current = []
+            continue
+        if line.startswith("JobId=") and current:
+            records.append(" ".join(current))
+            current = []
+        current.append(line.strip())
+    if current:
+        records.append(" ".join(current))
+    tasks: dict[TaskKey, TaskStatus] = {}
+    for record in records:
+        values = dict(_KV.findall(record))
+        job_id = values.get("ArrayJobId") or values.get("JobId", "")
+        if not _JOB_ID.match(job_id):
+            continue
+        indices = _task_index(values.get("ArrayTaskId", "N/A"))
+        if indices is None:
+            continue
+        state, state_reason = _state_and_reason(values.get("JobState", ""))
+        exit_code, signal = split_exit_code(values.get("ExitCode"))
+        for index in indices:
+            tasks[TaskKey(job_id, index)] = TaskStatus(
+                task_index=index,
+                state=state,
+                exit_code=exit_code if state.is_final else None,
+                signal=signal if state.is_final else None,
+                reason=state_reason or _clean(values.get("Reason")),
+                node=_clean(values.get("NodeList")),
+                elapsed_s=parse_duration_s(values.get("RunTime")),
+                time_limit_s=parse_duration_s(values.get("TimeLimit")),
+                started_at=_clean(values.get("StartTime")),
+                ended_at=_clean(values.get("EndTime")) if state.is_final else None,
+                sources=["scontrol"],
+            )
+    return tasks
+
+
+# ---- scancel ------------------------------------------------------------------------------
+
+
+def scancel_argv(job_ids: Sequence[str]) -> list[str]:
+    return ["scancel", *job_ids]
