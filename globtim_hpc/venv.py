@@ -7,7 +7,6 @@ import os
 import sys
 from pathlib import Path
 
-
 # find_spec looks the modules up without importing them, so --help stays fast.
 REQUIRED_MODULES = ("yaml", "paramiko", "scp", "rich", "jinja2")
 
