@@ -190,7 +190,8 @@ def test_large_run_is_collected_verified_organised_and_recollected_for_free(bed:
     assert metadata["tasks"][1]["params"] == {"function": "Sphere", "degree": 6}
     assert metadata["tasks"][0]["timing"]["elapsed_s"] == 100.0
     summary = (target / "summary.md").read_text()
-    assert "| 0001 | function=Sphere, degree=6 | COMPLETED | 0 | 1:40 |" in summary
+    assert "| 0001 | degree=6 | COMPLETED | 0 | 1:40 |" in summary
+    assert '**Parameters of every task:** function="Sphere"' in summary
     assert "### Task 0002: FAILED (exit code 3)" in summary
     assert "task 0002 line 39" in summary and "task 0002 line 19" not in summary  # last 20 lines
 

@@ -186,6 +186,21 @@ def test_hostile_values_reach_the_job_byte_exact(
     assert not (Path.cwd() / "canary").exists() and not Path("/tmp/globtim-canary").exists()
 
 
+def _job_ids_named(transport: Any, run_id: str, deadline_s: float = 60) -> set[str]:
+    """Every job SLURM knows under this name: squeue (all states) plus sacct, which is fed
+    asynchronously, so it is polled until it has an entry."""
+    end = time.monotonic() + deadline_s
+    while True:
+        live = transport.run(["squeue", "-h", "-t", "all", "-n", run_id, "-o", "%F"]).stdout_text
+        accounted = transport.run(
+            ["sacct", "-n", "-X", "-P", "--name", run_id, "-o", "JobID", "-S", "now-1hour"]
+        ).stdout_text
+        ids = {line.split("_")[0] for line in (live + accounted).split()}
+        if accounted.strip() or time.monotonic() > end:
+            return ids
+        time.sleep(1)
+
+
 class LostAnswer(Exception):
     pass
 
@@ -219,30 +234,8 @@ def test_connection_cut_after_sbatch_adopts_the_job(
         assert transport.connection_count >= 2  # the chain was really rebuilt
         run = store.get_run(result.run_id)
         assert run is not None and run.job_id == result.job_id
-        jobs = transport.run(
-            ["squeue", "-h", "-r", "-n", result.run_id, "-o", "%A"]
-        ).stdout_text.split()
-        accounted: list[str] = []
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not accounted:
-            out = transport.run(
-                [
-                    "sacct",
-                    "-n",
-                    "-X",
-                    "-P",
-                    "--name",
-                    result.run_id,
-                    "-o",
-                    "JobIDRaw",
-                    "-S",
-                    "now-1hour",
-                ]
-            )
-            accounted = sorted({line.split("_")[0] for line in out.stdout_text.split()})
-            time.sleep(1)
-    assert set(jobs) <= {result.job_id}
-    assert accounted == [result.job_id]
+        ids = _job_ids_named(transport, result.run_id)
+    assert ids == {result.job_id}
 
 
 def test_interrupted_process_is_recovered_by_the_next_invocation(
@@ -275,22 +268,7 @@ def test_interrupted_process_is_recovered_by_the_next_invocation(
     result = json.loads(proc.stdout)
     assert result["run_id"] == pending.run_id and result["resumed"] and result["adopted"]
     with open_transport("ssh", bed_profile.ssh) as transport:
-        out = transport.run(
-            [
-                "sacct",
-                "-n",
-                "-X",
-                "-P",
-                "--name",
-                pending.run_id,
-                "-o",
-                "JobIDRaw",
-                "-S",
-                "now-1hour",
-            ]
-        )
-        squeue = transport.run(["squeue", "-h", "-n", pending.run_id, "-o", "%A"])
-    ids = {line.split("_")[0] for line in (out.stdout_text + squeue.stdout_text).split()}
+        ids = _job_ids_named(transport, pending.run_id)
     assert ids == {result["job_id"]}
 
 
