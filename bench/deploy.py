@@ -27,11 +27,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
-from typing import BinaryIO
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -40,8 +37,8 @@ from globtim_hpc.config import load_profile  # noqa: E402
 from globtim_hpc.deploy import DeployOptions, deploy  # noqa: E402
 from globtim_hpc.scheduler.factory import make_scheduler  # noqa: E402
 from globtim_hpc.store import Store  # noqa: E402
-from globtim_hpc.transport.base import CommandResult, ProgressFn, Transport  # noqa: E402
 from globtim_hpc.transport.factory import open_transport  # noqa: E402
+from globtim_hpc.transport.recording import RecordingTransport  # noqa: E402
 
 TESTBED_DIR = Path(os.environ.get("GLOBTIM_TESTBED_DIR", "/var/tmp/globtim-testbed"))
 SSH_CONFIG = TESTBED_DIR / "client" / "ssh_config"
@@ -49,83 +46,22 @@ PROFILE = REPO / "configs" / "testbed.yaml"
 FIXTURE = REPO / "tests" / "fixtures" / "globtim_project"
 
 
-class _CountingReader:
-    def __init__(self, inner: BinaryIO) -> None:
-        self.inner = inner
-        self.bytes_read = 0
-
-    def read(self, size: int = -1) -> bytes:
-        chunk = self.inner.read(size)
-        self.bytes_read += len(chunk)
-        return chunk
+# The commands that move code: the hash probe, the missing-object query and the tar stream.
+_SHIP_MARKERS = ("globtim-probe", "globtim-missing")
 
 
-class MeteredTransport:
-    """The real transport; records bytes each way and time of the code-moving commands."""
-
-    def __init__(self, inner: Transport) -> None:
-        self.inner = inner
-        self.reset()
-
-    def reset(self) -> None:
-        self.commands = 0
-        self.ship_s = 0.0
-        self.ship_sent = 0
-        self.ship_received = 0
-
-    @property
-    def label(self) -> str:
-        return self.inner.label
-
-    def run(
-        self, argv: Sequence[str], *, timeout_s: float = 120.0, stdin: bytes | None = None
-    ) -> CommandResult:
-        self.commands += 1
-        started = time.perf_counter()
-        result = self.inner.run(argv, timeout_s=timeout_s, stdin=stdin)
-        if len(argv) > 3 and argv[3] in ("globtim-probe", "globtim-missing"):
-            self.ship_s += time.perf_counter() - started
-            self.ship_sent += len(stdin or b"")
-            self.ship_received += len(result.stdout)
-        return result
-
-    def stream(
-        self,
-        argv: Sequence[str],
-        *,
-        stdin_source: BinaryIO | None = None,
-        stdout_sink: BinaryIO | None = None,
-        timeout_s: float = 3600.0,
-        progress: ProgressFn | None = None,
-    ) -> CommandResult:
-        self.commands += 1
-        reader = _CountingReader(stdin_source) if stdin_source is not None else None
-        started = time.perf_counter()
-        result = self.inner.stream(
-            argv, stdin_source=reader, stdout_sink=stdout_sink,  # type: ignore[arg-type]
-            timeout_s=timeout_s, progress=progress,
-        )
-        self.ship_s += time.perf_counter() - started
-        self.ship_sent += reader.bytes_read if reader else 0
-        return result
-
-    def put_bytes(self, data: bytes, remote_path: str, *, mode: int = 0o644) -> None:
-        self.inner.put_bytes(data, remote_path, mode=mode)
-
-    def get_bytes(self, remote_path: str) -> bytes:
-        return self.inner.get_bytes(remote_path)
-
-    def close(self) -> None:
-        self.inner.close()
-
-    def __enter__(self) -> MeteredTransport:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
+def shipping_figures(transport: RecordingTransport) -> tuple[float, int, int, int]:
+    """(seconds, bytes sent, bytes received, remote commands) of what the deploy shipped."""
+    ship = [
+        call for call in transport.commands
+        if call.kind == "stream" or (len(call.what) > 3 and call.what[3] in _SHIP_MARKERS)
+    ]
+    return (
+        sum(call.seconds for call in ship),
+        sum(call.sent_bytes for call in ship),
+        sum(call.received_bytes for call in ship),
+        len(transport.commands),
+    )
 
 
 @dataclass
@@ -194,21 +130,22 @@ def main() -> int:
         changed = tree / "src" / "part00" / "module_0000.jl"
         file_count = sum(1 for p in tree.rglob("*") if p.is_file() and ".git" not in p.parts)
         rsync_dest = f"{profile.remote_root}/bench-rsync-{secrets.token_hex(4)}"
-        with MeteredTransport(open_transport("ssh", profile.ssh)) as transport, Store.open() as store:
+        with RecordingTransport(open_transport("ssh", profile.ssh)) as transport, Store.open() as store:
             scheduler = make_scheduler(profile, transport)
             try:
                 for case in ("full", "one file", "no-op"):
                     if case == "one file":
                         changed.write_text(changed.read_text() + f"# edit {secrets.token_hex(4)}\n")
                         git(tree, "commit", "-qam", "one edit")
-                    transport.reset()
+                    transport.clear()
                     started = time.perf_counter()
                     report = deploy(profile, transport, scheduler, store, DeployOptions(source=tree))
                     elapsed = time.perf_counter() - started
+                    ship_s, ship_sent, ship_received, commands = shipping_figures(transport)
                     rows.append(Row(
-                        case, "deploy_julia", transport.ship_sent, transport.ship_received,
+                        case, "deploy_julia", ship_sent, ship_received,
                         elapsed,
-                        f"ship {transport.ship_s:.2f} s, {transport.commands} remote commands, "
+                        f"ship {ship_s:.2f} s, {commands} remote commands, "
                         f"{report.new_objects} new files",
                     ))
                     for flags in ("-a", "-az"):

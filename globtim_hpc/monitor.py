@@ -36,7 +36,7 @@ from typing import Any
 
 from globtim_hpc.errors import UsageError
 from globtim_hpc.layout import RunLayout
-from globtim_hpc.models import JobState, RunPhase, TaskStatus
+from globtim_hpc.models import FINAL_STATES, JobState, RunPhase, TaskStatus
 from globtim_hpc.scheduler.base import PollResult, Scheduler, TrackedJob
 from globtim_hpc.scheduler.slurm_commands import NON_ARRAY_TASK_ID
 from globtim_hpc.statusfile import (
@@ -54,17 +54,8 @@ GONE_KEY = "gone"  # extra flag: the scheduler no longer knows this task
 AWAITING_KEY = "awaiting_accounting"  # extra flag: final in squeue, not yet in sacct
 AWAITED_POLLS_KEY = "awaited_accounting_polls"
 MAX_ACCOUNTING_WAIT_POLLS = 3  # then the squeue verdict stands (the record may never come)
-SCHEDULER_WINS = frozenset(
-    {
-        JobState.TIMEOUT,
-        JobState.OUT_OF_MEMORY,
-        JobState.CANCELLED,
-        JobState.NODE_FAIL,
-        JobState.PREEMPTED,
-        JobState.BOOT_FAIL,
-        JobState.DEADLINE,
-    }
-)
+# A final scheduler verdict other than these two explains the end better than an exit code.
+SCHEDULER_WINS = FINAL_STATES - {JobState.COMPLETED, JobState.FAILED}
 TIME_LIMIT_ROUNDING_S = 1.0  # status file timestamps have one-second resolution
 SLURM_SOURCES = frozenset({"squeue", "sacct", "scontrol"})
 

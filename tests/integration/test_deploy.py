@@ -8,10 +8,9 @@ import secrets
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
-from types import TracebackType
-from typing import Any, BinaryIO
+from typing import Any
 
 import pytest
 
@@ -20,69 +19,14 @@ from globtim_hpc.deploy import DeployOptions, DeployReport, deploy
 from globtim_hpc.errors import JobFailedError, PreflightError
 from globtim_hpc.scheduler.factory import make_scheduler
 from globtim_hpc.store import Store
-from globtim_hpc.transport.base import CommandResult, ProgressFn, Transport
+from globtim_hpc.transport.base import Transport
 from globtim_hpc.transport.factory import open_transport
+from globtim_hpc.transport.recording import RecordingTransport
 from tests.integration.conftest import REPO, Testbed
 
 pytestmark = pytest.mark.integration
 
 FIXTURE = REPO / "tests" / "fixtures" / "globtim_project"
-
-
-class CountingTransport:
-    """The real transport, with every remote operation counted (nothing is faked)."""
-
-    def __init__(self, inner: Transport) -> None:
-        self.inner = inner
-        self.commands: list[str] = []  # run and stream: one remote command each
-        self.file_ops: list[str] = []  # put_bytes / get_bytes
-
-    @property
-    def label(self) -> str:
-        return self.inner.label
-
-    def run(
-        self, argv: Sequence[str], *, timeout_s: float = 120.0, stdin: bytes | None = None
-    ) -> CommandResult:
-        self.commands.append("run " + " ".join(argv[:1]))
-        return self.inner.run(argv, timeout_s=timeout_s, stdin=stdin)
-
-    def stream(
-        self,
-        argv: Sequence[str],
-        *,
-        stdin_source: BinaryIO | None = None,
-        stdout_sink: BinaryIO | None = None,
-        timeout_s: float = 3600.0,
-        progress: ProgressFn | None = None,
-    ) -> CommandResult:
-        self.commands.append("stream " + " ".join(argv[:1]))
-        return self.inner.stream(
-            argv, stdin_source=stdin_source, stdout_sink=stdout_sink, timeout_s=timeout_s,
-            progress=progress,
-        )
-
-    def put_bytes(self, data: bytes, remote_path: str, *, mode: int = 0o644) -> None:
-        self.file_ops.append(f"put {remote_path}")
-        self.inner.put_bytes(data, remote_path, mode=mode)
-
-    def get_bytes(self, remote_path: str) -> bytes:
-        self.file_ops.append(f"get {remote_path}")
-        return self.inner.get_bytes(remote_path)
-
-    def close(self) -> None:
-        self.inner.close()
-
-    def __enter__(self) -> CountingTransport:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 def git(repo: Path, *args: str) -> str:
@@ -110,8 +54,8 @@ def profile(testbed: Testbed) -> ClusterProfile:
 
 
 @pytest.fixture
-def transport(profile: ClusterProfile) -> Iterator[CountingTransport]:
-    with CountingTransport(open_transport("ssh", profile.ssh)) as counting:
+def transport(profile: ClusterProfile) -> Iterator[RecordingTransport]:
+    with RecordingTransport(open_transport("ssh", profile.ssh)) as counting:
         yield counting
 
 
@@ -129,7 +73,7 @@ def remote_json(testbed: Testbed, path: str) -> dict[str, Any]:
 
 
 def test_deploy_puts_code_on_falcon_verifies_under_slurm_and_records(
-    testbed: Testbed, profile: ClusterProfile, transport: CountingTransport, source: Path
+    testbed: Testbed, profile: ClusterProfile, transport: RecordingTransport, source: Path
 ) -> None:
     report = run_deploy(profile, transport, source)
     head = git(source, "rev-parse", "HEAD").strip()
@@ -176,7 +120,7 @@ def test_deploy_puts_code_on_falcon_verifies_under_slurm_and_records(
 
 
 def test_one_changed_file_sends_only_it_and_an_unchanged_tree_is_a_no_op(
-    profile: ClusterProfile, transport: CountingTransport, source: Path
+    profile: ClusterProfile, transport: RecordingTransport, source: Path
 ) -> None:
     first = run_deploy(profile, transport, source)
     changed = source / "src" / "token.jl"
@@ -193,25 +137,25 @@ def test_one_changed_file_sends_only_it_and_an_unchanged_tree_is_a_no_op(
     # the compressed stream: the file, one link header per file and tar's end blocks
     assert second.bytes_sent < size + 1024
 
-    transport.commands.clear()
-    transport.file_ops.clear()
+    transport.clear()
     third = run_deploy(profile, transport, source)
-    print(f"no-op: remote commands {transport.commands}, file operations {transport.file_ops}")
+    file_ops = [call for call in transport.calls if not call.is_command]
+    print(f"no-op: remote commands {[c.what[:1] for c in transport.commands]}, file operations {file_ops}")
     assert third.noop and not third.uploaded and third.bytes_sent == 0
     assert third.deploy_id == second.deploy_id
     assert len(transport.commands) <= 2
-    assert not any(cmd.startswith("stream") for cmd in transport.commands)
-    assert transport.file_ops == []
+    assert not any(call.kind == "stream" for call in transport.commands)
+    assert file_ops == []
 
 
 def test_dirty_tree_is_recorded_with_its_patch_and_refused_when_clean_is_required(
-    testbed: Testbed, profile: ClusterProfile, transport: CountingTransport, source: Path
+    testbed: Testbed, profile: ClusterProfile, transport: RecordingTransport, source: Path
 ) -> None:
     edited = source / "src" / "GlobTimDeployFixture.jl"
     edited.write_text(edited.read_text() + "# a local experiment\n")
     (source / "scratch.jl").write_text("# untracked, not ignored\n")
 
-    transport.commands.clear()
+    transport.clear()
     with pytest.raises(PreflightError, match="local changes") as caught:
         run_deploy(profile, transport, source, require_clean=True)
     assert caught.value.exit_code == 1 and "commit or stash" in (caught.value.hint or "")
@@ -241,7 +185,7 @@ def test_dirty_tree_is_recorded_with_its_patch_and_refused_when_clean_is_require
 
 
 def test_a_failed_verification_is_recorded_unverified(
-    testbed: Testbed, profile: ClusterProfile, transport: CountingTransport, source: Path
+    testbed: Testbed, profile: ClusterProfile, transport: RecordingTransport, source: Path
 ) -> None:
     # HomotopyContinuation is a dependency but missing from the Manifest: it never gets
     # installed, so loading it offline on the compute node fails.
