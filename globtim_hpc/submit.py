@@ -73,6 +73,12 @@ if [ -n "$home" ]; then
         echo "@@HOME_MISSING"
     fi
 fi
+if [ "${3:-}" = sbatch-test-only ]; then
+    # The batch script arrives on stdin: SLURM judges it before anything is written.
+    out=$(sbatch --test-only 2>&1)
+    printf '@@TEST_ONLY_RC %s\n' "$?"
+    printf '%s\n' "$out" | sed 's/^/@@TEST_ONLY_OUT /'
+fi
 """
 
 _UPLOAD_AND_SUBMIT = r"""
@@ -242,16 +248,26 @@ def _kb(text: str) -> int | None:
         return None
 
 
-def preflight(transport: Transport, profile: ClusterProfile) -> dict[str, Any]:
-    """Free space and writability of the remote root and of home, in one remote command."""
+def preflight(
+    transport: Transport, profile: ClusterProfile, script: str | None = None
+) -> dict[str, Any]:
+    """Free space and writability of the remote root and of home and, given a batch script and
+    a SLURM profile with ``slurm.test_only``, SLURM's verdict on it: one remote command."""
     home = profile.home_dir or ""
+    argv = ["sh", "-c", _PREFLIGHT, "globtim-preflight", profile.remote_root, home]
+    test_only = script is not None and profile.scheduler == "slurm" and profile.slurm_test_only
+    if test_only:
+        argv.append("sbatch-test-only")
     result = transport.run(
-        ["sh", "-c", _PREFLIGHT, "globtim-preflight", profile.remote_root, home], timeout_s=60
+        argv, timeout_s=60, stdin=script.encode() if test_only and script is not None else None
     )
     result.check("the pre-flight check of the remote root and home")
     facts: dict[str, str] = {}
+    test_output: list[str] = []
     for line in result.stdout_text.splitlines():
-        if line.startswith("@@"):
+        if line.startswith("@@TEST_ONLY_OUT "):
+            test_output.append(line[len("@@TEST_ONLY_OUT ") :])
+        elif line.startswith("@@"):
             key, _, value = line[2:].partition(" ")
             facts[key] = value.strip()
     where = f"{transport.label}:{profile.remote_root}"
@@ -288,6 +304,12 @@ def preflight(transport: Transport, profile: ClusterProfile) -> dict[str, Any]:
                 "~/.julia is the usual culprit; the toolkit keeps its depot under remote_root); "
                 "nothing was submitted",
             )
+    if facts.get("TEST_ONLY_RC", "0") != "0":
+        from globtim_hpc.scheduler.slurm_commands import parse_sbatch_error
+
+        refusal = parse_sbatch_error("\n".join(test_output))
+        refusal.hint = (refusal.hint or "") + " (sbatch --test-only; nothing was submitted)"
+        raise refusal
     return facts
 
 
@@ -353,9 +375,9 @@ def submit_plan(
         if unfinished:
             return _finish(ctx, unfinished[-1], resumed=True)
 
-    preflight(ctx.transport, profile)
-    ctx.commands += 1
     prepared = prepare_run(plan, profile, deployment)
+    preflight(ctx.transport, profile, prepared.script)
+    ctx.commands += 1
     archive = prepared.archive()
     pending = _pending_archive_path(prepared.run_id)
     pending.parent.mkdir(parents=True, exist_ok=True)

@@ -129,6 +129,12 @@ def parse_sbatch_error(stderr: str, *, exit_status: int | None = None) -> Schedu
             "ask for less time (resources.time_min); `sinfo -o '%P %l'` shows each partition's "
             "time limit",
         )
+    if "more processors requested than permitted" in lower:
+        return SchedulerError(
+            f"sbatch refused the CPU request: {_first_error_line(stderr)}",
+            "ask for fewer CPUs per task (resources.cpus); `sinfo -o '%P %c'` shows each "
+            "partition's CPUs per node",
+        )
     if "requested node configuration is not available" in lower:
         return SchedulerError(
             f"sbatch refused the request: {_first_error_line(stderr)}",

@@ -342,7 +342,33 @@ def test_invalid_partition_shows_slurms_message_and_exit_5(
     assert proc.returncode == 5, proc.stderr
     assert "invalid partition" in proc.stderr.lower()
     assert "sinfo" in proc.stderr  # the hint
-    assert _remote_runs(testbed) == before  # the refused run's folder was removed
+    assert "--test-only" in proc.stderr  # refused by the pre-flight, before any upload
+    assert _remote_runs(testbed) == before
+    with Store.open() as store:
+        assert store.list_runs() == []
+
+
+def test_refusal_at_sbatch_itself_removes_the_run_folder(testbed: Testbed, tmp_path: Path) -> None:
+    """With the pre-flight's test-only check off, sbatch's own refusal leaves nothing behind."""
+    profile = yaml.safe_load((REPO / "configs" / "testbed.yaml").read_text())
+    profile["slurm"]["test_only"] = False
+    path = write_config(tmp_path, profile, "no-test-only.yaml")
+    before = _remote_runs(testbed)
+    proc = cli(
+        "submit_julia_job.py",
+        "--problem",
+        "4d_benchmark",
+        "--config",
+        str(small_benchmark(tmp_path, cpus=64)),
+        "--cluster",
+        str(path),
+    )
+    assert proc.returncode == 5, proc.stderr
+    assert "CPU request" in proc.stderr and "--test-only" not in proc.stderr
+    assert _remote_runs(testbed) == before
+    with Store.open() as store:
+        [run] = store.list_runs()
+        assert run.phase is RunPhase.ABANDONED and run.job_id is None
 
 
 def test_local_profile_runs_the_stand_in_without_ssh_or_slurm(tmp_path: Path) -> None:
