@@ -44,6 +44,8 @@ _CHUNK = 64 * 1024
 _BACKOFF_FIRST_S = 0.5
 _BACKOFF_MAX_S = 8.0
 _AUTH_TIMEOUT_S = 300.0  # a person may be typing an OTP while paramiko waits
+_REKEY_AFTER_BYTES = 2**36  # OpenSSH: 2**32 blocks of 16 bytes
+_REKEY_AFTER_PACKETS = 2**31
 _JOIN_TIMEOUT_S = 5.0
 _SETTLE_S = 1.0  # after a channel dies, how long hop threads get to notice
 _PASSPHRASE_ATTEMPTS = 3
@@ -413,6 +415,12 @@ class SshTransport:
         timeout_s = host.connect_timeout_s or self._settings.connect_timeout_s
         sock = self._open_socket(host, previous, timeout_s)
         transport = paramiko.Transport(sock)
+        # paramiko asks for new keys after 512 MiB, and its own request can stall against
+        # channel traffic ("Key-exchange timed out waiting for key negotiation", paramiko
+        # issue 822; seen here after a 1 GiB collection). Ask no sooner than OpenSSH's client
+        # does for 128-bit block ciphers; the server still rekeys whenever it wants to.
+        transport.packetizer.REKEY_BYTES = _REKEY_AFTER_BYTES
+        transport.packetizer.REKEY_PACKETS = _REKEY_AFTER_PACKETS
         hop = _Hop(host, transport, sock)
         try:
             transport.banner_timeout = timeout_s

@@ -292,3 +292,30 @@ def test_encrypted_key_asks_once_for_both_hops(
         ssh.run(["true"])
     assert caught.value.hop is not None and caught.value.hop.startswith("mack")
     assert caught.value.hint is not None and "passphrase" in caught.value.hint
+
+
+class _Discard:
+    def __init__(self) -> None:
+        self.byte_count = 0
+
+    def write(self, data: bytes) -> int:
+        self.byte_count += len(data)
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+
+def test_past_paramikos_rekey_threshold_the_chain_keeps_working(testbed: Testbed) -> None:
+    """More than 512 MiB (where paramiko would ask for new keys) through both hops, then more
+    commands on the same chain: the client leaves rekeying to OpenSSH's own limits."""
+    with SshTransport(bed_settings(testbed)) as transport:
+        assert transport.run(["true"]).ok
+        for hop in transport._hops:
+            assert hop.transport.packetizer.REKEY_BYTES >= 2**36
+        sink = _Discard()
+        result = transport.stream(["head", "-c", "600M", "/dev/zero"], stdout_sink=sink)  # type: ignore[arg-type]
+        assert result.ok and sink.byte_count == 600 * 2**20
+        for _ in range(3):
+            assert transport.run(["true"], timeout_s=60).ok
+        assert transport.connection_count == 1
