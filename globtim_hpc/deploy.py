@@ -101,7 +101,7 @@ class DeployReport:
 def toolkit_scripts() -> list[codeship.ExtraFile]:
     """The Julia scripts this toolkit runs on the cluster, placed in ``<deploy>/.globtim-hpc/``."""
     out = []
-    for name in (juliaenv.DEPLOY_ENV_JL, juliaenv.VERIFY_ENV_JL):
+    for name in (juliaenv.DEPLOY_ENV_JL, juliaenv.VERIFY_ENV_JL, juliaenv.COMMON_IO_JL):
         path = JULIA_DIR / name
         out.append(codeship.ExtraFile(f"{juliaenv.TOOL_DIR}/{name}", path.read_bytes()))
     return out

@@ -28,6 +28,7 @@ MODULE_PRELUDE = (
 TOOL_DIR = ".globtim-hpc"  # inside a deployment: the toolkit's Julia scripts and job files
 DEPLOY_ENV_JL = "deploy_env.jl"
 VERIFY_ENV_JL = "verify_env.jl"
+COMMON_IO_JL = "common_io.jl"  # included by both: JSON and atomic writes
 
 
 def is_under(path: str, folder: str) -> bool:

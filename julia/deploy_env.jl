@@ -9,63 +9,7 @@
 
 import Pkg
 
-function json_escape(io::IO, s::AbstractString)
-    print(io, '"')
-    for c in s
-        if c == '"'
-            print(io, "\\\"")
-        elseif c == '\\'
-            print(io, "\\\\")
-        elseif c == '\n'
-            print(io, "\\n")
-        elseif c < ' '
-            print(io, "\\u", lpad(string(UInt32(c); base = 16), 4, '0'))
-        else
-            print(io, c)
-        end
-    end
-    print(io, '"')
-end
-
-function json_write(io::IO, value)
-    if value === nothing
-        print(io, "null")
-    elseif value isa Bool
-        print(io, value ? "true" : "false")
-    elseif value isa Real
-        isfinite(value) ? print(io, value) : print(io, "null")
-    elseif value isa AbstractString
-        json_escape(io, value)
-    elseif value isa AbstractDict
-        print(io, '{')
-        for (i, key) in enumerate(sort!(collect(keys(value))))
-            i > 1 && print(io, ',')
-            json_escape(io, string(key))
-            print(io, ':')
-            json_write(io, value[key])
-        end
-        print(io, '}')
-    elseif value isa AbstractVector
-        print(io, '[')
-        for (i, item) in enumerate(value)
-            i > 1 && print(io, ',')
-            json_write(io, item)
-        end
-        print(io, ']')
-    else
-        json_escape(io, string(value))
-    end
-end
-
-# Written beside the target, then renamed: a reader never sees half a file.
-function write_json_atomically(path::AbstractString, value)
-    tmp = path * ".tmp"
-    open(tmp, "w") do io
-        json_write(io, value)
-        println(io)
-    end
-    mv(tmp, path; force = true)
-end
+include(joinpath(@__DIR__, "common_io.jl"))
 
 function main(args)
     result_path = isempty(args) ? "" : args[1]

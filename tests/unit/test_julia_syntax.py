@@ -75,3 +75,18 @@ def test_a_syntax_error_is_caught(bad: bytes) -> None:
     assert syntax_problems(GOOD) == []
     assert syntax_problems(bad) != []
     assert syntax_problems(GOOD + bad) != []
+
+
+def test_every_included_julia_file_is_shipped_with_its_includer() -> None:
+    """The scripts include common_io.jl from their own folder; both ship paths must carry it."""
+    import re
+
+    from globtim_hpc.deploy import toolkit_scripts
+
+    julia_dir = Path(__file__).resolve().parents[2] / "julia"
+    shipped_by_deploy = {Path(extra.path).name for extra in toolkit_scripts()}
+    for script in julia_dir.glob("*.jl"):
+        for name in re.findall(r'include\(joinpath\(@__DIR__, "([^"]+)"\)\)', script.read_text()):
+            assert (julia_dir / name).is_file(), f"{script.name} includes missing {name}"
+            if script.name in shipped_by_deploy:
+                assert name in shipped_by_deploy, f"deploy ships {script.name} without {name}"

@@ -20,7 +20,13 @@ from globtim_hpc.transport.settings import SshSettings
 from globtim_hpc.transport.sshconfig import parse_proxy_jump, resolve_chain, resolve_host
 
 SSH = shutil.which("ssh")
-pytestmark = pytest.mark.skipif(SSH is None, reason="the OpenSSH client is not installed")
+
+
+@pytest.fixture(autouse=True)
+def _openssh_client() -> None:
+    # The parity reference is the real client; tests/testbed/packages.sh installs it.
+    if SSH is None:
+        pytest.fail("the OpenSSH client (ssh) is not installed: run tests/testbed/packages.sh")
 
 
 @dataclass(frozen=True)
