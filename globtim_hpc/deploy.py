@@ -140,7 +140,7 @@ def _read_json(transport: Transport, path: str, what: str) -> dict[str, Any] | N
         return None
     try:
         loaded = json.loads(data)
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise RemoteCommandError(
             f"{what}: {path} is not valid JSON ({exc})",
             "the Julia script was interrupted while writing it; deploy again",

@@ -10,6 +10,7 @@ the same configuration finds the unfinished run in the registry and recovers it 
 
 from __future__ import annotations
 
+import fcntl
 import getpass
 import io
 import json
@@ -18,13 +19,14 @@ import posixpath
 import socket
 import tarfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from globtim_hpc import paths
-from globtim_hpc.errors import ConnectError, PreflightError, SchedulerError
+from globtim_hpc.errors import ConnectError, PreflightError, SchedulerError, UsageError
 from globtim_hpc.layout import (
     DIRECT_DIR,
     DRIVER_DIR,
@@ -95,7 +97,22 @@ echo "@@UPLOADED"
 exec "$@"
 """
 
-_EXISTS = '[ -f "$1/job.sbatch" ] && echo yes || echo no'
+# Whether the run folder is in place, and the id of any job that already ran in it: its
+# status files and log names carry the job id even after SLURM has forgotten the job.
+_EVIDENCE = r"""
+d=$1
+if [ ! -f "$d/job.sbatch" ]; then echo "@@ABSENT"; exit 0; fi
+echo "@@PRESENT"
+for f in "$d"/status/*.json; do
+    [ -f "$f" ] && sed -n 's/.*"array_job_id": "\([^"]*\)".*/@@JOB \1/p' "$f"
+done
+for f in "$d"/logs/slurm-*; do
+    [ -e "$f" ] || continue
+    n=${f##*/slurm-}
+    echo "@@JOB ${n%%_*}"
+done
+if [ -f "$d/direct/runner.pid" ]; then echo "@@JOB d$(cat "$d/direct/runner.pid")"; fi
+"""
 
 _REMOVE_RUN = 'case "$2" in "$1"/*) rm -rf -- "$2" ;; esac'
 
@@ -357,6 +374,25 @@ def _parse_submit(ctx: SubmitContext, result: CommandResult) -> str:
     return parse_sbatch(result.stdout_text)
 
 
+@contextmanager
+def _recovery_lock(run_id: str) -> Iterator[None]:
+    """One process at a time recovers a run: two would both miss the job and both submit."""
+    path = _pending_archive_path(run_id).with_suffix(".lock")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise UsageError(
+                f"another submit command is recovering run {run_id} right now",
+                "wait for it to finish, then look with ./monitor_jobs.py --run-id " + run_id,
+            ) from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def _pending_archive_path(run_id: str) -> Path:
     return paths.state_dir() / "pending" / f"{run_id}.tar.gz"
 
@@ -373,7 +409,8 @@ def submit_plan(
     if resume:
         unfinished = store.unfinished_submissions(profile.name, plan.config_hash)
         if unfinished:
-            return _finish(ctx, unfinished[-1], resumed=True)
+            with _recovery_lock(unfinished[-1].run_id):
+                return _finish(ctx, unfinished[-1], resumed=True)
 
     prepared = prepare_run(plan, profile, deployment)
     preflight(ctx.transport, profile, prepared.script)
@@ -484,13 +521,32 @@ def _accept(ctx: SubmitContext, record: RunRecord, result: CommandResult) -> str
             f"uploading run {record.run_id} to {ctx.transport.label}:{record.remote_dir}",
             "check free space and permissions under remote_root; nothing was submitted",
         )
+    if result.exit_status < 0:
+        # No exit status came back (the command was killed or the channel cut): the job may
+        # exist. That is a lost answer, not a refusal.
+        raise ConnectError(
+            "the submit command ended without an exit status",
+            hop=ctx.transport.label,
+            transient=True,
+        )
     stdout = result.stdout_text.replace("@@UPLOADED\n", "", 1)
     trimmed = CommandResult(result.argv, result.exit_status, stdout.encode(), result.stderr)
     try:
         return _parse_submit(ctx, trimmed)
     except SchedulerError as exc:
-        if exc.transient:
+        if exc.transient or result.exit_status == 0:
+            # Exit 0 means the scheduler took something: never treat it as a refusal.
             ctx.store.set_phase(record.run_id, RunPhase.SUBMITTING, error=exc.message)
+            if result.exit_status == 0:
+                found = ctx.scheduler.find_job(record.run_id)
+                if found:
+                    return str(found)
+                raise SchedulerError(
+                    f"the scheduler accepted run {record.run_id} but its answer had no job id: "
+                    f"{exc.message}",
+                    "run the same submit command again: it looks the job up by name first",
+                    transient=True,
+                ) from exc
             raise
         # A refusal: nothing runs. Remove the folder so nothing half-made stays behind.
         ctx.store.set_phase(record.run_id, RunPhase.ABANDONED, error=exc.message)
@@ -513,8 +569,18 @@ def _recover(ctx: SubmitContext, record: RunRecord, archive: bytes | None) -> tu
     found = ctx.scheduler.find_job(record.run_id)
     if found:
         return str(found), True
-    exists = ctx.run(["sh", "-c", _EXISTS, "globtim-exists", record.remote_dir])
-    if exists.stdout_text.strip() == "yes":
+    evidence = ctx.run(["sh", "-c", _EVIDENCE, "globtim-evidence", record.remote_dir])
+    lines = evidence.stdout_text.splitlines()
+    ran = sorted({line.split(" ", 1)[1] for line in lines if line.startswith("@@JOB ")})
+    if len(ran) == 1:
+        # The scheduler has forgotten the job (aged out, no accounting), but it ran here.
+        return ran[0], True
+    if len(ran) > 1:
+        raise SchedulerError(
+            f"jobs {', '.join(ran)} all ran in the folder of run {record.run_id}",
+            f"inspect {ctx.transport.label}:{record.remote_dir}; submit with --new to start over",
+        )
+    if "@@PRESENT" in lines:
         ctx.store.set_phase(record.run_id, RunPhase.SUBMITTING)
         argv = [
             "sh",

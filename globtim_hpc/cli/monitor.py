@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from globtim_hpc.cli.common import Output, base_parser, load_profile_from_args, run_main
-from globtim_hpc.errors import ExitCode, SchedulerError, UsageError
+from globtim_hpc.errors import ConnectError, ExitCode, SchedulerError, UsageError
 from globtim_hpc.models import JobState
 
 if TYPE_CHECKING:
@@ -187,10 +187,12 @@ def _final_code(views: Sequence[RunView]) -> int:
 
 
 def _poll_tolerant(session: _Session, notes: list[str]) -> list[RunView] | None:
-    """A poll inside a loop: a transient scheduler failure is a note, not the end."""
+    """A poll inside a loop: a transient scheduler or connection failure is a note, not the end."""
     try:
         return session.poll()
-    except SchedulerError as exc:
+    except (SchedulerError, ConnectError) as exc:
+        # A dropped connection (a laptop asleep, a restarted sshd) ends no watch: the transport
+        # reconnects on the next poll.
         if not exc.transient:
             raise
         notes.append(f"poll failed, will retry: {exc.message}")

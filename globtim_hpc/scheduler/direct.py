@@ -48,7 +48,12 @@ for d in "$@"; do
 done
 """
 
-_CANCEL = 'd=$1; pid=$(cat "$d/direct/runner.pid" 2>/dev/null) || exit 0; : > "$d/direct/cancelled"; kill -TERM -- "-$pid" 2>/dev/null; exit 0'
+# The runner leads its own session (setsid); timeout(1) puts each task in a process group of
+# its own, so signalling the runner's group alone would leave the tasks running.
+_CANCEL = (
+    'd=$1; pid=$(cat "$d/direct/runner.pid" 2>/dev/null) || exit 0; : > "$d/direct/cancelled"; '
+    'kill -TERM -- "-$pid" 2>/dev/null; pkill -TERM -s "$pid" 2>/dev/null; exit 0'
+)
 
 _FIND = '[ -f "$1/direct/runner.pid" ] && printf "d%s\n" "$(cat "$1/direct/runner.pid")"; exit 0'
 

@@ -95,6 +95,9 @@ class LocalTransport:
                         progress(len(chunk))
             except BaseException as exc:
                 errors.append(exc)
+                # Nobody reads the pipe any more: stop the command rather than let it block
+                # on a full pipe until the timeout (SSH closes its channel for the same reason).
+                _kill(process)
 
         threads = [
             threading.Thread(target=feed, daemon=True),

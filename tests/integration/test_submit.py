@@ -414,3 +414,33 @@ def test_local_profile_without_julia_says_so(tmp_path: Path) -> None:
     assert proc.returncode == 3
     assert "Julia was not found" in proc.stderr and "--cluster" in proc.stderr
     assert not (tmp_path / "data").exists()
+
+
+class ForgetfulScheduler(SlurmScheduler):
+    """SLURM after MinJobAge with accounting off: it no longer knows any finished job."""
+
+    def find_job(self, run_id: str) -> str | None:
+        return None
+
+
+def test_a_job_slurm_has_forgotten_is_adopted_from_its_own_traces(
+    testbed: Testbed, bed_profile: ClusterProfile, tmp_path: Path
+) -> None:
+    plan = build_plan("4d_benchmark", small_benchmark(tmp_path, 8))
+
+    def die() -> None:
+        raise LostAnswer("the process was killed right after sbatch")
+
+    with open_transport("ssh", bed_profile.ssh) as transport, Store.open() as store:
+        ctx = SubmitContext(
+            bed_profile, transport, SlurmScheduler(transport), store, after_submit_sent=die
+        )
+        with pytest.raises(LostAnswer):
+            submit_plan(plan, ctx, deployment=None)
+        [pending] = store.unfinished_submissions("testbed", plan.config_hash)
+        statuses = wait_for_status(transport, pending.remote_dir, ["0000"])
+        original = statuses["0000"]["array_job_id"]
+        forgetful = SubmitContext(bed_profile, transport, ForgetfulScheduler(transport), store)
+        result = submit_plan(plan, forgetful, deployment=None)
+        assert result.run_id == pending.run_id and result.adopted and result.job_id == original
+        assert _job_ids_named(transport, pending.run_id) == {original}

@@ -193,6 +193,29 @@ def test_timeout_raises_and_transport_stays_usable(target: Target) -> None:
     assert target.transport.run(["echo", "still here"]).stdout == b"still here\n"
 
 
+class _RefusingSink:
+    def write(self, data: bytes) -> int:
+        raise _SinkGaveUp("the reader refused the stream")
+
+    def flush(self) -> None:
+        pass
+
+
+class _SinkGaveUp(Exception):
+    pass
+
+
+def test_a_sink_that_gives_up_stops_the_command(target: Target) -> None:
+    """The reader's own error comes back at once, not a timeout after the command blocked."""
+    with pytest.raises(_SinkGaveUp):
+        target.transport.stream(
+            ["head", "-c", "64M", "/dev/zero"],
+            stdout_sink=_RefusingSink(),  # type: ignore[arg-type]
+            timeout_s=30,
+        )
+    assert target.transport.run(["true"]).ok
+
+
 def test_empty_argv_is_a_programming_error(target: Target) -> None:
     with pytest.raises(ValueError):
         target.transport.run([])

@@ -133,3 +133,50 @@ def test_list_problems() -> None:
     proc = submit("--list-problems", "--json")
     names = [p["name"] for p in json.loads(proc.stdout)["problems"]]
     assert {"4d_benchmark", "deuflhard_2d", "lotka_volterra_4d", "custom"} <= set(names)
+
+
+def test_an_accepted_submission_with_an_odd_answer_is_never_treated_as_refused(
+    tmp_path: Path,
+) -> None:
+    """sbatch exit 0 with no parsable id: look the job up by name; never delete the folder."""
+    from globtim_hpc.config import load_profile
+    from globtim_hpc.store import Store
+    from globtim_hpc.submit import SubmitContext, _accept
+    from globtim_hpc.transport.base import CommandResult
+    from globtim_hpc.transport.local import LocalTransport
+
+    profile_path = tmp_path / "p.yaml"
+    profile_path.write_text(f"scheduler: slurm\nremote_root: {tmp_path / 'root'}\n")
+    profile = load_profile(str(profile_path))
+    run_id = "x_20260101-000000_abcdef01"
+    run_dir = tmp_path / "root" / "runs" / run_id
+    run_dir.mkdir(parents=True)
+
+    asked: list[str] = []
+
+    class Finder:
+        def find_job(self, wanted: str) -> str | None:
+            asked.append(wanted)
+            return "4242"
+
+    with Store.open(tmp_path / "state") as store:
+        store.add_run(
+            run_id=run_id,
+            problem="x",
+            cluster=profile.name,
+            scheduler="slurm",
+            remote_dir=str(run_dir),
+            task_ids=["0000"],
+            config_hash="h",
+            deploy_id=None,
+            git_sha=None,
+            plan={"tasks": [], "resources": {}},
+            submission=None,
+        )
+        record = store.get_run(run_id)
+        assert record is not None
+        ctx = SubmitContext(profile, LocalTransport(), Finder(), store)
+        answer = CommandResult(("sh",), 0, b"@@UPLOADED\nsbatch: a site plugin says hello\n", b"")
+        assert _accept(ctx, record, answer) == "4242"
+    assert asked == [run_id]
+    assert run_dir.is_dir()
