@@ -37,9 +37,10 @@ _SPOOL_MAX_BYTES = 32 << 20
 
 # Fixed shell text; every variable part arrives as a positional argument.
 PROBE_SCRIPT = r"""
-root=$1 id=$2
+root=$1 id=$2 tools=$3
 if [ -d "$root/$id" ]; then
     printf 'tree=yes\n'
+    printf 'tools=%s\n' "$(cat -- "$root/$id/$tools" 2>/dev/null)"
     if [ -f "$root/$id/DEPLOY.json" ]; then cat -- "$root/$id/DEPLOY.json"; fi
 else
     printf 'tree=no\n'
@@ -78,18 +79,33 @@ rm -rf -- "$stage"
 """
 
 
+# The digest of the toolkit's own files in a tree (extras): the deploy id covers the user's
+# code, not the toolkit, so an upgraded toolkit is noticed by this digest instead.
+TOOLS_DIGEST = ".globtim-hpc/tools.sha256"
+
+
+def extras_digest(extras: Iterable[ExtraFile]) -> str:
+    listing = sorted((e.path, hashlib.sha256(e.data).hexdigest()) for e in extras)
+    return hashlib.sha256(json.dumps(listing).encode()).hexdigest()
+
+
 @dataclass(frozen=True)
 class Probe:
     tree_exists: bool
     deploy_json: dict[str, Any] | None
+    tools_digest: str = ""
 
 
 def probe_argv(code_root: str, deploy_id: str) -> list[str]:
-    return ["bash", "-c", PROBE_SCRIPT, "globtim-probe", code_root, deploy_id]
+    return ["bash", "-c", PROBE_SCRIPT, "globtim-probe", code_root, deploy_id, TOOLS_DIGEST]
 
 
 def parse_probe(stdout: str) -> Probe:
     first, _, rest = stdout.partition("\n")
+    tools = ""
+    if rest.startswith("tools="):
+        tools_line, _, rest = rest.partition("\n")
+        tools = tools_line[len("tools=") :].strip()
     if first.strip() == "tree=yes":
         text = rest.strip()
         deploy_json: dict[str, Any] | None = None
@@ -99,7 +115,7 @@ def parse_probe(stdout: str) -> Probe:
             except json.JSONDecodeError:
                 loaded = None  # a half-written or edited record counts as no record
             deploy_json = loaded if isinstance(loaded, dict) else None
-        return Probe(True, deploy_json)
+        return Probe(True, deploy_json, tools)
     if first.strip() != "tree=no":
         raise RemoteCommandError(
             f"unexpected answer from the deployment probe: {first[:200]!r}",
@@ -278,9 +294,29 @@ def ship(
         f"listing {code_root} on {transport.label}", "check that remote_root exists and is readable"
     )
     probe = parse_probe(probe_result.stdout_text)
-    if probe.tree_exists:
-        return ShipResult(deploy_id, remote_dir, False, 0, 0, 0, 0, (), probe.deploy_json)
     extra_list = list(extras)
+    digest = extras_digest(extra_list)
+    extra_list.append(ExtraFile(TOOLS_DIGEST, (digest + "\n").encode()))
+    if probe.tree_exists and probe.tools_digest == digest:
+        return ShipResult(deploy_id, remote_dir, False, 0, 0, 0, 0, (), probe.deploy_json)
+    if probe.tree_exists:
+        # The code is there but the toolkit's files in it are another version: replace just
+        # those (atomically, one by one; the digest last) and treat any record as stale.
+        sent = 0
+        for extra in extra_list:
+            transport.put_bytes(extra.data, f"{remote_dir}/{extra.path}")
+            sent += len(extra.data)
+        return ShipResult(
+            deploy_id,
+            remote_dir,
+            True,
+            sent,
+            sent,
+            len(extra_list),
+            0,
+            tuple(extra.path for extra in extra_list),
+            None,
+        )
     wanted = wanted_objects(snap, extra_list)
     asked = transport.run(missing_argv(code_root), stdin=missing_stdin(wanted), timeout_s=300)
     asked.check(f"listing the object store under {code_root} on {transport.label}")

@@ -209,3 +209,33 @@ def test_a_failed_verification_is_recorded_unverified(
         unverified = store.latest_deployment(profile.name, verified_only=False)
     assert unverified is not None and unverified["deploy_id"] == deploy_id
     assert unverified["verified"] is False
+
+
+def test_an_upgraded_toolkit_reaches_an_existing_deployment(
+    testbed: Testbed, profile: ClusterProfile, transport: RecordingTransport, source: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The deploy id covers the user's code; the toolkit's own scripts are tracked by a digest."""
+    from globtim_hpc import deploy as deploy_module
+
+    first = run_deploy(profile, transport, source)
+    assert first.verified
+    original = deploy_module.toolkit_scripts
+
+    def upgraded() -> list[Any]:
+        scripts = original()
+        return [
+            type(s)(s.path, s.data + b"# a newer toolkit\n") if s.path.endswith("verify_env.jl") else s
+            for s in scripts
+        ]
+
+    monkeypatch.setattr(deploy_module, "toolkit_scripts", upgraded)
+    second = run_deploy(profile, transport, source)
+    assert second.deploy_id == first.deploy_id
+    assert not second.noop and second.verified  # set up and verified again with the new scripts
+    remote = testbed.as_user(
+        "falcon", f"cat {second.remote_dir}/.globtim-hpc/verify_env.jl"
+    ).stdout
+    assert remote.endswith("# a newer toolkit\n")
+    third = run_deploy(profile, transport, source)
+    assert third.noop
