@@ -73,6 +73,23 @@ class DoctorReport:
         }
 
 
+def tool_problems(stdout: str, *, needs_bash_4_3: bool) -> list[str]:
+    """What the login node lacks, from the _TOOLS probe's answer (empty: all there)."""
+    facts = dict(line.split("=", 1) for line in stdout.splitlines() if "=" in line)
+    problems = []
+    version = tuple(int(part) for part in facts.get("bash", "").split(".") if part.isdigit())
+    wanted = (4, 3) if needs_bash_4_3 else (4, 0)
+    if version < wanted:
+        problems.append(
+            f"bash {facts.get('bash') or 'not found'} (need {wanted[0]}.{wanted[1]} or newer)"
+        )
+    if facts.get("sha256sum") != "ok":
+        problems.append("sha256sum has no --zero option (need a newer GNU coreutils)")
+    if facts.get("tar") != "gnu":
+        problems.append("tar is not GNU tar (needed for --null -T -)")
+    return problems
+
+
 def parse_df_available_kb(stdout: str) -> int | None:
     """Available 1K blocks from ``df -Pk PATH`` (last line, fourth field)."""
     lines = [line for line in stdout.splitlines() if line.strip()]
@@ -109,6 +126,12 @@ fi
 df -Pk -- "$dir"
 """
 _QUOTA = 'if command -v quota >/dev/null 2>&1; then quota -s 2>&1; else echo "@@no-quota"; fi'
+# The login node's tools that collection and the batch scripts rely on.
+_TOOLS = r"""
+printf 'bash=%s\n' "$(bash -c 'echo "${BASH_VERSINFO[0]}.${BASH_VERSINFO[1]}"' 2>/dev/null)"
+if printf x | sha256sum --zero >/dev/null 2>&1; then echo "sha256sum=ok"; else echo "sha256sum=old"; fi
+if tar --version 2>/dev/null | head -n 1 | grep -q 'GNU tar'; then echo "tar=gnu"; else echo "tar=other"; fi
+"""
 _SACCT = ["sacct", "-n", "-X", "-P", "-o", "JobID", "-S", "now-1hours"]
 
 
@@ -178,6 +201,7 @@ class Doctor:
                 "julia.depot_path to a writable folder under remote_root",
                 depth=2,
             )
+            self._check_tools(transport)
             self._check_julia(transport)
             self._check_scheduler(transport, root_ok)
         return self.report
@@ -275,6 +299,22 @@ class Doctor:
             )
         else:
             self.add("home folder", OK, f"{home}: {_mb(available)} free")
+
+    def _check_tools(self, transport: Transport) -> None:
+        result = transport.run(["sh", "-c", _TOOLS], timeout_s=60)
+        problems = tool_problems(
+            result.stdout_text, needs_bash_4_3=self.profile.scheduler == "direct"
+        )
+        if problems:
+            self.add(
+                "login node tools",
+                FAIL,
+                "; ".join(problems),
+                "load newer tools with the profile's julia.modules or ask the admins; "
+                "collection needs GNU tar and sha256sum --zero",
+            )
+        else:
+            self.add("login node tools", OK, "bash, GNU tar and sha256sum --zero present")
 
     def _check_quota(self, transport: Transport) -> None:
         result = transport.run(["sh", "-c", _QUOTA], timeout_s=60)
