@@ -21,9 +21,7 @@ attempt reuses. Running out of local space removes it and says so.
 
 from __future__ import annotations
 
-import contextlib
 import errno
-import fcntl
 import io
 import json
 import os
@@ -32,7 +30,7 @@ import re
 import secrets
 import shutil
 import tarfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol, cast
@@ -61,6 +59,16 @@ from globtim_hpc.manifest import (
 )
 from globtim_hpc.models import JobState, TaskStatus
 from globtim_hpc.monitor import GONE_KEY
+from globtim_hpc.placement import (
+    NoSpaceError,
+    folder_lock,
+    link_or_copy,
+    nearest_existing,
+    partial_folders,
+    place_folder,
+    space_error,
+    sync_filesystem,
+)
 from globtim_hpc.safe_tar import ExtractingSink
 from globtim_hpc.scheduler.base import Scheduler
 from globtim_hpc.statusfile import StatusFile, parse_status_with_reason
@@ -359,127 +367,6 @@ def _fetch_manifest(
     return parse_remote_manifest(result.stdout, transport.label)
 
 
-# ---- local folders ----------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def _locked(folder: Path) -> Iterator[None]:
-    """Exclusive lock on a folder, so two collections of the same problem never interleave."""
-    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise TransferError(
-                f"another collection into {folder} is running",
-                "wait for it to finish, then run this again",
-            ) from None
-        yield
-    finally:
-        os.close(fd)
-
-
-def _partial_folders(parent: Path, name: str) -> list[Path]:
-    if not parent.is_dir():
-        return []
-    prefix = f".{name}.partial-"
-    found = [p for p in parent.iterdir() if p.name.startswith(prefix) and p.is_dir()]
-    return sorted(found, key=lambda p: p.stat().st_mtime, reverse=True)
-
-
-def _nearest_existing(path: Path) -> Path:
-    while not path.exists():
-        path = path.parent
-    return path
-
-
-class NoSpaceError(TransferError):
-    """The local disk is too full for the collection; nothing was placed."""
-
-
-def _space_error(where: Path, needed: int, free: int | None) -> NoSpaceError:
-    from globtim_hpc.summary import format_bytes
-
-    have = f", {format_bytes(free)} free" if free is not None else ""
-    return NoSpaceError(
-        f"not enough free space in {where}: the collection needs {format_bytes(needed)}{have}",
-        "free some space or collect into another folder with --local-dir; nothing was placed "
-        "and the registry is unchanged",
-    )
-
-
-def _link_or_copy(source: Path, dest: Path) -> None:
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    with contextlib.suppress(FileNotFoundError):
-        dest.unlink()
-    try:
-        os.link(source, dest, follow_symlinks=False)
-    except OSError as exc:
-        if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
-            raise
-        shutil.copy2(source, dest, follow_symlinks=False)
-
-
-def _exchange(a: Path, b: Path) -> bool:
-    """Swap two paths atomically (Linux renameat2 RENAME_EXCHANGE); False if unsupported."""
-    import ctypes
-
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        renameat2 = libc.renameat2
-    except (OSError, AttributeError):
-        return False
-    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
-    renameat2.restype = ctypes.c_int
-    at_fdcwd, rename_exchange = -100, 2
-    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
-        return True
-    err = ctypes.get_errno()
-    if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
-        return False
-    raise OSError(err, os.strerror(err), str(a))
-
-
-def _place(work: Path, target: Path) -> None:
-    """Put the finished ``work`` folder at ``target``; an old ``target`` is replaced whole."""
-    if target.is_symlink() or (target.exists() and not target.is_dir()):
-        raise TransferError(
-            f"{target} exists and is not a folder", "move it away, then collect again"
-        )
-    if not target.exists():
-        os.rename(work, target)
-    elif _exchange(work, target):
-        shutil.rmtree(work)  # now the old version
-    else:
-        old = target.parent / f".{target.name}.old-{secrets.token_hex(4)}"
-        os.rename(target, old)
-        os.rename(work, target)
-        shutil.rmtree(old)
-    dir_fd = os.open(target.parent, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-
-
-def _sync_filesystem(folder: Path) -> None:
-    """Flush the folder's filesystem to disk (Linux syncfs), so a placed folder survives a crash."""
-    import ctypes
-
-    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        try:
-            syncfs = ctypes.CDLL(None, use_errno=True).syncfs
-        except (OSError, AttributeError):
-            os.sync()
-            return
-        if syncfs(fd) != 0:
-            err = ctypes.get_errno()
-            raise OSError(err, os.strerror(err), str(folder))
-    finally:
-        os.close(fd)
-
-
 def _tail_lines(path: Path, line_count: int = LOG_TAIL_LINES) -> list[str]:
     try:
         with open(path, "rb") as handle:
@@ -568,10 +455,10 @@ def _disk_bytes(entries: Sequence[ManifestEntry]) -> int:
 
 
 def _ensure_space(folder: Path, needed: int) -> None:
-    where = _nearest_existing(folder)
+    where = nearest_existing(folder)
     free = shutil.disk_usage(where).free
     if free < needed:
-        raise _space_error(where, needed, free)
+        raise space_error(where, needed, free)
 
 
 def _tar_estimate(entries: Sequence[ManifestEntry]) -> int:
@@ -653,7 +540,7 @@ def _prepare_work(
             continue
         in_target = local_path(target, entry.path)
         if have_target and matches(in_target, entry):
-            _link_or_copy(in_target, in_work)
+            link_or_copy(in_target, in_work)
             reused += 1
             continue
         fetch.append(entry)
@@ -665,7 +552,7 @@ def _prepare_work(
                 rel = path.relative_to(target).as_posix()
                 if rel in wanted or rel in GENERATED_NAMES or path.is_symlink():
                     continue
-                _link_or_copy(path, work / rel)
+                link_or_copy(path, work / rel)
                 kept.append(rel)
         if kept:
             notes.append(
@@ -824,8 +711,8 @@ def collect_run(
     if not parent.is_dir():
         _ensure_space(parent, _disk_bytes(entries))
         parent.mkdir(parents=True, exist_ok=True)
-    with _locked(parent):
-        partials = _partial_folders(parent, target.name)
+    with folder_lock(parent):
+        partials = partial_folders(parent, target.name)
         for stale in partials[1:]:
             shutil.rmtree(stale, ignore_errors=True)
         work = partials[0] if partials else parent / f".{target.name}.partial-{secrets.token_hex(4)}"
@@ -846,13 +733,13 @@ def collect_run(
             result.notes = [*notes, *result.notes]
             _write_descriptions(work, run, snapshot, tasks, entries, digest, result.notes)
             if options.fsync:
-                _sync_filesystem(work)
-            _place(work, target)
+                sync_filesystem(work)
+            place_folder(work, target)
         except OSError as exc:
             if exc.errno not in _SPACE_ERRNOS:
                 raise
             shutil.rmtree(work, ignore_errors=True)
-            raise _space_error(parent, _disk_bytes(entries), None) from exc
+            raise space_error(parent, _disk_bytes(entries), None) from exc
         except NoSpaceError:
             shutil.rmtree(work, ignore_errors=True)
             raise
