@@ -26,7 +26,6 @@ from globtim_hpc.cli.collect import main as collect_main
 from globtim_hpc.collect import (
     CollectOptions,
     CollectResult,
-    NoSpaceError,
     SilentObserver,
     collect_run,
     monitor_view,
@@ -35,6 +34,7 @@ from globtim_hpc.config import ClusterProfile, load_profile
 from globtim_hpc.errors import GlobtimHpcError, IntegrityError
 from globtim_hpc.layout import RemoteLayout, local_run_dir, new_run_id
 from globtim_hpc.manifest import ManifestEntry, RemoteManifest
+from globtim_hpc.placement import NoSpaceError
 from globtim_hpc.quoting import join
 from globtim_hpc.safe_tar import ExtractAborted, ExtractingSink
 from globtim_hpc.scheduler.factory import make_scheduler
