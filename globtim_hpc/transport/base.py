@@ -6,10 +6,11 @@ boundary (``globtim_hpc.quoting.join`` for SSH; no shell at all for local).
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import BinaryIO, Protocol, runtime_checkable
+from typing import BinaryIO, Protocol, TypeVar, runtime_checkable
 
 from globtim_hpc.errors import RemoteCommandError
 
@@ -115,3 +116,24 @@ class Transport(Protocol):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None: ...
+
+
+_Self = TypeVar("_Self", bound="ClosesOnExit")
+
+
+class ClosesOnExit(ABC):
+    """The context-manager half of the Transport contract: ``with`` closes it."""
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    def __enter__(self: _Self) -> _Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

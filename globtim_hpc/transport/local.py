@@ -10,18 +10,17 @@ import signal
 import subprocess
 import threading
 from collections.abc import Sequence
-from types import TracebackType
 from typing import IO, BinaryIO
 
 from globtim_hpc.errors import RemoteCommandError, TransferError
-from globtim_hpc.transport.base import CommandResult, ProgressFn
+from globtim_hpc.transport.base import ClosesOnExit, CommandResult, ProgressFn
 
 _CHUNK = 64 * 1024
 _COMMAND_NOT_FOUND = 127  # what a shell would report, so both transports agree
 _NOT_EXECUTABLE = 126
 
 
-class LocalTransport:
+class LocalTransport(ClosesOnExit):
     """Runs argv lists directly (no shell, so no quoting) and moves files on the local disk."""
 
     @property
@@ -155,16 +154,6 @@ class LocalTransport:
     def close(self) -> None:
         """Nothing to release: every command is its own process."""
 
-    def __enter__(self) -> LocalTransport:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     @staticmethod
     def _start(args: tuple[str, ...]) -> subprocess.Popen[bytes] | None:

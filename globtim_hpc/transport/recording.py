@@ -8,10 +8,9 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from types import TracebackType
 from typing import BinaryIO
 
-from globtim_hpc.transport.base import CommandResult, ProgressFn, Transport
+from globtim_hpc.transport.base import ClosesOnExit, CommandResult, ProgressFn, Transport
 
 
 @dataclass
@@ -51,7 +50,7 @@ class _CountingWriter:
         self.inner.flush()
 
 
-class RecordingTransport:
+class RecordingTransport(ClosesOnExit):
     def __init__(self, inner: Transport) -> None:
         self.inner = inner
         self.calls: list[Call] = []
@@ -128,13 +127,3 @@ class RecordingTransport:
     def close(self) -> None:
         self.inner.close()
 
-    def __enter__(self) -> RecordingTransport:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()

@@ -22,7 +22,6 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import BinaryIO
 
 import paramiko
@@ -36,7 +35,7 @@ from globtim_hpc.errors import (
 )
 from globtim_hpc.quoting import join, quote
 from globtim_hpc.transport import known_hosts as kh
-from globtim_hpc.transport.base import CommandResult, ProgressFn, PromptFn
+from globtim_hpc.transport.base import ClosesOnExit, CommandResult, ProgressFn, PromptFn
 from globtim_hpc.transport.settings import SshSettings
 from globtim_hpc.transport.sshconfig import ResolvedHost, resolve_chain
 
@@ -112,7 +111,7 @@ def _is_transient_os_error(exc: OSError) -> bool:
     return isinstance(exc, (TimeoutError, ConnectionError)) or exc.errno in _TRANSIENT_ERRNOS
 
 
-class SshTransport:
+class SshTransport(ClosesOnExit):
     """Runs commands and moves files on ``settings.target`` through its jump hosts."""
 
     def __init__(self, settings: SshSettings, *, prompt: PromptFn | None = None) -> None:
@@ -200,16 +199,6 @@ class SshTransport:
         with self._lock:
             self._teardown()
 
-    def __enter__(self) -> SshTransport:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     # -- commands --------------------------------------------------------------------------
 

@@ -238,21 +238,28 @@ def test_connection_cut_after_sbatch_adopts_the_job(
     assert ids == {result.job_id}
 
 
+def _submit_and_die_after_sbatch(
+    plan: Any, profile: ClusterProfile, transport: Any, store: Store
+) -> Any:
+    """Submit as a process killed right after sbatch would: the run is left SUBMITTING."""
+
+    def die() -> None:
+        raise LostAnswer("the process was killed right after sbatch")
+
+    ctx = SubmitContext(profile, transport, SlurmScheduler(transport), store, after_submit_sent=die)
+    with pytest.raises(LostAnswer):
+        submit_plan(plan, ctx, deployment=None)
+    [pending] = store.unfinished_submissions(profile.name, plan.config_hash)
+    return pending
+
+
 def test_interrupted_process_is_recovered_by_the_next_invocation(
     testbed: Testbed, bed_profile: ClusterProfile, tmp_path: Path
 ) -> None:
     plan = build_plan("4d_benchmark", small_benchmark(tmp_path, 6))
 
-    def die() -> None:
-        raise LostAnswer("the process was killed right after sbatch")
-
     with open_transport("ssh", bed_profile.ssh) as transport, Store.open() as store:
-        ctx = SubmitContext(
-            bed_profile, transport, SlurmScheduler(transport), store, after_submit_sent=die
-        )
-        with pytest.raises(LostAnswer):
-            submit_plan(plan, ctx, deployment=None)
-        [pending] = store.unfinished_submissions("testbed", plan.config_hash)
+        pending = _submit_and_die_after_sbatch(plan, bed_profile, transport, store)
         assert pending.phase is RunPhase.SUBMITTING and pending.job_id is None
     proc = cli(
         "submit_julia_job.py",
@@ -428,16 +435,8 @@ def test_a_job_slurm_has_forgotten_is_adopted_from_its_own_traces(
 ) -> None:
     plan = build_plan("4d_benchmark", small_benchmark(tmp_path, 8))
 
-    def die() -> None:
-        raise LostAnswer("the process was killed right after sbatch")
-
     with open_transport("ssh", bed_profile.ssh) as transport, Store.open() as store:
-        ctx = SubmitContext(
-            bed_profile, transport, SlurmScheduler(transport), store, after_submit_sent=die
-        )
-        with pytest.raises(LostAnswer):
-            submit_plan(plan, ctx, deployment=None)
-        [pending] = store.unfinished_submissions("testbed", plan.config_hash)
+        pending = _submit_and_die_after_sbatch(plan, bed_profile, transport, store)
         statuses = wait_for_status(transport, pending.remote_dir, ["0000"])
         original = statuses["0000"]["array_job_id"]
         forgetful = SubmitContext(bed_profile, transport, ForgetfulScheduler(transport), store)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from types import TracebackType
 from typing import Any, BinaryIO
 
 import pytest
@@ -27,7 +26,7 @@ from globtim_hpc.statusfile import (
     status_files_argv,
 )
 from globtim_hpc.store import Store
-from globtim_hpc.transport.base import CommandResult, ProgressFn
+from globtim_hpc.transport.base import ClosesOnExit, CommandResult, ProgressFn
 
 RUN_ID = "demo_20261129-104500_1a2b3c4d"
 RUN_DIR = f"/projects/x/runs/{RUN_ID}"
@@ -214,7 +213,7 @@ def test_interval_backs_off_and_resets(monkeypatch: pytest.MonkeyPatch) -> None:
 # ---- SlurmScheduler.poll over a scripted transport -----------------------------------------
 
 
-class ScriptedTransport:
+class ScriptedTransport(ClosesOnExit):
     """Answers each command by its program name; records every argv."""
 
     label = "scripted"
@@ -250,16 +249,6 @@ class ScriptedTransport:
     def close(self) -> None:
         pass
 
-    def __enter__(self) -> ScriptedTransport:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        pass
 
 
 def result(rc: int, out: str = "", err: str = "") -> CommandResult:
