@@ -120,11 +120,8 @@ def test_cli_submits_through_mack_and_job_runs_on_falcon(
             run is not None and run.job_id == result["job_id"] and run.phase is RunPhase.SUBMITTED
         )
         assert len(store.task_rows(result["run_id"])) == 8
-    # The whole array is one job, found by its name (the run id) exactly once.
-    names = bed_transport.run(
-        ["squeue", "-h", "-r", "-n", result["run_id"], "-o", "%A"]
-    ).stdout_text.split()
-    assert set(names) <= {result["job_id"]}
+    # The whole array is one job (every task's array job id), found by its name exactly once.
+    assert _job_ids_named(bed_transport, result["run_id"]) == {result["job_id"]}
 
 
 def test_degree_sweep_is_one_throttled_array(
