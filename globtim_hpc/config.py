@@ -24,7 +24,8 @@ LOCAL_PROFILE_NAME = "local"
 
 @dataclass(frozen=True)
 class Field:
-    kind: str  # "str", "int", "float", "bool", "str_list", "path", "path_list", "hosts"
+    # "str", "int", "float", "bool", "str_list", "path" (local), "remote_path", "path_list", "hosts"
+    kind: str
     default: Any
     doc: str
     choices: tuple[str, ...] = ()
@@ -42,9 +43,9 @@ SCHEMA: dict[str, dict[str, Field]] = {
         ),
         "scheduler": Field("str", "direct", "who runs jobs", ("slurm", "direct"), nullable=False),
         "remote_root": Field(
-            "path", None, "root folder for code, depot and runs on the cluster (not the home quota)"
+            "remote_path", None, "root folder for code, depot and runs on the cluster (not the home quota)"
         ),
-        "home_dir": Field("path", None, "the user's home on the cluster, checked for free space"),
+        "home_dir": Field("remote_path", None, "the user's home on the cluster, checked for free space"),
         "min_free_home_mb": Field(
             "int", 10, "refuse to submit when home has less free space", minimum=0
         ),
@@ -77,9 +78,11 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "use_agent": Field("bool", True, "use ssh-agent when SSH_AUTH_SOCK is set", nullable=False),
     },
     "julia": {
-        "executable": Field("str", "julia", "the Julia executable on the cluster", nullable=False),
+        "executable": Field(
+            "remote_path", "julia", "the Julia executable on the cluster", nullable=False
+        ),
         "modules": Field("str_list", [], "environment modules loaded before Julia runs"),
-        "depot_path": Field("path", None, "JULIA_DEPOT_PATH; default <remote_root>/depot"),
+        "depot_path": Field("remote_path", None, "JULIA_DEPOT_PATH; default <remote_root>/depot"),
         "precompile_on": Field(
             "str",
             "login",
@@ -111,6 +114,11 @@ _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}|\$([A-Za-z_][A-
 
 def expand_path(value: str) -> str:
     """Expand ``~``, ``$VAR``, ``${VAR}`` and ``${VAR:-default}`` like a POSIX shell would."""
+    return os.path.expanduser(expand_variables(value))
+
+
+def expand_variables(value: str) -> str:
+    """Expand ``$VAR``, ``${VAR}`` and ``${VAR:-default}`` from this machine's environment."""
 
     def repl(match: re.Match[str]) -> str:
         name = match.group(1) or match.group(3)
@@ -122,7 +130,7 @@ def expand_path(value: str) -> str:
             return default
         return match.group(0)
 
-    return os.path.expanduser(_VAR.sub(repl, value))
+    return _VAR.sub(repl, value)
 
 
 @dataclass
@@ -174,6 +182,7 @@ def _type_name(kind: str) -> str:
         "bool": "true or false",
         "str_list": "a list of strings",
         "path": "a path (string)",
+        "remote_path": "an absolute path on the cluster",
         "path_list": "a list of paths",
         "hosts": "a mapping of host aliases to settings",
     }[kind]
@@ -190,7 +199,7 @@ def _coerce(doc: YamlDoc, keypath: KeyPath, spec: Field, value: Any) -> Any:
         f"expected {_type_name(kind)}, got {type(value).__name__} {value!r}",
         f"write {_type_name(kind)} here",
     )
-    if kind in ("str", "path"):
+    if kind in ("str", "path", "remote_path"):
         if isinstance(value, bool) or not isinstance(value, (str, int, float)):
             raise bad
         text = str(value)
@@ -198,6 +207,8 @@ def _coerce(doc: YamlDoc, keypath: KeyPath, spec: Field, value: Any) -> Any:
             raise doc.error(keypath, "contains a NUL character", "remove it")
         if kind == "path":
             text = expand_path(text)
+        elif kind == "remote_path":
+            text = expand_variables(text)  # '~' is settled in _build, which knows the transport
         if spec.choices and text not in spec.choices:
             raise doc.error(
                 keypath, f"'{text}' is not one of: {', '.join(spec.choices)}", "pick one of those"
@@ -371,10 +382,33 @@ def load_profile(
     return _build(values, sources, origin, doc)
 
 
+def _settle_home_folders(values: dict[str, dict[str, Any]], transport: str, doc: YamlDoc) -> None:
+    """``~`` in a path on the cluster: this machine's home for ``local``, an error over SSH.
+
+    Expanding it here would silently point at the laptop's home; the remote shell never sees
+    it unquoted either, so it cannot mean the cluster's home.
+    """
+    for section, keys in SCHEMA.items():
+        for key, spec in keys.items():
+            value = values[section].get(key)
+            if spec.kind != "remote_path" or not isinstance(value, str) or not value.startswith("~"):
+                continue
+            if transport == "local":
+                values[section][key] = os.path.expanduser(value)
+                continue
+            keypath = (section, key) if section else (key,)
+            raise doc.error(
+                keypath,
+                f"'{value}' starts with '~', which is not expanded on the cluster",
+                "write the absolute path on the cluster, e.g. /home/<user>/... or /projects/...",
+            )
+
+
 def _build(
     values: dict[str, dict[str, Any]], sources: dict[str, str], origin: str, doc: YamlDoc
 ) -> ClusterProfile:
     top, ssh, julia, slurm = values[""], values["ssh"], values["julia"], values["slurm"]
+    _settle_home_folders(values, top["transport"], doc)
     if top["transport"] == "ssh" and not ssh["target"]:
         raise doc.error(
             ("ssh",),

@@ -2,6 +2,11 @@
 
 Uses a bed that is already up, or brings it up once per session (as root). If it cannot be
 brought up, every integration test fails with the reason: they are never silently skipped.
+
+Several checkouts may test against the one bed at once: each gets its own remote root and
+stand-in copy (bedenv.py), and a test marked ``disruptive`` (it stops daemons, drops
+connections or reconfigures SLURM) runs alone, holding the bed's test lock exclusively while
+every other integration test holds it shared.
 """
 
 from __future__ import annotations
@@ -14,12 +19,16 @@ from pathlib import Path
 
 import pytest
 
+from tests.integration import bedenv
+
+bedenv.export_environment()  # before any test reads configs/testbed.yaml
+
 REPO = Path(__file__).resolve().parent.parent.parent
 TESTBED_SCRIPTS = REPO / "tests" / "testbed"
 
 
 def _testbed_dir() -> Path:
-    return Path(os.environ.get("GLOBTIM_TESTBED_DIR", "/var/tmp/globtim-testbed"))
+    return bedenv.testbed_dir()
 
 
 @dataclass(frozen=True)
@@ -50,7 +59,7 @@ class Testbed:
 
     @property
     def remote_root(self) -> str:
-        return "/projects/globtim/hpc"
+        return bedenv.remote_root()
 
     def inhost(
         self, host: str, *argv: str, check: bool = True, timeout_s: float = 120
@@ -112,4 +121,15 @@ def testbed() -> Iterator[Testbed]:
         ok, report = _status_ok()
         if not ok:
             pytest.fail(f"the test bed is not healthy after up.sh:\n{report}")
+    bedenv.install_stand_in(force=True)  # this checkout's stand-in, as it is now
     yield Testbed(dir=_testbed_dir())
+
+
+@pytest.fixture(autouse=True)
+def bed_lock(request: pytest.FixtureRequest) -> Iterator[None]:
+    exclusive = request.node.get_closest_marker("disruptive") is not None
+    with bedenv.bed_lock(exclusive=exclusive):
+        if "testbed" in request.fixturenames:
+            # A disruptive test elsewhere may have rebuilt the bed, and the copy with it.
+            bedenv.install_stand_in()
+        yield

@@ -19,8 +19,9 @@ from globtim_hpc.quoting import quote
 from globtim_hpc.scheduler.base import Scheduler
 from globtim_hpc.store import Store
 from globtim_hpc.transport.base import Transport
+from tests.integration import bedenv
 
-TESTS_ROOT = "/projects/globtim/hpc/tests-monitor"
+TESTS_ROOT = f"{bedenv.remote_root()}/tests-monitor"
 CLUSTER = "testbed"
 
 STATUS_PRELUDE = r"""

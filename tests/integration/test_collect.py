@@ -223,6 +223,7 @@ def test_byte_changed_after_the_manifest_is_detected_and_nothing_is_placed(bed: 
     assert bed.collect(run).complete and target.is_dir()
 
 
+@pytest.mark.disruptive
 def test_transfer_killed_midway_resumes_and_never_shows_a_partial_folder(bed: Bed) -> None:
     run = bed.make_run([("EXITED", 0)], small_count=200, big_bytes=64 * 1024 * 1024)
     target = local_run_dir(bed.results, run.problem, run.run_id)

@@ -79,6 +79,7 @@ def test_home_full_and_depot_not_writable_are_flagged_with_fixes(testbed: Testbe
     assert not {"home folder", "Julia depot"} & failed(payload), payload
 
 
+@pytest.mark.disruptive
 def test_accounting_off_is_flagged(testbed: Testbed) -> None:
     try:
         testbed.script("accounting.sh", "off")

@@ -233,6 +233,7 @@ def _check_without_accounting(views: dict[str, RunView], expected_note: str) -> 
             assert [note for note in view.notes if expected_note in note] == [view.notes[0]]
 
 
+@pytest.mark.disruptive
 def test_final_states_with_accounting_off(bed: Bed) -> None:
     bed.testbed.script("accounting.sh", "off", timeout_s=400)
     try:
@@ -244,6 +245,7 @@ def test_final_states_with_accounting_off(bed: Bed) -> None:
     _check_without_accounting(views, "accounting is disabled")
 
 
+@pytest.mark.disruptive
 def test_final_states_with_slurmdbd_stopped(bed: Bed) -> None:
     bed.testbed.script("slurmdbd.sh", "stop", timeout_s=400)
     try:

@@ -170,6 +170,7 @@ def test_mfa_without_answers_fails_naming_mack(testbed: Testbed) -> None:
         ssh.run(["true"])
 
 
+@pytest.mark.disruptive
 def test_mack_down_then_back(testbed: Testbed) -> None:
     settings = bed_settings(testbed, connect_retries=2)
     testbed.script("sshd.sh", "mack", "stop")
@@ -210,6 +211,7 @@ def test_one_tcp_connection_for_many_commands_and_transfers(testbed: Testbed) ->
     assert len(ours) == 1, ours
 
 
+@pytest.mark.disruptive
 def test_dropped_connection_is_transient_and_the_next_call_reconnects(testbed: Testbed) -> None:
     killed: list[BaseException | None] = []
 

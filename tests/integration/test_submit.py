@@ -202,6 +202,7 @@ class LostAnswer(Exception):
     pass
 
 
+@pytest.mark.disruptive
 def test_connection_cut_after_sbatch_adopts_the_job(
     testbed: Testbed, bed_profile: ClusterProfile, tmp_path: Path
 ) -> None:
@@ -279,7 +280,7 @@ def test_interrupted_process_is_recovered_by_the_next_invocation(
 def _remote_runs(testbed: Testbed) -> list[str]:
     return sorted(
         testbed.as_user(
-            "falcon", "ls -a /projects/globtim/hpc/runs 2>/dev/null || true"
+            "falcon", f"ls -a {testbed.remote_root}/runs 2>/dev/null || true"
         ).stdout.split()
     )
 

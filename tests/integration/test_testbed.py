@@ -84,6 +84,7 @@ def test_slurm_works_for_the_test_user(testbed: Testbed) -> None:
     assert testbed.as_user("falcon", f"squeue -h -j {job_id}", check=False).stdout.strip() == ""
 
 
+@pytest.mark.disruptive
 def test_sacct_fails_as_slurm_says_with_accounting_off(testbed: Testbed) -> None:
     testbed.script("accounting.sh", "off")
     try:

@@ -59,6 +59,7 @@ def _leftovers(testbed: Testbed) -> list[str]:
     return found
 
 
+@pytest.mark.disruptive
 def test_down_leaves_nothing_and_up_is_idempotent(testbed: Testbed) -> None:
     if os.geteuid() != 0:
         pytest.fail("bringing the bed down and up needs root")

@@ -162,3 +162,27 @@ def test_cli_reports_profile_errors_with_exit_code_3(
         errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
         assert len(errors) == 1 and needle in errors[0] and str(path) in errors[0], proc.stderr
         assert "Traceback" not in proc.stderr
+
+
+def test_cluster_paths_take_variables_but_not_this_machines_home(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GROUP_ROOT", "/projects/grp")
+    profile_path = tmp_path / "c.yaml"
+    profile_path.write_text(
+        "transport: ssh\nscheduler: slurm\nremote_root: ${GROUP_ROOT}/me\n"
+        "ssh: {target: falcon}\njulia:\n  executable: ${JL:-/opt/julia}/bin/julia\n"
+    )
+    profile = load_profile(str(profile_path))
+    assert profile.remote_root == "/projects/grp/me"
+    assert profile.julia_executable == "/opt/julia/bin/julia"
+    profile_path.write_text(
+        "transport: ssh\nscheduler: slurm\nremote_root: /projects/x\nssh: {target: falcon}\n"
+        "julia: {depot_path: ~/.julia}\n"
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_profile(str(profile_path))
+    assert "julia.depot_path" in caught.value.message and "~" in caught.value.message
+    local = tmp_path / "l.yaml"
+    local.write_text("transport: local\nremote_root: ~/globtim-runs\n")
+    assert load_profile(str(local)).remote_root == os.path.expanduser("~/globtim-runs")
