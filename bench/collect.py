@@ -90,10 +90,10 @@ def rate(byte_count: int, seconds: float) -> str:
 
 
 def bench_one(label: str, count: int, size: int, big: int, work: Path) -> None:
-    from globtim_hpc.collect import CollectOptions, collect_run
-    from globtim_hpc.config import load_profile
-    from globtim_hpc.store import Store
+    from globtim_hpc.registry.store import Store
+    from globtim_hpc.settings.profile import load_profile
     from globtim_hpc.transport.factory import open_transport
+    from globtim_hpc.workflows.collect import CollectOptions, collect_run
 
     profile = load_profile(str(REPO / "configs" / "testbed.yaml"))
     assert profile.ssh is not None

@@ -33,12 +33,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from globtim_hpc.config import load_profile  # noqa: E402
-from globtim_hpc.deploy import DeployOptions, deploy  # noqa: E402
+from globtim_hpc.registry.store import Store  # noqa: E402
 from globtim_hpc.scheduler.factory import make_scheduler  # noqa: E402
-from globtim_hpc.store import Store  # noqa: E402
+from globtim_hpc.settings.profile import load_profile  # noqa: E402
 from globtim_hpc.transport.factory import open_transport  # noqa: E402
 from globtim_hpc.transport.recording import RecordingTransport  # noqa: E402
+from globtim_hpc.workflows.deploy import DeployOptions, deploy  # noqa: E402
 
 TESTBED_DIR = Path(os.environ.get("GLOBTIM_TESTBED_DIR", "/var/tmp/globtim-testbed"))
 SSH_CONFIG = TESTBED_DIR / "client" / "ssh_config"

@@ -23,9 +23,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from globtim_hpc.config import load_profile  # noqa: E402
 from globtim_hpc.scheduler.base import TrackedJob  # noqa: E402
 from globtim_hpc.scheduler.slurm import SlurmScheduler  # noqa: E402
+from globtim_hpc.settings.profile import load_profile  # noqa: E402
 from globtim_hpc.transport.factory import open_transport  # noqa: E402
 from tests.integration.monitor_support import unique_base  # noqa: E402
 from tests.integration.test_poll_cost import _submit_held  # noqa: E402

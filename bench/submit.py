@@ -21,12 +21,12 @@ from pathlib import Path
 
 import yaml
 
-from globtim_hpc.config import load_profile
-from globtim_hpc.jobspec import build_plan
+from globtim_hpc.jobs.plan import build_plan
+from globtim_hpc.registry.store import Store
 from globtim_hpc.scheduler.slurm import SlurmScheduler
-from globtim_hpc.store import Store
-from globtim_hpc.submit import SubmitContext, prepare_run, submit_plan
+from globtim_hpc.settings.profile import load_profile
 from globtim_hpc.transport.factory import open_transport
+from globtim_hpc.workflows.submit import SubmitContext, prepare_run, submit_plan
 
 BED = Path(os.environ.get("GLOBTIM_TESTBED_DIR", "/var/tmp/globtim-testbed"))
 SSH_CONFIG = BED / "client" / "ssh_config"

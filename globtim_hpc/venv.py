@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 # find_spec looks the modules up without importing them, so --help stays fast.
-REQUIRED_MODULES = ("yaml", "paramiko", "scp", "rich", "jinja2")
+REQUIRED_MODULES = ("yaml", "paramiko", "rich", "jinja2")
 
 
 def use_project_venv() -> None:

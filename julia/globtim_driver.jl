@@ -3,7 +3,7 @@
 #   JULIA_PROJECT=<deployed GlobTim project> \
 #   julia --color=no --startup-file=no globtim_driver.jl <params.json> <output_dir>
 #
-# Reads one parameters file (written by globtim_hpc.jobspec), runs the GlobTim pipeline
+# Reads one parameters file (written by globtim_hpc.jobs.plan), runs the GlobTim pipeline
 #   TestInput -> Constructor -> solve_polynomial_system -> process_crit_pts -> analyze_critical_points
 # for every degree of the task, and writes into <output_dir>:
 #   critical_points_deg_<d>.csv   one per finished degree

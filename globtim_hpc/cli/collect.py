@@ -21,10 +21,10 @@ from globtim_hpc.errors import ExitCode, GlobtimHpcError, UsageError
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
 
-    from globtim_hpc.collect import CollectResult, SchedulerViewFn
-    from globtim_hpc.config import ClusterProfile
-    from globtim_hpc.store import RunRecord, Store
+    from globtim_hpc.registry.store import RunRecord, Store
+    from globtim_hpc.settings.profile import ClusterProfile
     from globtim_hpc.transport.base import Transport
+    from globtim_hpc.workflows.collect import CollectResult, SchedulerViewFn
 
 DESCRIPTION = """\
 Collect a run's files into results/<problem>/<YYYY-MM-DD>_<run_id>/ with MANIFEST.sha256,
@@ -93,7 +93,7 @@ class ConsoleObserver:
         self._line(f"{message} …")
 
     def transfer_started(self, byte_count: int, file_count: int) -> None:
-        from globtim_hpc.summary import format_bytes
+        from globtim_hpc.results.summary import format_bytes
 
         self._total_bytes = max(byte_count, 1)
         self._received_bytes = 0
@@ -130,14 +130,14 @@ class ConsoleObserver:
             return
         fraction = self._received_bytes / self._total_bytes
         if fraction >= self._next_report and fraction < 1.0:
-            from globtim_hpc.summary import format_bytes
+            from globtim_hpc.results.summary import format_bytes
 
             self._line(f"  {fraction:4.0%}  {format_bytes(self._received_bytes)}")
             while self._next_report <= fraction:
                 self._next_report += PLAIN_PROGRESS_STEP
 
     def transfer_finished(self) -> None:
-        from globtim_hpc.summary import format_bytes
+        from globtim_hpc.results.summary import format_bytes
 
         if self._progress is not None:
             self._progress.stop()
@@ -148,7 +148,7 @@ class ConsoleObserver:
 
 
 def _runs(args: argparse.Namespace, store: Store, profile: ClusterProfile) -> list[RunRecord]:
-    from globtim_hpc.collect import find_run, uncollected_runs
+    from globtim_hpc.workflows.collect import find_run, uncollected_runs
 
     if args.all:
         return uncollected_runs(store, profile.name)
@@ -158,14 +158,14 @@ def _runs(args: argparse.Namespace, store: Store, profile: ClusterProfile) -> li
 
 
 def _scheduler_view(profile: ClusterProfile, transport: Transport, store: Store) -> SchedulerViewFn:
-    from globtim_hpc.collect import monitor_view
     from globtim_hpc.scheduler.factory import make_scheduler
+    from globtim_hpc.workflows.collect import monitor_view
 
     return monitor_view(store, transport, make_scheduler(profile, transport))
 
 
 def _report(out: Output, result: CollectResult) -> None:
-    from globtim_hpc.summary import format_bytes
+    from globtim_hpc.results.summary import format_bytes
 
     if result.skipped:
         out.info(f"{result.run_id}: not collected: {result.skipped}")
@@ -194,8 +194,8 @@ def _report(out: Output, result: CollectResult) -> None:
 
 
 def _body(args: argparse.Namespace, out: Output) -> int:
-    from globtim_hpc.collect import CollectOptions, collect_run
-    from globtim_hpc.store import Store
+    from globtim_hpc.registry.store import Store
+    from globtim_hpc.workflows.collect import CollectOptions, collect_run
 
     profile = load_profile_from_args(args)
     options = CollectOptions(results_root=Path(args.local_dir), clean_remote=args.clean_remote,

@@ -20,7 +20,7 @@ from globtim_hpc.errors import ExitCode, GlobtimHpcError
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from globtim_hpc.config import ClusterProfile
+    from globtim_hpc.settings.profile import ClusterProfile
 
 EXIT_CODES_HELP = """exit codes:
   0  ok            1  error             2  usage
@@ -111,13 +111,13 @@ def _escape(text: str) -> str:
 
 
 def load_profile_from_args(args: argparse.Namespace) -> ClusterProfile:
-    from globtim_hpc.config import load_profile
+    from globtim_hpc.settings.profile import load_profile
 
     return load_profile(args.cluster)
 
 
 def show_config(profile: ClusterProfile, out: Output) -> int:
-    from globtim_hpc.config import profile_rows
+    from globtim_hpc.settings.profile import profile_rows
 
     rows = profile_rows(profile)
     if out.json_mode:

@@ -11,11 +11,11 @@ from globtim_hpc.cli.common import Output, base_parser, run_main
 from globtim_hpc.errors import ExitCode, UsageError
 
 if TYPE_CHECKING:
-    from globtim_hpc.config import ClusterProfile
-    from globtim_hpc.deploy import DeployReport
-    from globtim_hpc.doctor import DoctorReport
     from globtim_hpc.scheduler.base import Scheduler
+    from globtim_hpc.settings.profile import ClusterProfile
     from globtim_hpc.transport.base import Transport
+    from globtim_hpc.workflows.deploy import DeployReport
+    from globtim_hpc.workflows.doctor import DoctorReport
 
 DESCRIPTION = """\
 Deploy a GlobTim.jl checkout to the cluster and verify its Julia environment.
@@ -102,12 +102,12 @@ def _source(args: argparse.Namespace, profile: ClusterProfile) -> Path | None:
 
 
 def _body(args: argparse.Namespace, out: Output) -> int:
-    from globtim_hpc.config import load_profile
+    from globtim_hpc.settings.profile import load_profile
 
     profile = load_profile(args.cluster)
     notify = _notifier(out)
     if args.check:
-        from globtim_hpc.doctor import run_doctor
+        from globtim_hpc.workflows.doctor import run_doctor
 
         doctor_report = run_doctor(
             profile,
@@ -125,8 +125,8 @@ def _body(args: argparse.Namespace, out: Output) -> int:
             "no source checkout to deploy",
             f"pass --source PATH/TO/GlobTim.jl, or set 'source' in {profile.origin}",
         )
-    from globtim_hpc.deploy import DeployOptions, deploy
-    from globtim_hpc.store import Store
+    from globtim_hpc.registry.store import Store
+    from globtim_hpc.workflows.deploy import DeployOptions, deploy
 
     options = DeployOptions(
         source=source,

@@ -13,11 +13,11 @@ from globtim_hpc.errors import ConnectError, ExitCode, SchedulerError, UsageErro
 from globtim_hpc.models import JobState
 
 if TYPE_CHECKING:
-    from globtim_hpc.config import ClusterProfile
-    from globtim_hpc.monitor import PollInterval, RunView
+    from globtim_hpc.registry.store import RunRecord, StateChange, Store
     from globtim_hpc.scheduler.base import Scheduler
-    from globtim_hpc.store import RunRecord, StateChange, Store
+    from globtim_hpc.settings.profile import ClusterProfile
     from globtim_hpc.transport.base import Transport
+    from globtim_hpc.workflows.monitor import PollInterval, RunView
 
 DESCRIPTION = """\
 Show the state of submitted runs: per task the state, pending reason, node, elapsed time and
@@ -98,7 +98,7 @@ class _Session:
         return [run for run in runs if run is not None]
 
     def poll(self) -> list[RunView]:
-        from globtim_hpc.monitor import needs_poll, poll_runs, stored_view
+        from globtim_hpc.workflows.monitor import needs_poll, poll_runs, stored_view
 
         runs = self.runs()
         if not any(needs_poll(stored_view(self.store, run)) for run in runs):
@@ -106,7 +106,7 @@ class _Session:
         return poll_runs(self.store, self.transport, self.scheduler, runs)
 
     def _unpolled(self, run: RunRecord) -> RunView:
-        from globtim_hpc.monitor import stored_view
+        from globtim_hpc.workflows.monitor import stored_view
 
         view = stored_view(self.store, run)
         view.changes = self.store.changes_since_seen(run.run_id)
@@ -169,7 +169,7 @@ def _changes(views: Sequence[RunView]) -> list[StateChange]:
 def _payload(
     profile: ClusterProfile, views: Sequence[RunView], changes: Sequence[StateChange]
 ) -> dict[str, Any]:
-    from globtim_hpc.monitor import change_to_dict
+    from globtim_hpc.workflows.monitor import change_to_dict
 
     return {
         "ok": True,
@@ -202,8 +202,8 @@ def _poll_tolerant(session: _Session, notes: list[str]) -> list[RunView] | None:
 def _body(args: argparse.Namespace, out: Output) -> int:
     if args.json and (args.watch or args.follow is not None):
         raise UsageError("--json cannot be combined with --watch or --follow", "drop one of them")
-    from globtim_hpc.monitor import PollInterval
-    from globtim_hpc.store import Store
+    from globtim_hpc.registry.store import Store
+    from globtim_hpc.workflows.monitor import PollInterval
 
     interval = PollInterval(args.interval)
     profile = load_profile_from_args(args)
@@ -306,7 +306,7 @@ def _watch(session: _Session, interval: PollInterval, out: Output) -> int:
 
 
 def _follow(session: _Session, selector: str, interval: PollInterval, out: Output) -> int:
-    from globtim_hpc.monitor import (
+    from globtim_hpc.workflows.monitor import (
         LogFollower,
         log_candidates,
         parse_task_selector,

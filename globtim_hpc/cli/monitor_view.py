@@ -7,8 +7,8 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from globtim_hpc.models import JobState, TaskStatus
-from globtim_hpc.monitor import RunView, TaskView
-from globtim_hpc.store import StateChange
+from globtim_hpc.registry.store import StateChange
+from globtim_hpc.workflows.monitor import RunView, TaskView
 
 if TYPE_CHECKING:
     from rich.console import RenderableType

@@ -60,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _list_problems(out: Output) -> int:
-    from globtim_hpc.problems import list_problems, load_problem
+    from globtim_hpc.jobs.problems import list_problems, load_problem
 
     rows = [(name, load_problem(name).description) for name in list_problems()]
     if out.json_mode:
@@ -94,10 +94,10 @@ def _body(args: argparse.Namespace, out: Output) -> int:
         raise ConfigError(
             "no problem given", "pass --problem NAME (see --list-problems)", key="--problem"
         )
-    from globtim_hpc.config import load_profile
-    from globtim_hpc.jobspec import build_plan, check_plan
-    from globtim_hpc.store import Store
-    from globtim_hpc.submit import SubmitContext, prepare_run, submit_plan
+    from globtim_hpc.jobs.plan import build_plan, check_plan
+    from globtim_hpc.registry.store import Store
+    from globtim_hpc.settings.profile import load_profile
+    from globtim_hpc.workflows.submit import SubmitContext, prepare_run, submit_plan
 
     profile = load_profile(args.cluster)
     plan = build_plan(args.problem, args.config)

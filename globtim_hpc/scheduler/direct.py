@@ -199,7 +199,7 @@ class DirectScheduler:
     def submit(self, script_path: str, *, run_id: str, run_dir: str, task_count: int) -> str:
         raise SchedulerError(
             "the direct scheduler is started with launch_argv (it needs the run's limits)",
-            "use globtim_hpc.submit, which knows them",
+            "use globtim_hpc.workflows.submit, which knows them",
         )
 
     def launch(

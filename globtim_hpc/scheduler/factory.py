@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING
 from globtim_hpc.errors import ConfigError
 
 if TYPE_CHECKING:
-    from globtim_hpc.config import ClusterProfile
     from globtim_hpc.scheduler.base import Scheduler
+    from globtim_hpc.settings.profile import ClusterProfile
     from globtim_hpc.transport.base import Transport
 
 

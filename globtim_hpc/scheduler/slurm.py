@@ -19,10 +19,10 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 
 from globtim_hpc.errors import SchedulerError
+from globtim_hpc.jobs.statusfile import STATUS_TEXT_KEY, read_status_files
 from globtim_hpc.models import JobState, TaskStatus
 from globtim_hpc.scheduler import slurm_commands as sc
 from globtim_hpc.scheduler.base import PollResult, TrackedJob
-from globtim_hpc.statusfile import STATUS_TEXT_KEY, read_status_files
 from globtim_hpc.transport.base import CommandResult, Transport
 
 SACCT_WINDOW_SLACK = timedelta(days=1)  # cluster clocks and time zones differ from ours

@@ -14,11 +14,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from globtim_hpc.layout import RunLayout, new_run_id, task_id_for
-from globtim_hpc.monitor import RunView, poll_runs
 from globtim_hpc.quoting import quote
+from globtim_hpc.registry.store import Store
 from globtim_hpc.scheduler.base import Scheduler
-from globtim_hpc.store import Store
 from globtim_hpc.transport.base import Transport
+from globtim_hpc.workflows.monitor import RunView, poll_runs
 from tests.integration import bedenv
 
 TESTS_ROOT = f"{bedenv.remote_root()}/tests-monitor"

@@ -23,24 +23,24 @@ import jsonschema
 import pytest
 
 from globtim_hpc.cli.collect import main as collect_main
-from globtim_hpc.collect import (
+from globtim_hpc.errors import GlobtimHpcError, IntegrityError
+from globtim_hpc.layout import RemoteLayout, local_run_dir, new_run_id
+from globtim_hpc.quoting import join
+from globtim_hpc.registry.store import RunRecord, Store
+from globtim_hpc.results.manifest import ManifestEntry, RemoteManifest
+from globtim_hpc.results.placement import NoSpaceError
+from globtim_hpc.results.safe_tar import ExtractAborted, ExtractingSink
+from globtim_hpc.scheduler.factory import make_scheduler
+from globtim_hpc.settings.profile import ClusterProfile, load_profile
+from globtim_hpc.transport.base import Transport
+from globtim_hpc.transport.factory import open_transport
+from globtim_hpc.workflows.collect import (
     CollectOptions,
     CollectResult,
     SilentObserver,
     collect_run,
     monitor_view,
 )
-from globtim_hpc.config import ClusterProfile, load_profile
-from globtim_hpc.errors import GlobtimHpcError, IntegrityError
-from globtim_hpc.layout import RemoteLayout, local_run_dir, new_run_id
-from globtim_hpc.manifest import ManifestEntry, RemoteManifest
-from globtim_hpc.placement import NoSpaceError
-from globtim_hpc.quoting import join
-from globtim_hpc.safe_tar import ExtractAborted, ExtractingSink
-from globtim_hpc.scheduler.factory import make_scheduler
-from globtim_hpc.store import RunRecord, Store
-from globtim_hpc.transport.base import Transport
-from globtim_hpc.transport.factory import open_transport
 
 from .conftest import Testbed
 

@@ -14,14 +14,14 @@ from typing import Any
 
 import pytest
 
-from globtim_hpc.config import ClusterProfile, load_profile
-from globtim_hpc.deploy import DeployOptions, DeployReport, deploy
 from globtim_hpc.errors import JobFailedError, PreflightError
+from globtim_hpc.registry.store import Store
 from globtim_hpc.scheduler.factory import make_scheduler
-from globtim_hpc.store import Store
+from globtim_hpc.settings.profile import ClusterProfile, load_profile
 from globtim_hpc.transport.base import Transport
 from globtim_hpc.transport.factory import open_transport
 from globtim_hpc.transport.recording import RecordingTransport
+from globtim_hpc.workflows.deploy import DeployOptions, DeployReport, deploy
 from tests.integration.conftest import REPO, Testbed
 
 pytestmark = pytest.mark.integration
@@ -216,7 +216,7 @@ def test_an_upgraded_toolkit_reaches_an_existing_deployment(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The deploy id covers the user's code; the toolkit's own scripts are tracked by a digest."""
-    from globtim_hpc import deploy as deploy_module
+    from globtim_hpc.workflows import deploy as deploy_module
 
     first = run_deploy(profile, transport, source)
     assert first.verified

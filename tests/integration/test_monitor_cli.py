@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from globtim_hpc.config import load_profile
+from globtim_hpc.registry.store import Store
 from globtim_hpc.scheduler.slurm import SlurmScheduler
-from globtim_hpc.store import Store
+from globtim_hpc.settings.profile import load_profile
 from globtim_hpc.transport.base import Transport
 from globtim_hpc.transport.factory import open_transport
 from tests.integration.conftest import REPO, Testbed

@@ -12,11 +12,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from globtim_hpc.config import load_profile
 from globtim_hpc.layout import RunLayout, new_run_id, task_id_for
 from globtim_hpc.models import JobState
 from globtim_hpc.scheduler.base import TrackedJob
 from globtim_hpc.scheduler.slurm import SlurmScheduler
+from globtim_hpc.settings.profile import load_profile
 from globtim_hpc.transport.base import Transport
 from globtim_hpc.transport.factory import open_transport
 from tests.integration.conftest import Testbed

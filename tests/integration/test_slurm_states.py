@@ -13,14 +13,14 @@ from dataclasses import dataclass
 
 import pytest
 
-from globtim_hpc.config import load_profile
 from globtim_hpc.layout import RunLayout, new_run_id
 from globtim_hpc.models import JobState
-from globtim_hpc.monitor import RunView
+from globtim_hpc.registry.store import Store
 from globtim_hpc.scheduler.slurm import SlurmScheduler
-from globtim_hpc.store import Store
+from globtim_hpc.settings.profile import load_profile
 from globtim_hpc.transport.base import Transport
 from globtim_hpc.transport.factory import open_transport
+from globtim_hpc.workflows.monitor import RunView
 from tests.integration.conftest import Testbed
 from tests.integration.monitor_support import (
     CLUSTER,

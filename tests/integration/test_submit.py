@@ -14,15 +14,15 @@ from typing import Any
 import pytest
 import yaml
 
-from globtim_hpc.config import ClusterProfile, load_profile
 from globtim_hpc.errors import ConnectError
-from globtim_hpc.jobspec import build_plan
+from globtim_hpc.jobs.plan import build_plan
 from globtim_hpc.models import RunPhase
+from globtim_hpc.registry.store import Store
 from globtim_hpc.scheduler.slurm import SlurmScheduler
-from globtim_hpc.store import Store
-from globtim_hpc.submit import SubmitContext, submit_plan
+from globtim_hpc.settings.profile import ClusterProfile, load_profile
 from globtim_hpc.transport.factory import open_transport
 from globtim_hpc.transport.ssh import SshTransport
+from globtim_hpc.workflows.submit import SubmitContext, submit_plan
 from tests.integration.conftest import Testbed
 
 pytestmark = pytest.mark.integration

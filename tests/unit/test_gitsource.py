@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from globtim_hpc import codeship
 from globtim_hpc.errors import ConfigError, PreflightError
-from globtim_hpc.gitsource import SourceSnapshot, require_clean, snapshot
+from globtim_hpc.workflows import codeship
+from globtim_hpc.workflows.gitsource import SourceSnapshot, require_clean, snapshot
 
 FIXTURE = Path(__file__).resolve().parent.parent / "fixtures" / "globtim_project"
 

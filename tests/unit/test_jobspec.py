@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from globtim_hpc.errors import ConfigError, ExitCode
-from globtim_hpc.jobspec import JobPlan, build_plan, check_plan
-from globtim_hpc.problems import resource_presets
+from globtim_hpc.jobs.plan import JobPlan, build_plan, check_plan
+from globtim_hpc.jobs.problems import resource_presets
 
 
 def write(tmp_path: Path, text: str, name: str = "job.yaml") -> Path:

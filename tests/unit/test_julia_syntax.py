@@ -81,7 +81,7 @@ def test_every_included_julia_file_is_shipped_with_its_includer() -> None:
     """The scripts include common_io.jl from their own folder; both ship paths must carry it."""
     import re
 
-    from globtim_hpc.deploy import toolkit_scripts
+    from globtim_hpc.workflows.deploy import toolkit_scripts
 
     julia_dir = Path(__file__).resolve().parents[2] / "julia"
     shipped_by_deploy = {Path(extra.path).name for extra in toolkit_scripts()}

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from globtim_hpc.errors import ConfigError, ExitCode
-from globtim_hpc.juliacompat import (
+from globtim_hpc.julia.compat import (
     ProjectInfo,
     check_julia_compat,
     parse_compat,

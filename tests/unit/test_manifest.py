@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from globtim_hpc.errors import IntegrityError
-from globtim_hpc.manifest import (
+from globtim_hpc.results.manifest import (
     ManifestEntry,
     check_relative_path,
     format_sha256sum,

@@ -9,24 +9,24 @@ from typing import Any, BinaryIO
 import pytest
 
 from globtim_hpc.errors import UsageError
-from globtim_hpc.models import JobState, TaskStatus
-from globtim_hpc.monitor import (
-    PollInterval,
-    merge_task,
-    poll_runs,
-    task_is_settled,
-)
-from globtim_hpc.scheduler.base import PollResult, TrackedJob
-from globtim_hpc.scheduler.slurm import SlurmScheduler, sacct_since
-from globtim_hpc.statusfile import (
+from globtim_hpc.jobs.statusfile import (
     StatusFile,
     parse_status,
     parse_status_listing,
     parse_status_with_reason,
     status_files_argv,
 )
-from globtim_hpc.store import Store
+from globtim_hpc.models import JobState, TaskStatus
+from globtim_hpc.registry.store import Store
+from globtim_hpc.scheduler.base import PollResult, TrackedJob
+from globtim_hpc.scheduler.slurm import SlurmScheduler, sacct_since
 from globtim_hpc.transport.base import ClosesOnExit, CommandResult, ProgressFn
+from globtim_hpc.workflows.monitor import (
+    PollInterval,
+    merge_task,
+    poll_runs,
+    task_is_settled,
+)
 
 RUN_ID = "demo_20261129-104500_1a2b3c4d"
 RUN_DIR = f"/projects/x/runs/{RUN_ID}"

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from globtim_hpc.errors import ConfigError, ExitCode
-from globtim_hpc.problems import (
+from globtim_hpc.jobs.problems import (
     ENTRIES,
     list_problems,
     load_problem,

@@ -9,17 +9,17 @@ from pathlib import Path
 
 import pytest
 
-from globtim_hpc.config import load_profile
 from globtim_hpc.errors import TemplateError
-from globtim_hpc.jobspec import JobPlan, TaskSpec
-from globtim_hpc.render import (
+from globtim_hpc.jobs.plan import JobPlan, TaskSpec
+from globtim_hpc.jobs.render import (
     ScriptInputs,
     array_spec,
     format_mem,
     format_time_limit,
     render_script,
 )
-from globtim_hpc.resources import Resources
+from globtim_hpc.jobs.resources import Resources
+from globtim_hpc.settings.profile import load_profile
 
 GOLDEN = Path(__file__).parent / "golden"
 RUN_ID = "4d_benchmark_20260101-120000_0123abcd"

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from globtim_hpc.errors import IntegrityError
-from globtim_hpc.manifest import ManifestEntry
-from globtim_hpc.safe_tar import ExtractAborted, ExtractingSink, extract_verified
+from globtim_hpc.results.manifest import ManifestEntry
+from globtim_hpc.results.safe_tar import ExtractAborted, ExtractingSink, extract_verified
 
 
 def entry(path: str, data: bytes) -> ManifestEntry:

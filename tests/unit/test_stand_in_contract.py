@@ -15,7 +15,7 @@ from typing import Any
 import jsonschema
 import pytest
 
-from globtim_hpc.jobspec import JobPlan, build_plan
+from globtim_hpc.jobs.plan import JobPlan, build_plan
 
 REPO = Path(__file__).resolve().parents[2]
 STAND_IN = REPO / "tests" / "stand_in" / "julia"

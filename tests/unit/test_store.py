@@ -7,7 +7,7 @@ import sqlite3
 from pathlib import Path
 
 from globtim_hpc.models import JobState, RunPhase, TaskStatus
-from globtim_hpc.store import SCHEMA_VERSION, Store
+from globtim_hpc.registry.store import SCHEMA_VERSION, Store
 
 RUN = "x_20260101-000000_abcdef01"
 

@@ -139,11 +139,11 @@ def test_an_accepted_submission_with_an_odd_answer_is_never_treated_as_refused(
     tmp_path: Path,
 ) -> None:
     """sbatch exit 0 with no parsable id: look the job up by name; never delete the folder."""
-    from globtim_hpc.config import load_profile
-    from globtim_hpc.store import Store
-    from globtim_hpc.submit import SubmitContext, _accept
+    from globtim_hpc.registry.store import Store
+    from globtim_hpc.settings.profile import load_profile
     from globtim_hpc.transport.base import CommandResult
     from globtim_hpc.transport.local import LocalTransport
+    from globtim_hpc.workflows.submit import SubmitContext, _accept
 
     profile_path = tmp_path / "p.yaml"
     profile_path.write_text(f"scheduler: slurm\nremote_root: {tmp_path / 'root'}\n")

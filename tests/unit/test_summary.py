@@ -13,13 +13,12 @@ from typing import Any
 import jsonschema
 import pytest
 
-from globtim_hpc.collect import CollectOptions, collect_run, task_state
+from globtim_hpc.jobs.statusfile import parse_status
 from globtim_hpc.layout import new_run_id
-from globtim_hpc.manifest import ManifestEntry
 from globtim_hpc.models import JobState, TaskStatus
-from globtim_hpc.statusfile import parse_status
-from globtim_hpc.store import Store
-from globtim_hpc.summary import (
+from globtim_hpc.registry.store import Store
+from globtim_hpc.results.manifest import ManifestEntry
+from globtim_hpc.results.summary import (
     CodeVersion,
     TaskRecord,
     build_metadata,
@@ -27,6 +26,7 @@ from globtim_hpc.summary import (
     render_summary,
 )
 from globtim_hpc.transport.local import LocalTransport
+from globtim_hpc.workflows.collect import CollectOptions, collect_run, task_state
 
 REPO = Path(__file__).resolve().parents[2]
 SHA = "ab" * 32
@@ -219,7 +219,7 @@ def test_local_collection_partial_then_complete(tmp_path: Path) -> None:
 
 
 def test_split_params_separates_sweep_axes_from_shared_values() -> None:
-    from globtim_hpc.summary import split_params
+    from globtim_hpc.results.summary import split_params
 
     tasks = [
         {"params": {"problem": "p", "task_id": "0000", "function": "Sphere", "degree": 4, "dim": 4}},

@@ -16,18 +16,18 @@ from pathlib import Path
 from typing import Any
 
 from globtim_hpc.errors import ConfigError
-from globtim_hpc.layout import task_id_for
-from globtim_hpc.params import ParamSpec, check_value
-from globtim_hpc.preflight import MANY_PATHS, MAX_SAMPLES, TaskSize, task_size
-from globtim_hpc.problems import (
+from globtim_hpc.jobs.params import ParamSpec, check_value
+from globtim_hpc.jobs.problems import (
     RESERVED_PARAMS,
     Problem,
     list_problems,
     load_problem,
     unknown_problem_error,
 )
-from globtim_hpc.resources import Resources, apply_resources, resource_presets
-from globtim_hpc.yamlio import KeyPath, YamlDoc, load_yaml_file, unknown_key_error
+from globtim_hpc.jobs.resources import Resources, apply_resources, resource_presets
+from globtim_hpc.jobs.sizing import MANY_PATHS, MAX_SAMPLES, TaskSize, task_size
+from globtim_hpc.layout import task_id_for
+from globtim_hpc.settings.yamlio import KeyPath, YamlDoc, load_yaml_file, unknown_key_error
 
 __all__ = [
     "CONFIG_KEYS",

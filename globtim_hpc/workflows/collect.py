@@ -37,6 +37,7 @@ from typing import Any, BinaryIO, Protocol, cast
 
 from globtim_hpc import __version__
 from globtim_hpc.errors import GlobtimHpcError, IntegrityError, TransferError, UsageError
+from globtim_hpc.jobs.statusfile import StatusFile, parse_status_with_reason
 from globtim_hpc.layout import (
     LOGS_DIR,
     OUTPUT_DIR,
@@ -46,7 +47,9 @@ from globtim_hpc.layout import (
     RemoteLayout,
     local_run_dir,
 )
-from globtim_hpc.manifest import (
+from globtim_hpc.models import JobState, TaskStatus
+from globtim_hpc.registry.store import RunRecord, Store, utc_now
+from globtim_hpc.results.manifest import (
     MANIFEST_NAME,
     ManifestEntry,
     RemoteManifest,
@@ -57,9 +60,7 @@ from globtim_hpc.manifest import (
     parse_remote_manifest,
     remote_manifest_argv,
 )
-from globtim_hpc.models import JobState, TaskStatus
-from globtim_hpc.monitor import GONE_KEY
-from globtim_hpc.placement import (
+from globtim_hpc.results.placement import (
     NoSpaceError,
     folder_lock,
     link_or_copy,
@@ -69,18 +70,17 @@ from globtim_hpc.placement import (
     space_error,
     sync_filesystem,
 )
-from globtim_hpc.safe_tar import ExtractingSink
-from globtim_hpc.scheduler.base import Scheduler
-from globtim_hpc.statusfile import StatusFile, parse_status_with_reason
-from globtim_hpc.store import RunRecord, Store, utc_now
-from globtim_hpc.summary import (
+from globtim_hpc.results.safe_tar import ExtractingSink
+from globtim_hpc.results.summary import (
     LOG_TAIL_LINES,
     TaskRecord,
     build_metadata,
     code_version,
     render_summary,
 )
+from globtim_hpc.scheduler.base import Scheduler
 from globtim_hpc.transport.base import Transport
+from globtim_hpc.workflows.monitor import GONE_KEY
 
 METADATA_NAME = "metadata.json"
 SUMMARY_NAME = "summary.md"
@@ -246,7 +246,7 @@ def monitor_view(store: Store, transport: Transport, scheduler: Scheduler) -> Sc
     """
 
     def view(run: RunRecord) -> SchedulerView:
-        from globtim_hpc.monitor import poll_runs
+        from globtim_hpc.workflows.monitor import poll_runs
 
         if run.job_id is None:
             return SchedulerView(notes=["no job id is recorded for this run"])

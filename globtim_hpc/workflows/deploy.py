@@ -24,22 +24,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from globtim_hpc import codeship, gitsource, jobwait, juliaenv
-from globtim_hpc.config import ClusterProfile
+from globtim_hpc import paths
 from globtim_hpc.errors import JobFailedError, RemoteCommandError, TransferError
-from globtim_hpc.juliacompat import (
+from globtim_hpc.julia import env as juliaenv
+from globtim_hpc.julia.compat import (
     ProjectInfo,
     check_julia_compat,
     format_version,
     read_project,
 )
 from globtim_hpc.layout import RemoteLayout
+from globtim_hpc.registry.store import Store, utc_now
 from globtim_hpc.scheduler.base import Scheduler
-from globtim_hpc.store import Store, utc_now
+from globtim_hpc.settings.profile import ClusterProfile
 from globtim_hpc.toolinfo import tool_info
 from globtim_hpc.transport.base import Transport
+from globtim_hpc.workflows import codeship, gitsource, jobwait
 
-JULIA_DIR = Path(__file__).resolve().parent.parent / "julia"
 PATCH_FILE = "DEPLOY.patch"
 # Packages whose loading proves a GlobTim environment works, when the project lists them.
 VERIFIED_DEPS = ("GlobTim", "Globtim", "HomotopyContinuation")
@@ -102,7 +103,7 @@ def toolkit_scripts() -> list[codeship.ExtraFile]:
     """The Julia scripts this toolkit runs on the cluster, placed in ``<deploy>/.globtim-hpc/``."""
     out = []
     for name in (juliaenv.DEPLOY_ENV_JL, juliaenv.VERIFY_ENV_JL, juliaenv.COMMON_IO_JL):
-        path = JULIA_DIR / name
+        path = paths.julia_dir() / name
         out.append(codeship.ExtraFile(f"{juliaenv.TOOL_DIR}/{name}", path.read_bytes()))
     return out
 

@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 from typing import IO, Any, BinaryIO, cast
 
 from globtim_hpc.errors import RemoteCommandError
-from globtim_hpc.gitsource import SourceFile, SourceSnapshot
 from globtim_hpc.transport.base import Transport
+from globtim_hpc.workflows.gitsource import SourceFile, SourceSnapshot
 
 OBJECTS_DIR = ".objects"
 DEPLOY_JSON = "DEPLOY.json"

@@ -55,7 +55,7 @@ class NoSpaceError(TransferError):
 
 
 def space_error(where: Path, needed: int, free: int | None) -> NoSpaceError:
-    from globtim_hpc.summary import format_bytes
+    from globtim_hpc.results.summary import format_bytes
 
     have = f", {format_bytes(free)} free" if free is not None else ""
     return NoSpaceError(

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from globtim_hpc import paths
 from globtim_hpc.errors import ConnectError, PreflightError, SchedulerError, UsageError
+from globtim_hpc.jobs.render import ScriptInputs, render_script
 from globtim_hpc.layout import (
     DIRECT_DIR,
     DRIVER_DIR,
@@ -41,15 +42,14 @@ from globtim_hpc.layout import (
     new_run_id,
 )
 from globtim_hpc.models import RunPhase
-from globtim_hpc.render import ScriptInputs, render_script
+from globtim_hpc.registry.store import RunRecord, Store, utc_now
 from globtim_hpc.scheduler.direct import RUNNER_NAME, launch_argv, parse_launch
-from globtim_hpc.store import RunRecord, Store, utc_now
 from globtim_hpc.toolinfo import tool_info
 from globtim_hpc.transport.base import CommandResult, Transport
 
 if TYPE_CHECKING:
-    from globtim_hpc.config import ClusterProfile
-    from globtim_hpc.jobspec import JobPlan
+    from globtim_hpc.jobs.plan import JobPlan
+    from globtim_hpc.settings.profile import ClusterProfile
 
 MAX_RECOVERY_ATTEMPTS = 4
 

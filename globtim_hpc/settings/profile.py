@@ -16,8 +16,14 @@ from typing import Any
 
 from globtim_hpc import paths
 from globtim_hpc.errors import ConfigError
+from globtim_hpc.settings.yamlio import (
+    KeyPath,
+    YamlDoc,
+    load_yaml_file,
+    parse_yaml_text,
+    unknown_key_error,
+)
 from globtim_hpc.transport.settings import HopOverride, SshSettings
-from globtim_hpc.yamlio import KeyPath, YamlDoc, load_yaml_file, parse_yaml_text, unknown_key_error
 
 LOCAL_PROFILE_NAME = "local"
 

@@ -35,18 +35,18 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from globtim_hpc.errors import UsageError
-from globtim_hpc.layout import RunLayout
-from globtim_hpc.models import FINAL_STATES, JobState, RunPhase, TaskStatus
-from globtim_hpc.scheduler.base import PollResult, Scheduler, TrackedJob
-from globtim_hpc.scheduler.slurm_commands import NON_ARRAY_TASK_ID
-from globtim_hpc.statusfile import (
+from globtim_hpc.jobs.statusfile import (
     STATUS_TEXT_KEY,
     StatusFile,
     parse_status_with_reason,
     read_status_files,
     status_from_dict,
 )
-from globtim_hpc.store import RunRecord, StateChange, Store
+from globtim_hpc.layout import RunLayout
+from globtim_hpc.models import FINAL_STATES, JobState, RunPhase, TaskStatus
+from globtim_hpc.registry.store import RunRecord, StateChange, Store
+from globtim_hpc.scheduler.base import PollResult, Scheduler, TrackedJob
+from globtim_hpc.scheduler.slurm_commands import NON_ARRAY_TASK_ID
 from globtim_hpc.transport.base import Transport
 
 STATUS_FILE_KEY = "status_file"  # extra: the status file this state was merged with

@@ -11,9 +11,9 @@ import posixpath
 from collections.abc import Mapping, Sequence
 
 from globtim_hpc import quoting
-from globtim_hpc.config import ClusterProfile
 from globtim_hpc.errors import ConfigError
-from globtim_hpc.juliacompat import Version, parse_julia_version
+from globtim_hpc.julia.compat import Version, parse_julia_version
+from globtim_hpc.settings.profile import ClusterProfile
 from globtim_hpc.transport.base import Transport
 
 # Non-interactive shells on many clusters do not define `module`; these are the usual places

@@ -8,7 +8,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from globtim_hpc.yamlio import KeyPath, YamlDoc, suggest, unknown_key_error
+from globtim_hpc.settings.yamlio import KeyPath, YamlDoc, suggest, unknown_key_error
 
 PARAM_TYPES = ("int", "float", "str", "bool", "float_list", "path")
 SPEC_KEYS = (

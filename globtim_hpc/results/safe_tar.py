@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import IO, BinaryIO
 
 from globtim_hpc.errors import IntegrityError
-from globtim_hpc.manifest import ManifestEntry, check_relative_path
+from globtim_hpc.results.manifest import ManifestEntry, check_relative_path
 
 COPY_CHUNK_BYTES = 1 << 20
 

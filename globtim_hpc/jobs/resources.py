@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from globtim_hpc.yamlio import KeyPath, YamlDoc, suggest, unknown_key_error
+from globtim_hpc.settings.yamlio import KeyPath, YamlDoc, suggest, unknown_key_error
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from globtim_hpc.manifest import ManifestEntry
 from globtim_hpc.models import TaskStatus
+from globtim_hpc.results.manifest import ManifestEntry
 
 METADATA_SCHEMA_ID = "globtim-hpc/metadata/1"
 LOG_TAIL_LINES = 20

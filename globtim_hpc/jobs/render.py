@@ -19,8 +19,8 @@ from globtim_hpc.errors import TemplateError
 from globtim_hpc.layout import RunLayout, task_id_width
 
 if TYPE_CHECKING:
-    from globtim_hpc.config import ClusterProfile
-    from globtim_hpc.jobspec import JobPlan
+    from globtim_hpc.jobs.plan import JobPlan
+    from globtim_hpc.settings.profile import ClusterProfile
 
 TEMPLATE_NAME = "job.sbatch.j2"
 # Without a throttle a large sweep floods the queue and every node's file system at once.

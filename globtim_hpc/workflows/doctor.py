@@ -14,8 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from globtim_hpc import jobwait, juliaenv, quoting
-from globtim_hpc.config import ClusterProfile
+from globtim_hpc import quoting
 from globtim_hpc.errors import (
     ConfigError,
     ConnectError,
@@ -23,10 +22,13 @@ from globtim_hpc.errors import (
     GlobtimHpcError,
     HostKeyError,
 )
-from globtim_hpc.juliacompat import check_julia_compat, read_project
+from globtim_hpc.julia import env as juliaenv
+from globtim_hpc.julia.compat import check_julia_compat, read_project
 from globtim_hpc.layout import RemoteLayout
 from globtim_hpc.scheduler.base import Scheduler
+from globtim_hpc.settings.profile import ClusterProfile
 from globtim_hpc.transport.base import Transport
+from globtim_hpc.workflows import jobwait
 
 OK, FAIL, WARN, INFO, SKIP = "ok", "fail", "warn", "info", "skip"
 DOCTOR_DIR = ".doctor"

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from globtim_hpc import paths
 from globtim_hpc.errors import ConfigError
-from globtim_hpc.params import ParamSpec, parse_spec
-from globtim_hpc.resources import Resources, apply_resources, resource_presets
-from globtim_hpc.yamlio import YamlDoc, load_yaml_file, suggest, unknown_key_error
+from globtim_hpc.jobs.params import ParamSpec, parse_spec
+from globtim_hpc.jobs.resources import Resources, apply_resources, resource_presets
+from globtim_hpc.settings.yamlio import YamlDoc, load_yaml_file, suggest, unknown_key_error
 
 __all__ = [
     "ENTRIES",
@@ -68,10 +68,7 @@ class Problem:
 
 
 def problems_dir() -> Path:
-    override = os.environ.get("GLOBTIM_HPC_PROBLEMS_DIR")
-    if override:
-        return Path(override).expanduser()
-    return Path(__file__).resolve().parent.parent / "problems"
+    return paths.problems_dir()
 
 
 def list_problems() -> list[str]:
