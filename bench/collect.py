@@ -29,6 +29,7 @@ sys.path.insert(0, str(REPO))
 
 from globtim_hpc.layout import RemoteLayout, new_run_id  # noqa: E402
 from globtim_hpc.quoting import join  # noqa: E402
+from globtim_hpc.scheduler.factory import make_scheduler  # noqa: E402
 
 SMALL_COUNT = int(os.environ.get("BENCH_SMALL_COUNT", "10000"))
 SMALL_BYTES = int(os.environ.get("BENCH_SMALL_BYTES", "4096"))
@@ -114,7 +115,7 @@ def bench_one(label: str, count: int, size: int, big: int, work: Path) -> None:
                 transport.run(["true"])  # connect before timing
                 timer = Timer()
                 start = time.monotonic()
-                first = collect_run(run, transport=transport, store=store,
+                first = collect_run(run, scheduler=make_scheduler(profile, transport), store=store,
                                     remote_root=profile.remote_root, options=options, observer=timer)
                 elapsed = time.monotonic() - start
                 print(f"  globtim collect (end to end)  {rate(first.content_bytes_received, elapsed)}")
@@ -125,7 +126,7 @@ def bench_one(label: str, count: int, size: int, big: int, work: Path) -> None:
                     print(f"    remote manifest + local checks {timer.marks['transfer'] - timer.marks['computing']:6.1f} s")
 
                 start = time.monotonic()
-                again = collect_run(run, transport=transport, store=store,
+                again = collect_run(run, scheduler=make_scheduler(profile, transport), store=store,
                                     remote_root=profile.remote_root, options=options)
                 print(f"  unchanged re-collect: {again.content_bytes_received} content bytes, "
                       f"{again.stream_bytes_received} stream bytes sent, "

@@ -82,8 +82,7 @@ def main() -> int:
                 f"poll of all {total} tasks in one go: median {all_s * 1000:.0f} ms, {all_s / raw_s:.2f}x"
             )
         finally:
-            for job in jobs:
-                scheduler.cancel(job.job_id)
+            scheduler.cancel(jobs)
             transport.run(["rm", "-rf", base])
     return 0
 

@@ -57,7 +57,7 @@ def _ours(config: Path, job_ids: list[str]) -> tuple[float, int]:
     plan = build_plan("4d_benchmark", config)
     start = time.perf_counter()
     with Store.open() as store, open_transport("ssh", profile.ssh) as transport:
-        ctx = SubmitContext(profile, transport, SlurmScheduler(transport), store)
+        ctx = SubmitContext(profile, SlurmScheduler(transport), store)
         result = submit_plan(plan, ctx, deployment=None, resume=False)
     elapsed = time.perf_counter() - start
     assert result.job_id is not None
@@ -68,7 +68,7 @@ def _ours(config: Path, job_ids: list[str]) -> tuple[float, int]:
 def _openssh(config: Path, job_ids: list[str]) -> tuple[float, int]:
     profile = load_profile("testbed")
     plan = build_plan("4d_benchmark", config)
-    prepared = prepare_run(plan, profile, None)
+    prepared = prepare_run(plan, profile, None, {})
     archive = prepared.archive()
     start = time.perf_counter()
     subprocess.run(

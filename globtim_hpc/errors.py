@@ -164,5 +164,9 @@ class JobFailedError(GlobtimHpcError):
     exit_code = ExitCode.JOB_FAILED
 
 
+class WaitTimeoutError(GlobtimHpcError):
+    """A wait for runs to finish ran out of time; the runs go on."""
+
+
 class PreflightError(GlobtimHpcError):
     """A check before submission or deployment failed; nothing was changed."""

@@ -33,6 +33,7 @@ RUN_ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_]*_\d{8}-\d{6}_[0-9a-f]{8}$")
 _PROBLEM_SAFE = re.compile(r"[^a-z0-9_]+")
 
 LOG_NAME_PATTERN = "slurm-%A_%a.out"  # SLURM's own substitution: array job id, task index
+SLURM_NO_ARRAY_INDEX = 4294967294  # what SLURM prints (and %a expands to) for a non-array job
 STATUS_DIR = "status"
 PARAMS_DIR = "params"
 OUTPUT_DIR = "output"
@@ -134,6 +135,13 @@ class RunLayout:
 
     def log_file(self, array_job_id: str, task_index: int) -> str:
         return self._join(LOGS_DIR, f"slurm-{array_job_id}_{task_index}.out")
+
+    def log_candidates(self, array_job_id: str, task_index: int) -> list[str]:
+        """Where a task's output may be: its array name, or SLURM's non-array name for task 0."""
+        found = [self.log_file(array_job_id, task_index)]
+        if task_index == 0:
+            found.append(self.log_file(array_job_id, SLURM_NO_ARRAY_INDEX))
+        return found
 
     @property
     def status_dir(self) -> str:

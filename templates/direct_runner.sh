@@ -1,10 +1,10 @@
 #!/bin/bash
 # Runs the tasks of one globtim-hpc run without a scheduler, at most MAX_PARALLEL at once, each
-# under its time limit. Arguments: RUN_DIR TASK_COUNT MAX_PARALLEL TIME_LIMIT_S CPUS
-# Writes direct/runner.pid (its process group), direct/<index>.exit per task, direct/done.
+# under its time limit. Arguments: RUN_DIR TASK_COUNT MAX_PARALLEL TIME_LIMIT_S CPUS JOB_ID SCRIPT
+# Writes direct/runner.pid (its session), direct/<index>.exit per task, direct/done; the launch
+# command has recorded direct/job_id already.
 set -uo pipefail
-run_dir=$1 task_count=$2 max_parallel=$3 time_limit_s=$4 cpus=$5
-job_id="d$$"
+run_dir=$1 task_count=$2 max_parallel=$3 time_limit_s=$4 cpus=$5 job_id=$6 script=$7
 state="$run_dir/direct"
 echo "$$" > "$state/runner.pid.tmp" && mv -f "$state/runner.pid.tmp" "$state/runner.pid"
 
@@ -12,7 +12,7 @@ run_task() {
     local index=$1 rc
     GLOBTIM_HPC_DIRECT_JOB_ID="$job_id" SLURM_ARRAY_TASK_ID="$index" SLURM_CPUS_PER_TASK="$cpus" \
         timeout --signal=TERM --kill-after=10 "$time_limit_s" \
-        bash "$run_dir/job.sbatch" > "$run_dir/logs/slurm-${job_id}_${index}.out" 2>&1
+        bash "$script" > "$run_dir/logs/slurm-${job_id}_${index}.out" 2>&1
     rc=$?
     echo "$rc" > "$state/$index.exit.tmp" && mv -f "$state/$index.exit.tmp" "$state/$index.exit"
 }

@@ -23,8 +23,7 @@ if TYPE_CHECKING:
 
     from globtim_hpc.registry.store import RunRecord, Store
     from globtim_hpc.settings.profile import ClusterProfile
-    from globtim_hpc.transport.base import Transport
-    from globtim_hpc.workflows.collect import CollectResult, SchedulerViewFn
+    from globtim_hpc.workflows.collect import CollectResult
 
 DESCRIPTION = """\
 Collect a run's files into results/<problem>/<YYYY-MM-DD>_<run_id>/ with MANIFEST.sha256,
@@ -148,20 +147,13 @@ class ConsoleObserver:
 
 
 def _runs(args: argparse.Namespace, store: Store, profile: ClusterProfile) -> list[RunRecord]:
-    from globtim_hpc.workflows.collect import find_run, uncollected_runs
+    from globtim_hpc.registry.lookup import find_run, uncollected_runs
 
     if args.all:
         return uncollected_runs(store, profile.name)
     if not (args.job_id or args.run_id):
         raise UsageError("say which run to collect", "give --job-id ID, --run-id ID or --all")
     return [find_run(store, profile.name, job_id=args.job_id, run_id=args.run_id)]
-
-
-def _scheduler_view(profile: ClusterProfile, transport: Transport, store: Store) -> SchedulerViewFn:
-    from globtim_hpc.scheduler.factory import make_scheduler
-    from globtim_hpc.workflows.collect import monitor_view
-
-    return monitor_view(store, transport, make_scheduler(profile, transport))
 
 
 def _report(out: Output, result: CollectResult) -> None:
@@ -210,13 +202,15 @@ def _body(args: argparse.Namespace, out: Output) -> int:
             else:
                 out.info(f"nothing to collect: every submitted run of '{profile.name}' is collected")
             return ExitCode.OK
+        from globtim_hpc.scheduler.factory import make_scheduler
+
         with open_cluster(profile) as transport:
-            view = _scheduler_view(profile, transport, store)
+            scheduler = make_scheduler(profile, transport)
             for run in runs:
                 try:
                     result = collect_run(
-                        run, transport=transport, store=store, remote_root=profile.remote_root,
-                        options=options, observer=ConsoleObserver(out), scheduler_view=view,
+                        run, store=store, remote_root=profile.remote_root, options=options,
+                        observer=ConsoleObserver(out), scheduler=scheduler,
                     )
                 except GlobtimHpcError as exc:
                     if not args.all:

@@ -86,10 +86,7 @@ def _open(profile: ClusterProfile) -> Transport:
     return transport
 
 
-def _scheduler_for(profile: ClusterProfile, transport: Transport) -> Scheduler | None:
-    """SLURM jobs go through the scheduler; without SLURM the target host runs them itself."""
-    if profile.scheduler != "slurm":
-        return None
+def _scheduler_for(profile: ClusterProfile, transport: Transport) -> Scheduler:
     from globtim_hpc.scheduler.factory import make_scheduler
 
     return make_scheduler(profile, transport)

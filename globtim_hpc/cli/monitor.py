@@ -103,7 +103,7 @@ class _Session:
         runs = self.runs()
         if not any(needs_poll(stored_view(self.store, run)) for run in runs):
             return [self._unpolled(run) for run in runs]
-        return poll_runs(self.store, self.transport, self.scheduler, runs)
+        return poll_runs(self.store, self.scheduler, runs)
 
     def _unpolled(self, run: RunRecord) -> RunView:
         from globtim_hpc.workflows.monitor import stored_view
@@ -306,12 +306,8 @@ def _watch(session: _Session, interval: PollInterval, out: Output) -> int:
 
 
 def _follow(session: _Session, selector: str, interval: PollInterval, out: Output) -> int:
-    from globtim_hpc.workflows.monitor import (
-        LogFollower,
-        log_candidates,
-        parse_task_selector,
-        task_is_settled,
-    )
+    from globtim_hpc.workflows.monitor import LogFollower, log_candidates, parse_task_selector
+    from globtim_hpc.workflows.taskstate import is_settled as task_is_settled
 
     views = session.poll()
     if len(views) != 1:

@@ -113,18 +113,19 @@ def _body(args: argparse.Namespace, out: Output) -> int:
                 "run ./deploy_julia.py first to pin the code it runs"
             )
             out.warn(warnings[-1])
+        from globtim_hpc.scheduler.factory import make_scheduler
+
         if args.dry_run:
-            prepared = prepare_run(plan, profile, deployment)
+            from globtim_hpc.transport.offline import OfflineTransport
+
+            offline = make_scheduler(profile, OfflineTransport(profile.name))
+            prepared = prepare_run(plan, profile, deployment, offline.run_files())
             return _print_dry_run(out, plan, profile, prepared, warnings)
         if profile.is_local:
             _check_local_julia(profile.julia_executable)
-        from globtim_hpc.scheduler.factory import make_scheduler
 
         with open_cluster(profile) as transport:
-            scheduler = make_scheduler(profile, transport)
-            ctx = SubmitContext(
-                profile=profile, transport=transport, scheduler=scheduler, store=store
-            )
+            ctx = SubmitContext(profile=profile, scheduler=make_scheduler(profile, transport), store=store)
             result = submit_plan(plan, ctx, deployment=deployment, resume=not args.new)
     result.warnings = warnings
     if out.json_mode:

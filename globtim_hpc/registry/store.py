@@ -308,13 +308,12 @@ class Store:
     def unfinished_submissions(self, cluster: str, config_hash: str) -> list[RunRecord]:
         """Runs of this config whose submission may or may not have reached the scheduler."""
         rows = self._db.execute(
-            "SELECT * FROM runs WHERE cluster=? AND config_hash=? AND phase IN (?,?,?)"
+            "SELECT * FROM runs WHERE cluster=? AND config_hash=? AND phase IN (?,?)"
             " ORDER BY created_at",
             (
                 cluster,
                 config_hash,
                 RunPhase.PREPARED.value,
-                RunPhase.UPLOADED.value,
                 RunPhase.SUBMITTING.value,
             ),
         ).fetchall()

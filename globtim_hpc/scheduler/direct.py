@@ -1,27 +1,48 @@
 """Run jobs without a scheduler: one background runner per run, on the target host.
 
 Used by the embedded ``local`` profile and by ``ssh + direct`` (a node without SLURM). The
-runner (templates/direct_runner.sh, shipped in the run folder) starts each task's batch script
-with plain bash under ``timeout``; each task writes its own status file exactly as under SLURM,
-and the runner records each task's exit code. Polling reads those files in one command.
+runner (templates/direct_runner.sh, shipped in every run folder through ``run_files``) starts
+each task's batch script with plain bash under ``timeout``; each task writes its own status
+file exactly as under SLURM, and the runner records each task's exit code. A poll reads those
+files, status files included, in one command.
+
+Job ids are ``d<8 hex>`` from the run id's random part (plus ``-<tag>`` for a later attempt),
+so they are unique across runs and reboots, unlike process ids.
 """
 
 from __future__ import annotations
 
 import posixpath
-from collections.abc import Sequence
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from globtim_hpc import paths
 from globtim_hpc.errors import SchedulerError
-from globtim_hpc.layout import DIRECT_DIR, RemoteLayout, RunLayout
-from globtim_hpc.models import JobState, TaskStatus
-from globtim_hpc.scheduler.base import PollResult, TrackedJob
+from globtim_hpc.jobs.statusfile import parse_status_with_reason
+from globtim_hpc.layout import DIRECT_DIR, RunLayout
+from globtim_hpc.models import JobState, StatusFile, TaskStatus
+from globtim_hpc.scheduler.base import (
+    AccountingCheck,
+    PollResult,
+    SubmitRequest,
+    TrackedJob,
+    run_poll,
+)
 from globtim_hpc.transport.base import CommandResult, Transport
 
 RUNNER_NAME = "runner.sh"
+RUNNER_PATH = posixpath.join(DIRECT_DIR, RUNNER_NAME)
+_DIRECT_JOB_ID = re.compile(r"^d[0-9a-f]{8}(-[0-9A-Za-z]+)?$")
 
-# Constant shell text; every variable part arrives as a positional argument.
-_LAUNCH = 'runner=$1; shift; setsid bash "$runner" "$@" </dev/null >/dev/null 2>&1 & echo "$!"'
+# Constant shell text; every variable part arrives as a positional argument. The job id is on
+# disk before the answer is sent, so a lost answer can always be recovered by find_job.
+_LAUNCH = (
+    'runner=$1 state=$2/direct job_id=$7; shift; '
+    'printf "%s\\n" "$job_id" > "$state/job_id.tmp" && mv -f "$state/job_id.tmp" "$state/job_id" '
+    '|| exit 97; '
+    'setsid bash "$runner" "$@" </dev/null >/dev/null 2>&1 & printf "%s\\n" "$job_id"'
+)
 
 _POLL = r"""
 for d in "$@"; do
@@ -50,16 +71,20 @@ done
 
 # The runner leads its own session (setsid); timeout(1) puts each task in a process group of
 # its own, so signalling the runner's group alone would leave the tasks running.
-_CANCEL = (
-    'd=$1; pid=$(cat "$d/direct/runner.pid" 2>/dev/null) || exit 0; : > "$d/direct/cancelled"; '
-    'kill -TERM -- "-$pid" 2>/dev/null; pkill -TERM -s "$pid" 2>/dev/null; exit 0'
-)
+_CANCEL = r"""
+for d in "$@"; do
+    pid=$(cat "$d/direct/runner.pid" 2>/dev/null) || continue
+    : > "$d/direct/cancelled"
+    kill -TERM -- "-$pid" 2>/dev/null
+    pkill -TERM -s "$pid" 2>/dev/null
+done
+exit 0
+"""
 
-_FIND = '[ -f "$1/direct/runner.pid" ] && printf "d%s\n" "$(cat "$1/direct/runner.pid")"; exit 0'
+_FIND = '[ -f "$1/direct/job_id" ] && cat "$1/direct/job_id"; exit 0'
 
-TIMEOUT_EXIT_CODES = frozenset(
-    {124, 137}
-)  # timeout(1): limit reached; killed after the grace period
+# timeout(1): limit reached; killed after the grace period
+TIMEOUT_EXIT_CODES = frozenset({124, 137})
 
 
 @dataclass(frozen=True)
@@ -72,38 +97,14 @@ class DirectRunState:
     status_texts: dict[str, str]
 
 
-def launch_argv(
-    run_dir: str, task_count: int, max_parallel: int, time_limit_s: int, cpus: int
-) -> list[str]:
-    runner = posixpath.join(run_dir, DIRECT_DIR, RUNNER_NAME)
-    return [
-        "bash",
-        "-c",
-        _LAUNCH,
-        "globtim-direct",
-        runner,
-        run_dir,
-        str(task_count),
-        str(max_parallel),
-        str(time_limit_s),
-        str(cpus),
-    ]
-
-
-def parse_launch(result: CommandResult) -> str:
-    pid = result.stdout_text.strip()
-    if result.exit_status != 0 or not pid.isdigit():
-        raise SchedulerError(
-            f"could not start the direct runner (exit {result.exit_status}): {result.output_tail()}",
-            "check that bash, setsid and timeout exist on the target host",
-        )
-    return f"d{pid}"
+def direct_job_id(run_id: str, job_tag: str = "") -> str:
+    suffix = run_id.rsplit("_", 1)[-1]
+    return f"d{suffix}" + (f"-{job_tag}" if job_tag else "")
 
 
 def parse_poll(stdout: str) -> dict[str, DirectRunState]:
-    runs: dict[str, DirectRunState] = {}
-    current: str | None = None
     fields: dict[str, dict[str, object]] = {}
+    current: str | None = None
     status_key: str | None = None
     status_lines: list[str] = []
     for line in stdout.split("\n"):
@@ -119,14 +120,8 @@ def parse_poll(stdout: str) -> dict[str, DirectRunState]:
             continue
         if line.startswith("@@RUN "):
             current = line[6:]
-            fields[current] = {
-                "pid": None,
-                "alive": False,
-                "done": False,
-                "cancelled": False,
-                "exits": {},
-                "status": {},
-            }
+            fields[current] = {"pid": None, "alive": False, "done": False, "cancelled": False,
+                               "exits": {}, "status": {}}  # fmt: skip
         elif current is None:
             continue
         elif line.startswith("@@PID "):
@@ -145,8 +140,8 @@ def parse_poll(stdout: str) -> dict[str, DirectRunState]:
                 exits[int(parts[1])] = int(parts[2])
         elif line.startswith("@@STATUS "):
             status_key = line[9:]
-    for run_dir, f in fields.items():
-        runs[run_dir] = DirectRunState(
+    return {
+        run_dir: DirectRunState(
             pid=f["pid"] if isinstance(f["pid"], str) else None,
             alive=bool(f["alive"]),
             done=bool(f["done"]),
@@ -154,11 +149,12 @@ def parse_poll(stdout: str) -> dict[str, DirectRunState]:
             exits=dict(f["exits"]),  # type: ignore[call-overload]
             status_texts=dict(f["status"]),  # type: ignore[call-overload]
         )
-    return runs
+        for run_dir, f in fields.items()
+    }
 
 
 def task_states(job: TrackedJob, run: DirectRunState) -> dict[int, TaskStatus]:
-    """The direct runner's view of each task (the status file's details are merged by the monitor)."""
+    """The direct runner's view of each task (status files are merged by the task-state owner)."""
     out: dict[int, TaskStatus] = {}
     for index in range(job.task_count):
         exit_code = run.exits.get(index)
@@ -178,71 +174,95 @@ def task_states(job: TrackedJob, run: DirectRunState) -> dict[int, TaskStatus]:
             status.state = JobState.CANCELLED
         elif run.alive:
             status.state = JobState.RUNNING if has_status else JobState.PENDING
+        elif run.pid is None and not run.done:
+            status.state = JobState.RUNNING if has_status else JobState.PENDING
+            status.reason = "the direct runner has not recorded itself yet"
         else:
-            status.state = JobState.UNKNOWN
-            status.reason = "the direct runner is gone and left no exit code for this task"
-        text = run.status_texts.get(job.task_ids[index])
-        if text is not None:
-            # The task's own status file, read in the same command; the monitor merges it.
-            status.extra["status_file_text"] = text
+            continue  # the runner is gone and left no exit code: this task is lost
         out[index] = status
     return out
 
 
 class DirectScheduler:
     name = "direct"
+    runs_on = "target host"
+    needs_bash_4_3 = True  # the runner's ``wait -n``
 
-    def __init__(self, transport: Transport, remote_root: str | None = None) -> None:
+    def __init__(self, transport: Transport, *, timeout_s: float = 120.0) -> None:
         self.transport = transport
-        self.remote_root = remote_root
+        self.timeout_s = timeout_s
 
-    def submit(self, script_path: str, *, run_id: str, run_dir: str, task_count: int) -> str:
-        raise SchedulerError(
-            "the direct scheduler is started with launch_argv (it needs the run's limits)",
-            "use globtim_hpc.workflows.submit, which knows them",
-        )
+    def run_files(self) -> Mapping[str, bytes]:
+        return {RUNNER_PATH: (paths.templates_dir() / "direct_runner.sh").read_bytes()}
 
-    def launch(
-        self, run_dir: str, task_count: int, max_parallel: int, time_limit_s: int, cpus: int
-    ) -> str:
-        result = self.transport.run(
-            launch_argv(run_dir, task_count, max_parallel, time_limit_s, cpus), timeout_s=60
-        )
-        return parse_launch(result)
+    def submit_argv(self, request: SubmitRequest) -> list[str]:
+        runner = posixpath.join(request.run_dir, RUNNER_PATH)
+        return [
+            "bash", "-c", _LAUNCH, "globtim-direct", runner, request.run_dir,
+            str(request.task_count), str(max(1, request.max_parallel)),
+            str(request.time_limit_s), str(request.cpus),
+            direct_job_id(request.run_id, request.job_tag), request.script_path,
+        ]  # fmt: skip
 
-    def test_submit(self, script_path: str, *, run_dir: str) -> str | None:
+    def parse_submit(self, result: CommandResult) -> str:
+        job_id = result.stdout_text.strip()
+        if result.exit_status != 0 or not _DIRECT_JOB_ID.match(job_id):
+            raise SchedulerError(
+                f"could not start the direct runner (exit {result.exit_status}): "
+                f"{result.output_tail()}",
+                "check that bash, setsid and timeout exist on the target host",
+            )
+        return job_id
+
+    def test_submit_argv(self) -> list[str] | None:
+        return None  # nothing judges a script before it runs
+
+    def parse_test_submit(self, result: CommandResult) -> str | None:
         return None
 
-    def find_job(self, run_id: str) -> str | None:
-        if self.remote_root is None:
-            return None
-        run_dir = RemoteLayout(self.remote_root).run_dir(run_id)
+    def find_job(self, run_id: str, run_dir: str) -> str | None:
+        RunLayout(run_dir)  # the runner records its job id in direct/job_id
         result = self.transport.run(["sh", "-c", _FIND, "globtim-find", run_dir], timeout_s=60)
         found = result.stdout_text.strip()
-        return found or None
+        return found if _DIRECT_JOB_ID.match(found) else None
 
-    def poll(self, jobs: Sequence[TrackedJob]) -> PollResult:
-        poll = PollResult()
-        if not jobs:
-            return poll
-        result = self.transport.run(
-            ["sh", "-c", _POLL, "globtim-poll", *[job.run_dir for job in jobs]], timeout_s=120
-        )
-        poll.scheduler_calls = 1
+    def status_argvs(self, jobs: Sequence[TrackedJob]) -> list[list[str]]:
+        return [["sh", "-c", _POLL, "globtim-poll", *[job.run_dir for job in jobs]]]
+
+    def parse_status(
+        self, jobs: Sequence[TrackedJob], results: Sequence[CommandResult]
+    ) -> PollResult:
+        (result,) = results
+        result.check("reading the direct runner's state")
         runs = parse_poll(result.stdout_text)
+        poll = PollResult(status_files={})
+        assert poll.status_files is not None
         for job in jobs:
             run = runs.get(job.run_dir)
             if run is None:
                 continue
             poll.tasks[job.job_id] = task_states(job, run)
+            files: dict[str, StatusFile] = {}
+            for task_id, text in run.status_texts.items():
+                parsed, why = parse_status_with_reason(text)
+                if parsed is None:
+                    poll.notes.append(f"{job.run_dir}/status/{task_id}.json: {why}")
+                else:
+                    files[task_id] = parsed
+            poll.status_files[job.run_dir] = files
         return poll
 
-    def cancel(self, job_id: str) -> None:
-        raise SchedulerError(
-            f"cancel a direct run by its run folder, not by job id {job_id}",
-            "use cancel_run(run_dir)",
-        )
+    def poll(self, jobs: Sequence[TrackedJob]) -> PollResult:
+        return run_poll(self, jobs, self.timeout_s)
 
-    def cancel_run(self, run_dir: str) -> None:
-        RunLayout(run_dir)  # names only; the runner's pid file lives in direct/
-        self.transport.run(["sh", "-c", _CANCEL, "globtim-cancel", run_dir], timeout_s=60)
+    def check_accounting(self) -> AccountingCheck | None:
+        return None
+
+    def cancel_argv(self, jobs: Sequence[TrackedJob]) -> list[str]:
+        return ["sh", "-c", _CANCEL, "globtim-cancel", *[job.run_dir for job in jobs]]
+
+    def cancel(self, jobs: Sequence[TrackedJob]) -> None:
+        if jobs:
+            self.transport.run(self.cancel_argv(jobs), timeout_s=60).check(
+                "cancelling direct runs", "the runner's pid file is in direct/ of the run folder"
+            )

@@ -25,7 +25,7 @@ def make_scheduler(profile: ClusterProfile, transport: Transport) -> Scheduler:
     if profile.scheduler == "direct":
         from globtim_hpc.scheduler.direct import DirectScheduler
 
-        return DirectScheduler(transport, remote_root=profile.remote_root)
+        return DirectScheduler(transport)
     raise ConfigError(
         f"profile {profile.name} names an unknown scheduler {profile.scheduler!r}",
         "use 'slurm' or 'direct'",

@@ -1,28 +1,31 @@
-"""SLURM through a Transport: sbatch, one squeue + one sacct per poll, scancel.
+"""SLURM through a Transport: sbatch, one squeue + one sacct per poll, one scancel.
 
-How a poll decides each task's state (the monitor later merges the task's own status file):
+How a poll reads each task (the task-state owner later merges the task's own status file):
 
 1. squeue (``-t all``) is the live view and also keeps finished jobs for MinJobAge.
 2. sacct has the final word on finished tasks (exit codes of steps, MaxRSS, inferred OOM),
    but it is fed asynchronously: while squeue still shows a task as not final, squeue wins.
 3. If sacct cannot answer (accounting disabled, slurmdbd down), the poll carries on with
-   squeue alone and adds one note. Tasks that neither command knows any more then get their
-   state from their status files (one extra command, only when needed), or UNKNOWN with a
-   reason when there is no status file either.
+   squeue alone and adds one note. A task neither command knows is left out of the result.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 
 from globtim_hpc.errors import SchedulerError
-from globtim_hpc.jobs.statusfile import STATUS_TEXT_KEY, read_status_files
-from globtim_hpc.models import JobState, TaskStatus
+from globtim_hpc.models import TaskStatus
 from globtim_hpc.scheduler import slurm_commands as sc
-from globtim_hpc.scheduler.base import PollResult, TrackedJob
+from globtim_hpc.scheduler.base import (
+    AccountingCheck,
+    PollResult,
+    SubmitRequest,
+    TrackedJob,
+    run_poll,
+)
+from globtim_hpc.scheduler.slurm_fields import TaskKey
 from globtim_hpc.transport.base import CommandResult, Transport
 
 SACCT_WINDOW_SLACK = timedelta(days=1)  # cluster clocks and time zones differ from ours
@@ -44,9 +47,6 @@ def sacct_since(submitted_at: Sequence[str | None]) -> str | None:
     return earliest.strftime("%Y-%m-%dT%H:%M:%S")
 
 
-AWAITING_ACCOUNTING_KEY = "awaiting_accounting"
-
-
 def _merge_views(
     live: TaskStatus | None, accounted: TaskStatus | None, *, accounting_ok: bool = True
 ) -> TaskStatus | None:
@@ -57,13 +57,13 @@ def _merge_views(
         if live.state.is_final and accounting_ok:
             # Final in slurmctld, not yet in the database: sacct may still add the details
             # that change the verdict (MaxRSS for an inferred OOM). The monitor polls again.
-            live = replace(live, extra={**live.extra, AWAITING_ACCOUNTING_KEY: True})
+            live = replace(live, awaiting_accounting=True)
         if accounted is None:
             return live
     # sacct lags behind slurmctld: unless both are final, the live view is the current truth.
     both_final = live.state.is_final and accounted.state.is_final
     chosen, other = (accounted, live) if both_final else (live, accounted)
-    merged = replace(chosen, sources=list(chosen.sources), extra=dict(chosen.extra))
+    merged = replace(chosen, sources=list(chosen.sources))
     for name in ("node", "elapsed_s", "time_limit_s", "started_at", "ended_at", "max_rss_kb"):
         if getattr(merged, name) is None and getattr(other, name) is not None:
             setattr(merged, name, getattr(other, name))
@@ -73,20 +73,16 @@ def _merge_views(
     return merged
 
 
+ACCOUNTING_PROBE = ["sacct", "-n", "-X", "-P", "-o", "JobID", "-S", "now-1hours"]
+
+
 class SlurmScheduler:
     name = "slurm"
+    runs_on = "compute node"
+    needs_bash_4_3 = False
 
-    def __init__(
-        self,
-        transport: Transport,
-        *,
-        partition: str | None = None,
-        account: str | None = None,
-        timeout_s: float = 120.0,
-    ) -> None:
+    def __init__(self, transport: Transport, *, timeout_s: float = 120.0) -> None:
         self.transport = transport
-        self.partition = partition
-        self.account = account
         self.timeout_s = timeout_s
 
     def _run(self, argv: Sequence[str]) -> CommandResult:
@@ -94,36 +90,30 @@ class SlurmScheduler:
 
     # ---- submission ---------------------------------------------------------------------
 
-    def submit(self, script_path: str, *, run_id: str, run_dir: str, task_count: int) -> str:
-        # The run id goes into the name and the comment so that find_job can adopt the job
-        # if sbatch's answer is lost on the way back.
-        argv = sc.sbatch_argv(
-            script_path,
-            chdir=run_dir,
-            job_name=run_id,
-            comment=run_id,
-            partition=self.partition,
-            account=self.account,
-        )
-        result = self._run(argv)
-        if not result.ok:
+    def run_files(self) -> Mapping[str, bytes]:
+        return {}
+
+    def submit_argv(self, request: SubmitRequest) -> list[str]:
+        # The job name (the run id, which find_job looks for) is in the script's #SBATCH block.
+        return sc.sbatch_argv(request.script_path, chdir=request.run_dir)
+
+    def parse_submit(self, result: CommandResult) -> str:
+        if result.exit_status != 0:
             raise sc.parse_sbatch_error(result.stderr_text, exit_status=result.exit_status)
         return sc.parse_sbatch(result.stdout_text)
 
-    def test_submit(self, script_path: str, *, run_dir: str) -> str | None:
-        argv = sc.sbatch_argv(
-            script_path,
-            chdir=run_dir,
-            test_only=True,
-            partition=self.partition,
-            account=self.account,
-        )
-        result = self._run(argv)
-        if not result.ok:
-            raise sc.parse_sbatch_error(result.stderr_text, exit_status=result.exit_status)
-        return sc.parse_test_only(result.stderr_text or result.stdout_text)
+    def test_submit_argv(self) -> list[str] | None:
+        return ["sbatch", "--test-only"]
 
-    def find_job(self, run_id: str) -> str | None:
+    def parse_test_submit(self, result: CommandResult) -> str | None:
+        output = result.stderr_text or result.stdout_text
+        if result.exit_status != 0:
+            refusal = sc.parse_sbatch_error(output, exit_status=result.exit_status)
+            refusal.hint = (refusal.hint or "") + " (sbatch --test-only; nothing was submitted)"
+            raise refusal
+        return sc.parse_test_only(output)
+
+    def find_job(self, run_id: str, run_dir: str) -> str | None:
         """The job submitted for ``run_id``: squeue by name, then sacct by name.
 
         More than one job with that name is an error: picking one would hide a double
@@ -156,11 +146,19 @@ class SlurmScheduler:
             )
         return found[0] if found else None
 
-    def cancel(self, job_id: str) -> None:
-        result = self._run(sc.scancel_argv([job_id]))
+    # ---- cancelling ---------------------------------------------------------------------
+
+    def cancel_argv(self, jobs: Sequence[TrackedJob]) -> list[str]:
+        return sc.scancel_argv([job.job_id for job in jobs])
+
+    def cancel(self, jobs: Sequence[TrackedJob]) -> None:
+        if not jobs:
+            return
+        result = self._run(self.cancel_argv(jobs))
         if not result.ok:
+            ids = ", ".join(job.job_id for job in jobs)
             raise SchedulerError(
-                f"scancel {job_id} failed: {result.output_tail()}",
+                f"scancel {ids} failed: {result.output_tail()}",
                 "check the job id with monitor_jobs.py; only your own jobs can be cancelled",
                 transient=sc.is_transient(result.stderr_text),
             )
@@ -174,14 +172,16 @@ class SlurmScheduler:
             transient=sc.is_transient(result.stderr_text) or result.exit_status != 1,
         )
 
-    def poll(self, jobs: Sequence[TrackedJob]) -> PollResult:
-        poll = PollResult()
-        if not jobs:
-            return poll
+    def status_argvs(self, jobs: Sequence[TrackedJob]) -> list[list[str]]:
         job_ids = [job.job_id for job in jobs]
+        since = sacct_since([job.submitted_at for job in jobs])
+        return [sc.squeue_argv(job_ids), sc.sacct_argv(job_ids, since)]
 
-        live = self._run(sc.squeue_argv(job_ids))
-        poll.scheduler_calls += 1
+    def parse_status(
+        self, jobs: Sequence[TrackedJob], results: Sequence[CommandResult]
+    ) -> PollResult:
+        live, accounted = results
+        poll = PollResult()
         if live.ok:
             queue = sc.parse_squeue(live.stdout_text)
         elif sc.squeue_unknown_ids(live.stderr_text):
@@ -190,9 +190,6 @@ class SlurmScheduler:
             raise self._query_error("squeue", live)
         if queue.unparsed:
             poll.notes.append(f"squeue printed {len(queue.unparsed)} line(s) this tool cannot read")
-
-        accounted = self._run(sc.sacct_argv(job_ids, sacct_since([j.submitted_at for j in jobs])))
-        poll.scheduler_calls += 1
         accounting: sc.SacctParse | None = None
         if accounted.ok:
             accounting = sc.parse_sacct(accounted.stdout_text)
@@ -207,12 +204,10 @@ class SlurmScheduler:
                 f"{why}; states come from squeue and the tasks' own status files "
                 "(final states of jobs SLURM has forgotten are read from status files only)"
             )
-
-        missing: list[TrackedJob] = []
         for job in jobs:
             per_task: dict[int, TaskStatus] = {}
             for index in range(job.task_count):
-                key = sc.TaskKey(job.job_id, index)
+                key = TaskKey(job.job_id, index)
                 merged = _merge_views(
                     queue.tasks.get(key),
                     accounting.tasks.get(key) if accounting else None,
@@ -220,37 +215,17 @@ class SlurmScheduler:
                 )
                 if merged is not None:
                     per_task[index] = merged
-            if len(per_task) < job.task_count:
-                missing.append(job)
             poll.tasks[job.job_id] = per_task
-
-        if missing:
-            self._fill_from_status_files(poll, missing, accounting_ok=accounting is not None)
         return poll
 
-    def _fill_from_status_files(
-        self, poll: PollResult, jobs: Sequence[TrackedJob], *, accounting_ok: bool
-    ) -> None:
-        run_dirs = [job.run_dir for job in jobs]
-        listing = read_status_files(self.transport, run_dirs, timeout_s=self.timeout_s)
-        poll.notes.extend(listing.problems)
-        for job in jobs:
-            per_task = poll.tasks[job.job_id]
-            for index, task_id in enumerate(job.task_ids):
-                if index in per_task:
-                    continue
-                status_file = listing.get(job.run_dir, task_id)
-                where = "squeue or sacct" if accounting_ok else "squeue (and sacct is unavailable)"
-                task = TaskStatus(
-                    task_index=index,
-                    state=JobState.UNKNOWN,
-                    reason=f"job {job.job_id} task {index} is not known to {where}",
-                    sources=[],
-                )
-                if status_file is not None:
-                    # The monitor turns the status file into the final state (see monitor.py).
-                    task.extra[STATUS_TEXT_KEY] = json.dumps(status_file.to_dict())
-                    task.reason = None
-                else:
-                    task.reason = (task.reason or "") + " and has no status file"
-                per_task[index] = task
+    def poll(self, jobs: Sequence[TrackedJob]) -> PollResult:
+        return run_poll(self, jobs, self.timeout_s)
+
+    def check_accounting(self) -> AccountingCheck | None:
+        result = self._run(ACCOUNTING_PROBE)
+        if result.ok:
+            return AccountingCheck("sacct (accounting)", True, "sacct answers")
+        first = next((line.strip() for line in result.stderr_text.splitlines() if line.strip()), "")
+        return AccountingCheck(
+            "sacct (accounting)", False, first or f"exit status {result.exit_status}"
+        )

@@ -26,9 +26,20 @@ from dataclasses import dataclass, field
 
 from globtim_hpc.errors import SchedulerError
 from globtim_hpc.models import JobState, TaskStatus
+from globtim_hpc.scheduler.slurm_fields import (
+    JOB_ID,
+    TaskKey,
+    clean,
+    parse_duration_s,
+    parse_job_ref,
+    parse_size_kb,
+    per_cpu,
+    split_exit_code,
+    split_wait_status,
+    state_and_reason,
+    task_indices,
+)
 
-UNLIMITED_WORDS = frozenset({"UNLIMITED", "INFINITE", "NONE", "N/A", "PARTITION_LIMIT", ""})
-NON_ARRAY_TASK_ID = 4294967294  # what %a expands to for a job that is not an array
 OOM_KILL_SIGNALS = frozenset({9, 125})
 
 # ---- sbatch -------------------------------------------------------------------------------
@@ -59,7 +70,6 @@ def sbatch_argv(
     return argv
 
 
-_JOB_ID = re.compile(r"^\d+$")
 
 
 def parse_sbatch(stdout: str) -> str:
@@ -73,7 +83,7 @@ def parse_sbatch(stdout: str) -> str:
             transient=True,
         )
     job_id = lines[-1].split(";", 1)[0].strip()
-    if not _JOB_ID.match(job_id):
+    if not JOB_ID.match(job_id):
         raise SchedulerError(
             f"sbatch printed {lines[-1]!r}, not a job id",
             "check that 'sbatch --parsable' works on the cluster's login node",
@@ -163,154 +173,6 @@ def parse_test_only(stderr: str) -> str:
     return stderr.strip()
 
 
-# ---- time and size fields -----------------------------------------------------------------
-
-
-def parse_duration_s(text: str | None) -> float | None:
-    """``[D-]HH:MM:SS``, ``MM:SS`` or ``MM:SS.mmm`` as SLURM prints them; None if unlimited."""
-    if text is None:
-        return None
-    value = text.strip()
-    if value.upper() in UNLIMITED_WORDS or value.upper() == "INVALID":
-        return None
-    days = 0
-    if "-" in value:
-        day_text, value = value.split("-", 1)
-        if not day_text.isdigit():
-            return None
-        days = int(day_text)
-    parts = value.split(":")
-    try:
-        numbers = [float(part) for part in parts]
-    except ValueError:
-        return None
-    if len(numbers) == 3:
-        hours, minutes, seconds = numbers
-    elif len(numbers) == 2:
-        hours, (minutes, seconds) = 0.0, numbers
-    elif len(numbers) == 1 and days:
-        hours, minutes, seconds = numbers[0], 0.0, 0.0
-    else:
-        return None
-    return days * 86400 + hours * 3600 + minutes * 60 + seconds
-
-
-_SIZE = re.compile(r"^(\d+(?:\.\d+)?)([KMGTP]?)(n|c)?$", re.IGNORECASE)
-_SIZE_KB = {"": 1 / 1024, "K": 1, "M": 1024, "G": 1024**2, "T": 1024**3, "P": 1024**4}
-
-
-def parse_size_kb(text: str | None, *, default_unit: str = "") -> int | None:
-    """``419272K``, ``100M``, ``1G``, ``100Mn``, ``2Gc`` -> KiB (bare: default_unit)."""
-    if not text:
-        return None
-    match = _SIZE.match(text.strip())
-    if not match:
-        return None
-    unit = (match.group(2) or default_unit).upper()
-    return int(float(match.group(1)) * _SIZE_KB[unit])
-
-
-def _per_cpu(text: str) -> bool:
-    return text.strip().lower().endswith("c")
-
-
-def split_exit_code(text: str | None) -> tuple[int | None, int | None]:
-    """sacct/scontrol ``ExitCode`` ``3:0`` -> (3, None); ``0:15`` -> (0, 15)."""
-    if not text or ":" not in text:
-        return None, None
-    code_text, signal_text = text.strip().split(":", 1)
-    try:
-        code, signal = int(code_text), int(signal_text)
-    except ValueError:
-        return None, None
-    return code, (signal or None)
-
-
-def split_wait_status(text: str | None) -> tuple[int | None, int | None]:
-    """squeue's ``exit_code`` field is a raw wait status: 768 -> (3, None); 9 -> (None, 9)."""
-    if not text or not text.strip().isdigit():
-        return None, None
-    status = int(text)
-    if status & 0x7F:
-        return None, status & 0x7F
-    return status >> 8, None
-
-
-def _clean(text: str | None) -> str | None:
-    if text is None:
-        return None
-    value = text.strip()
-    return None if value in ("", "None", "(null)", "N/A", "Unknown", "None assigned") else value
-
-
-def _state_and_reason(text: str) -> tuple[JobState, str | None]:
-    state = JobState.parse(text)
-    match = re.match(r"^\s*CANCELLED by (\d+)", text, re.IGNORECASE)
-    if match:
-        return state, f"cancelled by uid {match.group(1)}"
-    if state is JobState.UNKNOWN and text.strip():
-        return state, f"SLURM state {text.strip()!r} is not one this tool knows"
-    return state, None
-
-
-# ---- job ids and array indices ------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class TaskKey:
-    job_id: str  # the array job id (or the job id of a plain job)
-    task_index: int
-
-
-def expand_index_ranges(text: str) -> list[int]:
-    """``[4-9]``, ``[1,3,5-7]``, ``[0-999%10]`` -> the listed indices."""
-    body = text.strip().strip("[]").split("%", 1)[0]
-    indices: list[int] = []
-    for part in body.split(","):
-        part = part.strip()
-        if not part:
-            continue
-        step = 1
-        if ":" in part:
-            part, step_text = part.split(":", 1)
-            step = int(step_text)
-        if "-" in part:
-            first, last = part.split("-", 1)
-            indices.extend(range(int(first), int(last) + 1, step))
-        else:
-            indices.append(int(part))
-    return indices
-
-
-def parse_job_ref(job_ref: str) -> list[TaskKey] | None:
-    """``12`` -> [12/0]; ``12_3`` -> [12/3]; ``12_[4-6]`` -> [12/4, 12/5, 12/6]; else None."""
-    ref = job_ref.strip()
-    if _JOB_ID.match(ref):
-        return [TaskKey(ref, 0)]
-    match = re.match(r"^(\d+)_(\d+)$", ref)
-    if match:
-        return [TaskKey(match.group(1), int(match.group(2)))]
-    match = re.match(r"^(\d+)_(\[[^\]]*\])$", ref)
-    if match:
-        try:
-            return [TaskKey(match.group(1), index) for index in expand_index_ranges(match.group(2))]
-        except ValueError:
-            return None
-    return None
-
-
-def _task_index(text: str) -> list[int] | None:
-    value = text.strip()
-    if value in ("N/A", "", str(NON_ARRAY_TASK_ID)):
-        return [0]
-    if value.isdigit():
-        return [int(value)]
-    try:
-        return expand_index_ranges(value)
-    except ValueError:
-        return None
-
-
 # ---- squeue -------------------------------------------------------------------------------
 
 # squeue --Format fields, each ended by "|" (the ":|" suffix: no padding, no truncation).
@@ -380,13 +242,13 @@ def parse_squeue(stdout: str) -> SqueueParse:
             continue
         row = dict(zip(SQUEUE_FIELDS, parts, strict=True))
         array_job_id = row["ArrayJobID"].strip()
-        indices = _task_index(row["ArrayTaskID"])
-        if not _JOB_ID.match(array_job_id) or indices is None:
+        indices = task_indices(row["ArrayTaskID"])
+        if not JOB_ID.match(array_job_id) or indices is None:
             result.unparsed.append(line)
             continue
-        state, state_reason = _state_and_reason(row["State"])
+        state, state_reason = state_and_reason(row["State"])
         exit_code, signal = split_wait_status(row["exit_code"]) if state.is_final else (None, None)
-        reason = _clean(row["Reason"])
+        reason = clean(row["Reason"])
         for index in indices:
             result.tasks[TaskKey(array_job_id, index)] = TaskStatus(
                 task_index=index,
@@ -394,13 +256,12 @@ def parse_squeue(stdout: str) -> SqueueParse:
                 exit_code=exit_code,
                 signal=signal,
                 reason=state_reason or reason,
-                node=_clean(row["NodeList"]),
+                node=clean(row["NodeList"]),
                 elapsed_s=parse_duration_s(row["TimeUsed"]),
                 time_limit_s=parse_duration_s(row["TimeLimit"]),
-                started_at=_clean(row["StartTime"]) if state is not JobState.PENDING else None,
-                ended_at=_clean(row["EndTime"]) if state.is_final else None,
+                started_at=clean(row["StartTime"]) if state is not JobState.PENDING else None,
+                ended_at=clean(row["EndTime"]) if state.is_final else None,
                 sources=["squeue"],
-                extra={"slurm_job_id": row["JobID"].strip()},
             )
     return result
 
@@ -410,7 +271,7 @@ def parse_squeue_by_name(stdout: str) -> list[str]:
     found: list[str] = []
     for line in stdout.splitlines():
         job_id = line.split("|", 1)[0].strip()
-        if _JOB_ID.match(job_id) and job_id not in found:
+        if JOB_ID.match(job_id) and job_id not in found:
             found.append(job_id)
     return found
 
@@ -495,7 +356,7 @@ def requested_memory_kb(req_mem: str, alloc_cpus: str) -> int | None:
     size = parse_size_kb(req_mem, default_unit="M")
     if size is None:
         return None
-    if _per_cpu(req_mem):
+    if per_cpu(req_mem):
         cpus = int(alloc_cpus) if alloc_cpus.strip().isdigit() else 0
         return size * cpus if cpus else None
     return size
@@ -529,7 +390,7 @@ def parse_sacct(stdout: str) -> SacctParse:
             for key in keys:
                 _fold_step(steps.setdefault(key, _Steps()), row)
             continue
-        state, state_reason = _state_and_reason(row["State"])
+        state, state_reason = state_and_reason(row["State"])
         exit_code, signal = split_exit_code(row["ExitCode"])
         for key in keys:
             requested[key] = requested_memory_kb(row["ReqMem"], row["AllocCPUS"])
@@ -538,13 +399,13 @@ def parse_sacct(stdout: str) -> SacctParse:
                 state=state,
                 exit_code=exit_code if state.is_final else None,
                 signal=signal if state.is_final else None,
-                reason=state_reason or _clean(row["Reason"]),
-                node=_clean(row["NodeList"]),
+                reason=state_reason or clean(row["Reason"]),
+                node=clean(row["NodeList"]),
                 elapsed_s=parse_duration_s(row["Elapsed"]),
                 time_limit_s=parse_duration_s(row["Timelimit"]),
                 total_cpu_s=parse_duration_s(row["TotalCPU"]) if state.is_final else None,
-                started_at=_clean(row["Start"]),
-                ended_at=_clean(row["End"]) if state.is_final else None,
+                started_at=clean(row["Start"]),
+                ended_at=clean(row["End"]) if state.is_final else None,
                 sources=["sacct"],
             )
     for key, folded in steps.items():
@@ -565,7 +426,7 @@ def _infer_oom(status: TaskStatus, requested_kb: int | None) -> None:
         return
     if requested_kb is None or status.max_rss_kb is None or status.max_rss_kb <= requested_kb:
         return
-    status.extra["slurm_state"] = status.state.value
+    status.scheduler_state = status.state.value
     status.state = JobState.OUT_OF_MEMORY
     status.reason = (
         f"killed by signal {status.signal} with MaxRSS {status.max_rss_kb} KiB over the "
@@ -583,60 +444,6 @@ def accounting_unavailable(stderr: str) -> str | None:
     if "persistent connection" in lower or "slurmdbd" in lower:
         return "the SLURM accounting daemon (slurmdbd) does not answer"
     return None
-
-
-# ---- scontrol show job --------------------------------------------------------------------
-
-
-def scontrol_show_job_argv(job_id: str) -> list[str]:
-    return ["scontrol", "show", "job", "--oneliner", job_id]
-
-
-_KV = re.compile(r"(\S+?)=(\S*)")
-
-
-def parse_scontrol_show_job(stdout: str) -> dict[TaskKey, TaskStatus]:
-    """``scontrol show job -o`` (one record a line, or blank-line separated records)."""
-    records: list[str] = []
-    current: list[str] = []
-    for line in stdout.splitlines():
-        if not line.strip():
-            if current:
-                records.append(" ".join(current))
-                current = []
-            continue
-        if line.startswith("JobId=") and current:
-            records.append(" ".join(current))
-            current = []
-        current.append(line.strip())
-    if current:
-        records.append(" ".join(current))
-    tasks: dict[TaskKey, TaskStatus] = {}
-    for record in records:
-        values = dict(_KV.findall(record))
-        job_id = values.get("ArrayJobId") or values.get("JobId", "")
-        if not _JOB_ID.match(job_id):
-            continue
-        indices = _task_index(values.get("ArrayTaskId", "N/A"))
-        if indices is None:
-            continue
-        state, state_reason = _state_and_reason(values.get("JobState", ""))
-        exit_code, signal = split_exit_code(values.get("ExitCode"))
-        for index in indices:
-            tasks[TaskKey(job_id, index)] = TaskStatus(
-                task_index=index,
-                state=state,
-                exit_code=exit_code if state.is_final else None,
-                signal=signal if state.is_final else None,
-                reason=state_reason or _clean(values.get("Reason")),
-                node=_clean(values.get("NodeList")),
-                elapsed_s=parse_duration_s(values.get("RunTime")),
-                time_limit_s=parse_duration_s(values.get("TimeLimit")),
-                started_at=_clean(values.get("StartTime")),
-                ended_at=_clean(values.get("EndTime")) if state.is_final else None,
-                sources=["scontrol"],
-            )
-    return tasks
 
 
 # ---- scancel ------------------------------------------------------------------------------

@@ -33,7 +33,7 @@ from globtim_hpc.julia.compat import (
     format_version,
     read_project,
 )
-from globtim_hpc.layout import RemoteLayout
+from globtim_hpc.layout import RemoteLayout, RunLayout
 from globtim_hpc.registry.store import Store, utc_now
 from globtim_hpc.scheduler.base import Scheduler
 from globtim_hpc.settings.profile import ClusterProfile
@@ -156,7 +156,7 @@ class Deployer:
         self,
         profile: ClusterProfile,
         transport: Transport,
-        scheduler: Scheduler | None,
+        scheduler: Scheduler,
         store: Store,
         *,
         notify: Notify | None = None,
@@ -377,7 +377,7 @@ class Deployer:
         return {
             "job_id": outcome.job_id,
             "job_dir": job_dir,
-            "output": posixpath.join(job_dir, jobwait.OUTPUT_FILE),
+            "output": RunLayout(job_dir).log_file(outcome.job_id, 0),
             "exit_code": outcome.exit_code,
             "state": outcome.state.value if outcome.state else None,
             "ok": ok,
@@ -447,7 +447,7 @@ class Deployer:
 def deploy(
     profile: ClusterProfile,
     transport: Transport,
-    scheduler: Scheduler | None,
+    scheduler: Scheduler,
     store: Store,
     options: DeployOptions,
     *,

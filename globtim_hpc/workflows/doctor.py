@@ -134,7 +134,6 @@ printf 'bash=%s\n' "$(bash -c 'echo "${BASH_VERSINFO[0]}.${BASH_VERSINFO[1]}"' 2
 if printf x | sha256sum --zero >/dev/null 2>&1; then echo "sha256sum=ok"; else echo "sha256sum=old"; fi
 if tar --version 2>/dev/null | head -n 1 | grep -q 'GNU tar'; then echo "tar=gnu"; else echo "tar=other"; fi
 """
-_SACCT = ["sacct", "-n", "-X", "-P", "-o", "JobID", "-S", "now-1hours"]
 
 
 class Doctor:
@@ -142,7 +141,7 @@ class Doctor:
         self,
         profile: ClusterProfile,
         open_transport: Callable[[], Transport],
-        make_scheduler: Callable[[Transport], Scheduler | None],
+        make_scheduler: Callable[[Transport], Scheduler],
         *,
         source: Path | None = None,
         probe_timeout_s: float = 120.0,
@@ -183,29 +182,29 @@ class Doctor:
             for name in ("home folder", "remote root", "Julia depot", "Julia"):
                 self.add(name, SKIP, "not checked: no connection")
             return self.report
-        with transport:
-            self._check_home(transport)
-            self._check_quota(transport)
-            root_ok = self._check_writable(
-                transport,
-                "remote root",
-                self.profile.remote_root,
-                self.profile.min_free_root_mb,
-                "create it (mkdir -p) or set remote_root in the cluster profile to a writable "
-                "folder on project space",
-            )
-            self._check_writable(
-                transport,
-                "Julia depot",
-                self.profile.depot_path,
-                0,
-                f"make it writable (chmod -R u+w {self.profile.depot_path}) or set "
-                "julia.depot_path to a writable folder under remote_root",
-                depth=2,
-            )
-            self._check_tools(transport)
-            self._check_julia(transport)
-            self._check_scheduler(transport, root_ok)
+        # The transport is the caller's: it stays open for whatever the caller does next.
+        self._check_home(transport)
+        self._check_quota(transport)
+        root_ok = self._check_writable(
+            transport,
+            "remote root",
+            self.profile.remote_root,
+            self.profile.min_free_root_mb,
+            "create it (mkdir -p) or set remote_root in the cluster profile to a writable "
+            "folder on project space",
+        )
+        self._check_writable(
+            transport,
+            "Julia depot",
+            self.profile.depot_path,
+            0,
+            f"make it writable (chmod -R u+w {self.profile.depot_path}) or set "
+            "julia.depot_path to a writable folder under remote_root",
+            depth=2,
+        )
+        self._check_tools(transport)
+        self._check_julia(transport)
+        self._check_scheduler(transport, root_ok)
         return self.report
 
     # ---- checks -------------------------------------------------------------------------
@@ -233,13 +232,9 @@ class Doctor:
             transport = self.open_transport()
             transport.run(["true"], timeout_s=60).check(f"running 'true' on {transport.label}")
         except ConnectError as exc:
-            if transport is not None:
-                transport.close()
             self._report_hop_failure(hops, exc)
             return None
         except GlobtimHpcError as exc:
-            if transport is not None:
-                transport.close()
             self.add("connection", FAIL, exc.message, exc.hint)
             return None
         self.report.connected = True
@@ -305,7 +300,7 @@ class Doctor:
     def _check_tools(self, transport: Transport) -> None:
         result = transport.run(["sh", "-c", _TOOLS], timeout_s=60)
         problems = tool_problems(
-            result.stdout_text, needs_bash_4_3=self.profile.scheduler == "direct"
+            result.stdout_text, needs_bash_4_3=self.make_scheduler(transport).needs_bash_4_3
         )
         if problems:
             self.add(
@@ -386,44 +381,55 @@ class Doctor:
 
     def _check_scheduler(self, transport: Transport, root_ok: bool) -> None:
         scheduler = self.make_scheduler(transport)
-        is_slurm = self.profile.scheduler == "slurm"
+        test_argv = scheduler.test_submit_argv()
         name, job_dir = jobwait.new_job_dir(
             posixpath.join(self.profile.remote_root, DOCTOR_DIR), "doctor"
         )
         if not root_ok:
-            for check in ("sbatch --test-only", "compute node sees run folders"):
-                if is_slurm or check.startswith("compute"):
-                    self.add(check, SKIP, "not checked: remote root is not usable")
+            skipped = [f"{scheduler.runs_on} sees run folders"]
+            if test_argv is not None:
+                skipped.insert(0, " ".join(test_argv))
+            for check in skipped:
+                self.add(check, SKIP, "not checked: remote root is not usable")
             return
-        if is_slurm and scheduler is not None:
-            self._check_test_submit(transport, scheduler, name, job_dir)
-            self._check_sacct(transport)
-        self._check_compute_node(transport, scheduler if is_slurm else None, name, job_dir)
+        if test_argv is not None:
+            self._check_test_submit(transport, scheduler, test_argv, name, job_dir)
+        self._check_accounting(scheduler)
+        self._check_compute_node(transport, scheduler, name, job_dir)
 
     def _check_test_submit(
-        self, transport: Transport, scheduler: Scheduler, name: str, job_dir: str
+        self,
+        transport: Transport,
+        scheduler: Scheduler,
+        test_argv: list[str],
+        name: str,
+        job_dir: str,
     ) -> None:
         script = self._render(["true"], job_dir, name, time_limit_min=1)
-        path = posixpath.join(job_dir, "test-only.sbatch")
+        check = " ".join(test_argv)  # a label: "sbatch --test-only"
         try:
-            transport.run(["mkdir", "-p", "--", job_dir], timeout_s=60).check(f"creating {job_dir}")
-            transport.put_bytes(script.encode("utf-8"), path)
-            message = scheduler.test_submit(path, run_dir=job_dir)
+            result = transport.run(test_argv, stdin=script.encode("utf-8"), timeout_s=60)
+            message = scheduler.parse_test_submit(result)
         except GlobtimHpcError as exc:
-            self.add("sbatch --test-only", FAIL, exc.message, exc.hint)
+            self.add(check, FAIL, exc.message, exc.hint)
             return
-        self.add("sbatch --test-only", OK, _first_line(message or "") or "accepted")
+        self.add(check, OK, _first_line(message or "") or "accepted")
 
-    def _check_sacct(self, transport: Transport) -> None:
-        result = transport.run(_SACCT, timeout_s=60)
-        if result.ok:
-            self.add("sacct (accounting)", OK, "sacct answers")
+    def _check_accounting(self, scheduler: Scheduler) -> None:
+        try:
+            check = scheduler.check_accounting()
+        except GlobtimHpcError as exc:
+            self.add("accounting", FAIL, exc.message, exc.hint)
             return
-        reason = _first_line(result.stderr_text) or f"exit status {result.exit_status}"
+        if check is None:
+            return
+        if check.ok:
+            self.add(check.label, OK, check.detail)
+            return
         self.add(
-            "sacct (accounting)",
+            check.label,
             FAIL,
-            reason,
+            check.detail,
             "ask the cluster admins to enable job accounting (slurmdbd); without it, final job "
             "states vanish after MinJobAge and monitor_jobs.py relies on the jobs' status files",
         )
@@ -444,19 +450,20 @@ class Doctor:
         ]
 
     def _check_compute_node(
-        self, transport: Transport, scheduler: Scheduler | None, name: str, job_dir: str
+        self, transport: Transport, scheduler: Scheduler, name: str, job_dir: str
     ) -> None:
         runs = self.layout.runs_root
         token = secrets.token_hex(8)
         token_file = posixpath.join(runs, f".doctor-probe-{token}")
         script = self._render(self._compute_probe_body(token_file), job_dir, name, time_limit_min=2)
-        where = "compute node" if scheduler is not None else "target host"
+        where = scheduler.runs_on
         try:
             transport.run(["mkdir", "-p", "--", runs], timeout_s=60).check(f"creating {runs}")
             transport.put_bytes(token.encode("ascii"), token_file)
             self.notify(f"....  submitting a probe job (waits up to {self.probe_timeout_s:.0f} s)")
             outcome = jobwait.run_job(
-                transport, scheduler, script, job_dir, name=name, timeout_s=self.probe_timeout_s
+                transport, scheduler, script, job_dir, name=name, timeout_s=self.probe_timeout_s,
+                time_limit_s=120,
             )
         except GlobtimHpcError as exc:
             self.add(f"{where} sees run folders", FAIL, exc.message, exc.hint)
@@ -506,7 +513,7 @@ class Doctor:
 def run_doctor(
     profile: ClusterProfile,
     open_transport: Callable[[], Transport],
-    make_scheduler: Callable[[Transport], Scheduler | None],
+    make_scheduler: Callable[[Transport], Scheduler],
     *,
     source: Path | None = None,
     probe_timeout_s: float = 120.0,

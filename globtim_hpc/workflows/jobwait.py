@@ -1,9 +1,9 @@
-"""Run a small bash script on a compute node and wait for it: deploy checks and doctor probes.
+"""Run a small bash script as a one-task job and wait for it: deploy checks and doctor probes.
 
-Under SLURM the script is submitted with ``sbatch`` through the Scheduler; without a scheduler
-("direct") it runs on the target host itself. Either way the script records its own exit
-status in ``<job_dir>/exit_code`` from an EXIT trap, so the answer does not depend on
-accounting; the scheduler's view is used only to notice a job that ended without writing it.
+The script goes through the Scheduler like any run (SLURM, or the direct runner on the target
+host) and records its own exit status in ``<job_dir>/exit_code`` from an EXIT trap, so the
+answer does not depend on accounting; the scheduler's view is used only to notice a job that
+ended without writing it. Its output lands where a run's would: ``logs/slurm-<job>_0.out``.
 """
 
 from __future__ import annotations
@@ -14,14 +14,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from globtim_hpc import quoting
-from globtim_hpc.errors import GlobtimHpcError, RemoteCommandError, TemplateError
-from globtim_hpc.layout import new_run_id
+from globtim_hpc.errors import GlobtimHpcError, RemoteCommandError
+from globtim_hpc.jobs.render import sbatch_block
+from globtim_hpc.layout import RunLayout, new_run_id
 from globtim_hpc.models import JobState
-from globtim_hpc.scheduler.base import Scheduler, TrackedJob
+from globtim_hpc.scheduler.base import Scheduler, SubmitRequest, TrackedJob, submit_job
 from globtim_hpc.transport.base import Transport
 
 EXIT_FILE = "exit_code"
-OUTPUT_FILE = "job.out"
 SCRIPT_FILE = "job.sbatch"
 
 # Fixed text: the trap refers to a variable set (quoted) above it, never to quoted values.
@@ -29,9 +29,6 @@ _TRAP = (
     'trap \'rc=$?; printf "%s\\n" "$rc" >"$exit_file.tmp" && '
     'mv -f "$exit_file.tmp" "$exit_file"\' EXIT'
 )
-
-# Without a scheduler the output goes where #SBATCH --output would have put it.
-_DIRECT_SCRIPT = 'bash "$1" >"$2/job.out" 2>&1'
 
 _WAIT_SCRIPT = r"""
 d=$1
@@ -64,9 +61,13 @@ def render_job(
     account: str | None = None,
 ) -> str:
     """A batch script: ``#SBATCH`` header, exit trap, then ``body`` (already-quoted lines)."""
+    layout = RunLayout(job_dir)
     options = {
         "job-name": name,
-        "output": posixpath.join(job_dir, OUTPUT_FILE),
+        "comment": f"globtim-hpc:{name}",
+        "output": layout.log_pattern,
+        "error": layout.log_pattern,
+        "array": "0",
         "time": str(time_limit_min),
         "ntasks": "1",
         "cpus-per-task": str(cpus),
@@ -75,16 +76,9 @@ def render_job(
         options["partition"] = partition
     if account:
         options["account"] = account
-    for key, value in options.items():
-        if not value or any(ch.isspace() for ch in value):
-            # sbatch splits #SBATCH lines on white space: such a value cannot be written there.
-            raise TemplateError(
-                f"#SBATCH --{key} value {value!r} is empty or contains white space",
-                "use a remote_root (and partition/account names) without spaces",
-            )
     lines = [
         "#!/bin/bash",
-        *(f"#SBATCH --{key}={value}" for key, value in sorted(options.items())),
+        sbatch_block(options),
         "set -uo pipefail",
         "exit_file=" + quoting.quote(posixpath.join(job_dir, EXIT_FILE)),
         _TRAP,
@@ -101,13 +95,15 @@ def new_job_dir(parent: str, label: str) -> tuple[str, str]:
     return name, posixpath.join(parent, name)
 
 
-def _tail(transport: Transport, job_dir: str) -> str:
-    try:
-        data = transport.get_bytes(posixpath.join(job_dir, OUTPUT_FILE))
-    except GlobtimHpcError:  # the log may not exist: the job never started
-        return ""
-    lines = data.decode("utf-8", "replace").rstrip("\n").splitlines()
-    return "\n".join(lines[-30:])
+def _tail(transport: Transport, job_dir: str, job_id: str) -> str:
+    for path in RunLayout(job_dir).log_candidates(job_id, 0):
+        try:
+            data = transport.get_bytes(path)
+        except GlobtimHpcError:  # the log may not exist: the job never started
+            continue
+        lines = data.decode("utf-8", "replace").rstrip("\n").splitlines()
+        return "\n".join(lines[-30:])
+    return ""
 
 
 def _read_exit(transport: Transport, job_dir: str) -> int | None:
@@ -122,39 +118,35 @@ def _read_exit(transport: Transport, job_dir: str) -> int | None:
 
 def run_job(
     transport: Transport,
-    scheduler: Scheduler | None,
+    scheduler: Scheduler,
     script: str,
     job_dir: str,
     *,
     name: str,
     timeout_s: float,
+    time_limit_s: int | None = None,
     poll_s: float = 1.0,
     on_wait: Callable[[str], None] | None = None,
 ) -> JobOutcome:
-    """Write ``script`` into ``job_dir``, run it, wait at most ``timeout_s`` for its exit code.
-
-    ``scheduler`` None runs the script on the target host directly (no scheduler).
-    """
-    transport.run(["mkdir", "-p", "--", job_dir], timeout_s=60).check(
+    """Write ``script`` into ``job_dir``, submit it, wait at most ``timeout_s`` for its exit code."""
+    layout = RunLayout(job_dir)
+    transport.run(["mkdir", "-p", "--", layout.logs_dir, layout.direct_dir], timeout_s=60).check(
         f"creating {job_dir} on {transport.label}", "check that remote_root is writable"
     )
     script_path = posixpath.join(job_dir, SCRIPT_FILE)
     transport.put_bytes(script.encode("utf-8"), script_path, mode=0o755)
-    if scheduler is None:
-        result = transport.run(
-            ["sh", "-c", _DIRECT_SCRIPT, "globtim-direct", script_path, job_dir],
-            timeout_s=timeout_s,
-        )
-        code = _read_exit(transport, job_dir)
-        return JobOutcome(
-            job_id="direct",
-            job_dir=job_dir,
-            exit_code=code if code is not None else result.exit_status,
-            state=None,
-            timed_out=False,
-            output_tail=_tail(transport, job_dir),
-        )
-    job_id = scheduler.submit(script_path, run_id=name, run_dir=job_dir, task_count=1)
+    for relative, data in scheduler.run_files().items():
+        transport.put_bytes(data, posixpath.join(job_dir, relative), mode=0o755)
+    request = SubmitRequest(
+        run_id=name,
+        run_dir=job_dir,
+        script_path=script_path,
+        task_count=1,
+        max_parallel=1,
+        time_limit_s=time_limit_s or int(timeout_s),
+        cpus=1,
+    )
+    job_id = submit_job(scheduler, request)
     if on_wait:
         on_wait(job_id)
     tracked = TrackedJob(run_id=name, job_id=job_id, run_dir=job_dir, task_ids=("0000",))
@@ -164,17 +156,17 @@ def run_job(
     while True:
         code = _read_exit(transport, job_dir)
         if code is not None:
-            return JobOutcome(job_id, job_dir, code, state, False, _tail(transport, job_dir))
+            return JobOutcome(job_id, job_dir, code, state, False, _tail(transport, job_dir, job_id))
         tasks = scheduler.poll([tracked]).tasks.get(job_id, {})
         if tasks:
             state = next(iter(tasks.values())).state
         if state is not None and state.is_final:
             # The trap may have run just after our read: look once more before giving up.
             code = _read_exit(transport, job_dir)
-            return JobOutcome(job_id, job_dir, code, state, False, _tail(transport, job_dir))
+            return JobOutcome(job_id, job_dir, code, state, False, _tail(transport, job_dir, job_id))
         if time.monotonic() >= deadline:
-            scheduler.cancel(job_id)
-            return JobOutcome(job_id, job_dir, None, state, True, _tail(transport, job_dir))
+            scheduler.cancel([tracked])
+            return JobOutcome(job_id, job_dir, None, state, True, _tail(transport, job_dir, job_id))
         time.sleep(delay)
         delay = min(delay * 1.5, 5.0)
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from globtim_hpc.layout import RunLayout, new_run_id, task_id_for
 from globtim_hpc.quoting import quote
 from globtim_hpc.registry.store import Store
-from globtim_hpc.scheduler.base import Scheduler
+from globtim_hpc.scheduler.base import Scheduler, SubmitRequest, TrackedJob, submit_job
 from globtim_hpc.transport.base import Transport
 from globtim_hpc.workflows.monitor import RunView, poll_runs
 from tests.integration import bedenv
@@ -64,6 +64,9 @@ class BedRun:
     job_id: str
     task_ids: tuple[str, ...]
 
+    def tracked(self) -> TrackedJob:
+        return TrackedJob(self.run_id, self.job_id, self.run_dir, self.task_ids)
+
 
 def unique_base(transport: Transport) -> str:
     base = posixpath.join(TESTS_ROOT, uuid.uuid4().hex[:12])
@@ -75,7 +78,11 @@ def batch_script(
     run_id: str, run_dir: str, task_count: int, body: str, sbatch: Sequence[str]
 ) -> str:
     layout = RunLayout(run_dir)
-    lines = ["#!/bin/bash", f"#SBATCH --output={layout.log_pattern}"]
+    lines = [
+        "#!/bin/bash",
+        f"#SBATCH --job-name={run_id}",
+        f"#SBATCH --output={layout.log_pattern}",
+    ]
     if task_count > 1:
         lines.append(f"#SBATCH --array=0-{task_count - 1}")
     lines += [f"#SBATCH {option}" for option in sbatch]
@@ -130,9 +137,8 @@ def submit_run(
         plan=plan,
         submission=None,
     )
-    job_id = scheduler.submit(
-        layout.job_script, run_id=run_id, run_dir=run_dir, task_count=task_count
-    )
+    request = SubmitRequest(run_id, run_dir, layout.job_script, task_count, task_count, 3600, 1)
+    job_id = submit_job(scheduler, request)
     store.record_job(run_id, CLUSTER, job_id)
     return BedRun(name, run_id, run_dir, job_id, task_ids)
 
@@ -151,7 +157,7 @@ def poll_until_settled(
     end = time.monotonic() + deadline_s
     while True:
         records = [store.get_run(run.run_id) for run in runs]
-        views = poll_runs(store, transport, scheduler, [r for r in records if r is not None])
+        views = poll_runs(store, scheduler, [r for r in records if r is not None])
         by_name = {run.name: view for run, view in zip(runs, views, strict=True)}
         if on_poll is not None:
             on_poll(by_name)

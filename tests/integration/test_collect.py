@@ -27,22 +27,22 @@ from globtim_hpc.errors import GlobtimHpcError, IntegrityError
 from globtim_hpc.layout import RemoteLayout, local_run_dir, new_run_id
 from globtim_hpc.quoting import join
 from globtim_hpc.registry.store import RunRecord, Store
-from globtim_hpc.results.manifest import ManifestEntry, RemoteManifest
+from globtim_hpc.results.manifest import ManifestEntry, parse_remote_manifest
 from globtim_hpc.results.placement import NoSpaceError
 from globtim_hpc.results.safe_tar import ExtractAborted, ExtractingSink
 from globtim_hpc.scheduler.factory import make_scheduler
 from globtim_hpc.settings.profile import ClusterProfile, load_profile
-from globtim_hpc.transport.base import Transport
+from globtim_hpc.transport.base import CommandResult, Transport
 from globtim_hpc.transport.factory import open_transport
 from globtim_hpc.workflows.collect import (
     CollectOptions,
     CollectResult,
     SilentObserver,
     collect_run,
-    monitor_view,
 )
 
 from .conftest import Testbed
+from .hooks import AfterCommand
 
 pytestmark = pytest.mark.integration
 
@@ -135,11 +135,10 @@ class Bed:
         transport = transport or self.transport()
         try:
             scheduler = make_scheduler(self.profile, transport)
-            view = monitor_view(self.store, transport, scheduler) if poll else None
             options = kwargs.pop("options", CollectOptions(results_root=self.results))
-            return collect_run(run, transport=transport, store=self.store,
+            return collect_run(run, scheduler=scheduler, store=self.store,
                                remote_root=self.profile.remote_root, options=options,
-                               scheduler_view=view, **kwargs)
+                               ask_scheduler=poll, **kwargs)
         finally:
             if own:
                 transport.close()
@@ -209,12 +208,14 @@ def test_byte_changed_after_the_manifest_is_detected_and_nothing_is_placed(bed: 
     run = bed.make_run([("EXITED", 0)])
     victim = "output/0000/results.json"
 
-    def tamper(manifest: RemoteManifest) -> None:
-        assert victim in manifest.by_path()
+    def tamper(answer: CommandResult) -> None:
+        assert victim in parse_remote_manifest(answer.stdout).by_path()
         bed.change_remote_byte(run, victim)
 
-    with pytest.raises(IntegrityError, match=f"'{victim}' changed on the cluster") as caught:
-        bed.collect(run, after_manifest=tamper)
+    with bed.transport() as transport, pytest.raises(
+        IntegrityError, match=f"'{victim}' changed on the cluster"
+    ) as caught:
+        bed.collect(run, AfterCommand(transport, "globtim-manifest", tamper))
     assert caught.value.exit_code != 0
     target = local_run_dir(bed.results, run.problem, run.run_id)
     assert not target.exists() and visible_entries(target.parent) == []

@@ -14,7 +14,7 @@ import pytest
 
 from globtim_hpc.layout import RunLayout, new_run_id, task_id_for
 from globtim_hpc.models import JobState
-from globtim_hpc.scheduler.base import TrackedJob
+from globtim_hpc.scheduler.base import SubmitRequest, TrackedJob, submit_job
 from globtim_hpc.scheduler.slurm import SlurmScheduler
 from globtim_hpc.settings.profile import load_profile
 from globtim_hpc.transport.base import Transport
@@ -64,9 +64,8 @@ def _submit_held(transport: Transport, base: str, task_count: int) -> TrackedJob
     )
     script = batch_script(run_id, run_dir, task_count, "true", ["--hold"])
     transport.put_bytes(script.encode(), layout.job_script)
-    job_id = SlurmScheduler(transport).submit(
-        layout.job_script, run_id=run_id, run_dir=run_dir, task_count=task_count
-    )
+    request = SubmitRequest(run_id, run_dir, layout.job_script, task_count, task_count, 3600, 1)
+    job_id = submit_job(SlurmScheduler(transport), request)
     task_ids = tuple(task_id_for(i, task_count) for i in range(task_count))
     return TrackedJob(run_id, job_id, run_dir, task_ids, submitted_at=None)
 
@@ -96,6 +95,5 @@ def test_one_squeue_and_one_sacct_per_poll(testbed: Testbed, transport: Transpor
         assert {task.reason for task in big.values()} <= {"JobHeldUser", "JobHeldAdmin"}
         assert last.notes == []
     finally:
-        for job in jobs:
-            scheduler.cancel(job.job_id)
+        scheduler.cancel(jobs)
         transport.run(["rm", "-rf", base])

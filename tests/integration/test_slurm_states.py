@@ -160,7 +160,7 @@ def _run_scenario(bed: Bed) -> tuple[dict[str, RunView], list[BedRun]]:
 
             def cancel_when_running(views: dict[str, RunView]) -> None:
                 if not cancelled and views["cancel"].tasks[0].status.state is JobState.RUNNING:
-                    scheduler.cancel(cancel.job_id)
+                    scheduler.cancel([cancel.tracked()])
                     cancelled.append(True)
 
             views = poll_until_settled(
@@ -169,9 +169,7 @@ def _run_scenario(bed: Bed) -> tuple[dict[str, RunView], list[BedRun]]:
             assert cancelled, "the cancel variant never showed as RUNNING"
             return views, runs
     finally:
-        for run in runs:
-            if run.job_id != FORGOTTEN_JOB_ID:
-                scheduler.cancel(run.job_id)
+        scheduler.cancel([run.tracked() for run in runs if run.job_id != FORGOTTEN_JOB_ID])
         transport.run(["rm", "-rf", base])
 
 
@@ -226,7 +224,7 @@ def _check_without_accounting(views: dict[str, RunView], expected_note: str) -> 
     # and its status file still says RUNNING (SIGKILL leaves no chance to run the trap).
     oom = views["oom"].tasks[0].status
     assert (oom.state, oom.signal) == (JobState.FAILED, 9), oom.to_dict()
-    assert oom.extra["status_file"]["state"] == "RUNNING"
+    assert oom.status_file is not None and oom.status_file.state == "RUNNING"
     # One note per poll about the missing accounting (each view holds its last poll's notes).
     for view in views.values():
         if view.polled:

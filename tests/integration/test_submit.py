@@ -20,10 +20,12 @@ from globtim_hpc.models import RunPhase
 from globtim_hpc.registry.store import Store
 from globtim_hpc.scheduler.slurm import SlurmScheduler
 from globtim_hpc.settings.profile import ClusterProfile, load_profile
+from globtim_hpc.transport.base import CommandResult
 from globtim_hpc.transport.factory import open_transport
 from globtim_hpc.transport.ssh import SshTransport
 from globtim_hpc.workflows.submit import SubmitContext, submit_plan
 from tests.integration.conftest import Testbed
+from tests.integration.hooks import AfterCommand
 
 pytestmark = pytest.mark.integration
 
@@ -130,7 +132,7 @@ def test_degree_sweep_is_one_throttled_array(
     config = small_benchmark(tmp_path, [4, 6, 8, 10], max_parallel=2)
     plan = build_plan("4d_benchmark", config)
     with Store.open() as store:
-        ctx = SubmitContext(bed_profile, bed_transport, SlurmScheduler(bed_transport), store)
+        ctx = SubmitContext(bed_profile, SlurmScheduler(bed_transport), store)
         result = submit_plan(plan, ctx, deployment=None)
     script = bed_transport.run(["cat", f"{result.run_dir}/job.sbatch"]).check("cat").stdout_text
     assert "#SBATCH --array=0-3%2" in script
@@ -159,7 +161,7 @@ def test_hostile_values_reach_the_job_byte_exact(
     assert len(plan.tasks) == 2
     testbed.inhost("falcon", "rm", "-f", "/tmp/globtim-canary")
     with Store.open() as store:
-        ctx = SubmitContext(bed_profile, bed_transport, SlurmScheduler(bed_transport), store)
+        ctx = SubmitContext(bed_profile, SlurmScheduler(bed_transport), store)
         result = submit_plan(plan, ctx, deployment=None)
     statuses = wait_for_status(bed_transport, result.run_dir, ["0000", "0001"])
     assert all(s["exit_code"] == 0 for s in statuses.values()), statuses
@@ -211,7 +213,7 @@ def test_connection_cut_after_sbatch_adopts_the_job(
     assert bed_profile.ssh is not None
     cut = {"done": False}
 
-    def cut_connection() -> None:
+    def cut_connection(_answer: CommandResult) -> None:
         if not cut["done"]:
             cut["done"] = True
             testbed.script("sshd.sh", "mack", "kill-sessions")
@@ -220,13 +222,8 @@ def test_connection_cut_after_sbatch_adopts_the_job(
             )
 
     with SshTransport(bed_profile.ssh) as transport, Store.open() as store:
-        ctx = SubmitContext(
-            bed_profile,
-            transport,
-            SlurmScheduler(transport),
-            store,
-            after_submit_sent=cut_connection,
-        )
+        cutting = AfterCommand(transport, "globtim-submit", cut_connection)
+        ctx = SubmitContext(bed_profile, SlurmScheduler(cutting), store)
         result = submit_plan(plan, ctx, deployment=None)
         assert cut["done"] and result.adopted
         assert transport.connection_count >= 2  # the chain was really rebuilt
@@ -241,10 +238,11 @@ def _submit_and_die_after_sbatch(
 ) -> Any:
     """Submit as a process killed right after sbatch would: the run is left SUBMITTING."""
 
-    def die() -> None:
+    def die(_answer: CommandResult) -> None:
         raise LostAnswer("the process was killed right after sbatch")
 
-    ctx = SubmitContext(profile, transport, SlurmScheduler(transport), store, after_submit_sent=die)
+    dying = AfterCommand(transport, "globtim-submit", die)
+    ctx = SubmitContext(profile, SlurmScheduler(dying), store)
     with pytest.raises(LostAnswer):
         submit_plan(plan, ctx, deployment=None)
     [pending] = store.unfinished_submissions(profile.name, plan.config_hash)
@@ -424,7 +422,7 @@ def test_local_profile_without_julia_says_so(tmp_path: Path) -> None:
 class ForgetfulScheduler(SlurmScheduler):
     """SLURM after MinJobAge with accounting off: it no longer knows any finished job."""
 
-    def find_job(self, run_id: str) -> str | None:
+    def find_job(self, run_id: str, run_dir: str) -> str | None:
         return None
 
 
@@ -437,7 +435,7 @@ def test_a_job_slurm_has_forgotten_is_adopted_from_its_own_traces(
         pending = _submit_and_die_after_sbatch(plan, bed_profile, transport, store)
         statuses = wait_for_status(transport, pending.remote_dir, ["0000"])
         original = statuses["0000"]["array_job_id"]
-        forgetful = SubmitContext(bed_profile, transport, ForgetfulScheduler(transport), store)
+        forgetful = SubmitContext(bed_profile, ForgetfulScheduler(transport), store)
         result = submit_plan(plan, forgetful, deployment=None)
         assert result.run_id == pending.run_id and result.adopted and result.job_id == original
         assert _job_ids_named(transport, pending.run_id) == {original}

@@ -7,7 +7,8 @@ import pytest
 from globtim_hpc.errors import SchedulerError
 from globtim_hpc.models import JobState
 from globtim_hpc.scheduler import slurm_commands as sc
-from globtim_hpc.scheduler.slurm_commands import TaskKey
+from globtim_hpc.scheduler import slurm_fields as sf
+from globtim_hpc.scheduler.slurm_fields import TaskKey
 
 # sacct -P -n --format=<SACCT_FIELDS>, the rows of testbed-notes.md plus the bed's OOM job.
 SACCT_BED = """\
@@ -172,7 +173,7 @@ def test_oom_inferred_only_with_rss_over_request() -> None:
     tasks = sc.parse_sacct(SACCT_BED).tasks
     hog = tasks[TaskKey("6", 0)]
     assert hog.state is JobState.OUT_OF_MEMORY
-    assert hog.extra["slurm_state"] == "FAILED" and "inferred" in (hog.reason or "")
+    assert hog.scheduler_state == "FAILED" and "inferred" in (hog.reason or "")
     # Killed by signal 9 but well inside its memory: a failure, not an invented OOM.
     killed = tasks[TaskKey("7", 0)]
     assert (killed.state, killed.signal) == (JobState.FAILED, 9)
@@ -201,7 +202,7 @@ def test_unknown_states_never_succeed() -> None:
     ],
 )
 def test_parse_job_ref(ref: str, expected: list[tuple[str, int]] | None) -> None:
-    keys = sc.parse_job_ref(ref)
+    keys = sf.parse_job_ref(ref)
     assert (None if keys is None else [(k.job_id, k.task_index) for k in keys]) == expected
 
 
@@ -219,16 +220,16 @@ def test_parse_job_ref(ref: str, expected: list[tuple[str, int]] | None) -> None
     ],
 )
 def test_parse_duration(text: str, seconds: float | None) -> None:
-    assert sc.parse_duration_s(text) == seconds
+    assert sf.parse_duration_s(text) == seconds
 
 
 def test_exit_code_forms() -> None:
-    assert sc.split_exit_code("3:0") == (3, None)
-    assert sc.split_exit_code("0:15") == (0, 15)
-    assert sc.split_exit_code("") == (None, None)
-    assert sc.split_wait_status("768") == (3, None)
-    assert sc.split_wait_status("9") == (None, 9)
-    assert sc.split_wait_status("N/A") == (None, None)
+    assert sf.split_exit_code("3:0") == (3, None)
+    assert sf.split_exit_code("0:15") == (0, 15)
+    assert sf.split_exit_code("") == (None, None)
+    assert sf.split_wait_status("768") == (3, None)
+    assert sf.split_wait_status("9") == (None, 9)
+    assert sf.split_wait_status("N/A") == (None, None)
 
 
 def test_accounting_unavailable_messages() -> None:
@@ -248,22 +249,3 @@ def test_by_name_parsers_and_unknown_ids() -> None:
     assert sc.parse_squeue_by_name("5|5|RUNNING|r|\n5|6|PENDING|r|\n9|9|PENDING|r|\n") == ["5", "9"]
     assert sc.parse_sacct_by_name("5_0|r|COMPLETED\n5_1|r|COMPLETED\n") == ["5"]
     assert sc.squeue_unknown_ids("slurm_load_jobs error: Invalid job id specified\n")
-
-
-def test_scontrol_show_job() -> None:
-    text = (
-        "JobId=4 JobName=wrap UserId=globtim(1001) JobState=FAILED Reason=JobLaunchFailure "
-        "ExitCode=0:9 RunTime=00:00:02 TimeLimit=UNLIMITED NodeList=falcon "
-        "StartTime=2026-11-29T10:46:48 EndTime=2026-11-29T10:46:50\n"
-        "JobId=11 ArrayJobId=10 ArrayTaskId=1 JobState=TIMEOUT Reason=TimeLimit ExitCode=0:15 "
-        "RunTime=00:01:01 TimeLimit=00:01:00 NodeList=falcon\n"
-    )
-    tasks = sc.parse_scontrol_show_job(text)
-    assert (tasks[TaskKey("4", 0)].state, tasks[TaskKey("4", 0)].signal) == (JobState.FAILED, 9)
-    timeout = tasks[TaskKey("10", 1)]
-    assert (timeout.state, timeout.elapsed_s, timeout.time_limit_s) == (
-        JobState.TIMEOUT,
-        61.0,
-        60.0,
-    )
-    assert sc.scontrol_show_job_argv("4") == ["scontrol", "show", "job", "--oneliner", "4"]

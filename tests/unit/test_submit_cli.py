@@ -140,10 +140,12 @@ def test_an_accepted_submission_with_an_odd_answer_is_never_treated_as_refused(
 ) -> None:
     """sbatch exit 0 with no parsable id: look the job up by name; never delete the folder."""
     from globtim_hpc.registry.store import Store
+    from globtim_hpc.scheduler.slurm import SlurmScheduler
     from globtim_hpc.settings.profile import load_profile
     from globtim_hpc.transport.base import CommandResult
     from globtim_hpc.transport.local import LocalTransport
-    from globtim_hpc.workflows.submit import SubmitContext, _accept
+    from globtim_hpc.workflows.submit import SubmitContext
+    from globtim_hpc.workflows.submit.exactly_once import _accept
 
     profile_path = tmp_path / "p.yaml"
     profile_path.write_text(f"scheduler: slurm\nremote_root: {tmp_path / 'root'}\n")
@@ -154,9 +156,9 @@ def test_an_accepted_submission_with_an_odd_answer_is_never_treated_as_refused(
 
     asked: list[str] = []
 
-    class Finder:
-        def find_job(self, wanted: str) -> str | None:
-            asked.append(wanted)
+    class Finder(SlurmScheduler):
+        def find_job(self, run_id: str, run_dir: str) -> str | None:
+            asked.append(run_id)
             return "4242"
 
     with Store.open(tmp_path / "state") as store:
@@ -175,7 +177,7 @@ def test_an_accepted_submission_with_an_odd_answer_is_never_treated_as_refused(
         )
         record = store.get_run(run_id)
         assert record is not None
-        ctx = SubmitContext(profile, LocalTransport(), Finder(), store)
+        ctx = SubmitContext(profile, Finder(LocalTransport()), store)
         answer = CommandResult(("sh",), 0, b"@@UPLOADED\nsbatch: a site plugin says hello\n", b"")
         assert _accept(ctx, record, answer) == "4242"
     assert asked == [run_id]

@@ -25,8 +25,10 @@ from globtim_hpc.results.summary import (
     code_version,
     render_summary,
 )
+from globtim_hpc.scheduler.direct import DirectScheduler
 from globtim_hpc.transport.local import LocalTransport
-from globtim_hpc.workflows.collect import CollectOptions, collect_run, task_state
+from globtim_hpc.workflows.collect import CollectOptions, collect_run
+from globtim_hpc.workflows.taskstate import decide, outputs_final
 
 REPO = Path(__file__).resolve().parents[2]
 SHA = "ab" * 32
@@ -127,7 +129,8 @@ def test_code_version_from_submission() -> None:
     [
         ("EXITED", 0, None, None, (JobState.COMPLETED, True)),
         ("EXITED", 3, None, None, (JobState.FAILED, True)),
-        ("SIGNALLED", None, "TERM", None, (JobState.FAILED, True)),
+        # SIGTERM with no time limit known: cancel or limit cannot be told; the files are final
+        ("SIGNALLED", None, "TERM", None, (JobState.UNKNOWN, True)),
         ("SIGNALLED", None, "TERM", JobState.TIMEOUT, (JobState.TIMEOUT, True)),
         ("EXITED", 2, None, JobState.COMPLETED, (JobState.FAILED, True)),  # never success on doubt
         ("RUNNING", None, None, None, (JobState.RUNNING, False)),
@@ -141,15 +144,19 @@ def test_task_state(
     file_state: str | None, exit_code: int | None, signal: str | None,
     sched: JobState | None, expected: tuple[JobState, bool],
 ) -> None:
+    """What collect sees: one decision per task, the scheduler asked when it had a view."""
     status = parse_status(json.dumps(status_dict(0, file_state, exit_code, signal))) if file_state else None
-    view = TaskStatus(0, sched) if sched else None
-    assert task_state(status, view, "PENDING") == expected
+    view = TaskStatus(0, sched, sources=["sacct"]) if sched else None
+    task = decide(0, previous=TaskStatus(0, JobState.PENDING), scheduler=view,
+                  scheduler_asked=view is not None, status_file=status)
+    assert (task.state, outputs_final(task)) == expected
 
 
 def test_lost_task_counts_as_finished() -> None:
-    lost = TaskStatus(0, JobState.UNKNOWN, extra={"gone": True})
     status = parse_status(json.dumps(status_dict(0, "RUNNING", None)))
-    assert task_state(status, lost, "RUNNING") == (JobState.UNKNOWN, True)
+    task = decide(0, previous=TaskStatus(0, JobState.RUNNING), scheduler=None,
+                  scheduler_asked=True, status_file=status)
+    assert (task.state, task.lost, outputs_final(task)) == (JobState.UNKNOWN, True, True)
 
 
 # ---- a whole collection on this machine --------------------------------------------------------
@@ -189,8 +196,9 @@ def test_local_collection_partial_then_complete(tmp_path: Path) -> None:
         options = CollectOptions(results_root=tmp_path / "results", fsync=False)
 
         def collect() -> Any:
-            return collect_run(run, transport=LocalTransport(), store=store,
-                               remote_root=str(remote_root), options=options)
+            # A fabricated run has no runner to ask: the status files decide.
+            return collect_run(run, store=store, scheduler=DirectScheduler(LocalTransport()),
+                               remote_root=str(remote_root), options=options, ask_scheduler=False)
 
         first = collect()
         target = Path(first.local_dir)

@@ -1,32 +1,29 @@
-"""The rules that combine the scheduler's view with a task's own status file, and what feeds them."""
+"""The one owner of task state (``taskstate.decide``), and what feeds it: status files, polls."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import replace
+from datetime import datetime, timezone
 from typing import Any, BinaryIO
 
 import pytest
 
 from globtim_hpc.errors import UsageError
 from globtim_hpc.jobs.statusfile import (
-    StatusFile,
     parse_status,
     parse_status_listing,
     parse_status_with_reason,
     status_files_argv,
 )
-from globtim_hpc.models import JobState, TaskStatus
+from globtim_hpc.models import JobState, StatusFile, TaskStatus
 from globtim_hpc.registry.store import Store
 from globtim_hpc.scheduler.base import PollResult, TrackedJob
 from globtim_hpc.scheduler.slurm import SlurmScheduler, sacct_since
 from globtim_hpc.transport.base import ClosesOnExit, CommandResult, ProgressFn
-from globtim_hpc.workflows.monitor import (
-    PollInterval,
-    merge_task,
-    poll_runs,
-    task_is_settled,
-)
+from globtim_hpc.workflows.monitor import PollInterval, poll_runs
+from globtim_hpc.workflows.taskstate import decide, is_settled, outputs_final
 
 RUN_ID = "demo_20261129-104500_1a2b3c4d"
 RUN_DIR = f"/projects/x/runs/{RUN_ID}"
@@ -59,6 +56,24 @@ def status(
 
 def sched(state: JobState, **fields: Any) -> TaskStatus:
     return TaskStatus(task_index=0, state=state, sources=["squeue"], **fields)
+
+
+def merge_task(
+    index: int,
+    scheduler: TaskStatus | None,
+    status_file: StatusFile | None,
+    *,
+    time_limit_s: float | None = None,
+    previous: TaskStatus | None = None,
+) -> TaskStatus:
+    """A poll's decision: the scheduler was asked (None: it no longer knows the task)."""
+    return decide(
+        index, previous=previous, scheduler=scheduler, scheduler_asked=True,
+        status_file=status_file, time_limit_s=time_limit_s,
+    )  # fmt: skip
+
+
+task_is_settled = is_settled
 
 
 # ---- status files -------------------------------------------------------------------------
@@ -112,7 +127,7 @@ def test_signal_and_elapsed() -> None:
 def test_live_states_come_from_the_scheduler() -> None:
     task = merge_task(0, sched(JobState.RUNNING, node="falcon"), status("RUNNING"))
     assert task.state is JobState.RUNNING and "status-file" in task.sources
-    assert task.extra["julia_version"] == "1.10.4"
+    assert task.julia_version == "1.10.4" and not outputs_final(task)
     pending = merge_task(0, sched(JobState.PENDING, reason="Priority"), None)
     assert (pending.state, pending.reason) == (JobState.PENDING, "Priority")
 
@@ -169,9 +184,9 @@ def test_sigterm_at_the_limit_is_timeout_before_it_is_cancel() -> None:
     assert cancelled.state is JobState.CANCELLED
     undecided = merge_task(0, None, term, time_limit_s=None)
     assert undecided.state is JobState.UNKNOWN and "cannot be told" in (undecided.reason or "")
-    # The scheduler's own limit (from an earlier poll) is used when the caller has none.
-    lost = TaskStatus(task_index=0, state=JobState.UNKNOWN, time_limit_s=60.0)
-    assert merge_task(0, lost, term).state is JobState.TIMEOUT
+    # The limit known from an earlier poll is used when the caller has none.
+    before = TaskStatus(task_index=0, state=JobState.RUNNING, time_limit_s=60.0)
+    assert merge_task(0, None, term, previous=before).state is JobState.TIMEOUT
 
 
 def test_other_ends_of_a_gone_job_stay_unknown_with_a_reason() -> None:
@@ -184,12 +199,55 @@ def test_other_ends_of_a_gone_job_stay_unknown_with_a_reason() -> None:
     assert nothing.state is JobState.UNKNOWN and nothing.reason
 
 
-def test_settled_waits_for_accounting_a_few_polls() -> None:
-    waiting = TaskStatus(task_index=0, state=JobState.FAILED, extra={"awaiting_accounting": True})
-    assert not task_is_settled(waiting)
-    waiting.extra["awaited_accounting_polls"] = 3
-    assert task_is_settled(waiting)
+def test_settled_waits_a_while_for_accounting() -> None:
+    waiting = TaskStatus(
+        task_index=0, state=JobState.FAILED, awaiting_accounting=True,
+        awaiting_since="2026-11-29T10:00:00+00:00",
+    )  # fmt: skip
+    soon = datetime(2026, 11, 29, 10, 0, 30, tzinfo=timezone.utc)
+    later = datetime(2026, 11, 29, 10, 1, 1, tzinfo=timezone.utc)
+    assert not task_is_settled(waiting, soon) and task_is_settled(waiting, later)
     assert not task_is_settled(TaskStatus(task_index=0, state=JobState.RUNNING))
+
+
+def test_the_wait_for_accounting_starts_at_the_first_poll_that_waits() -> None:
+    final = sched(JobState.COMPLETED, awaiting_accounting=True)
+    first = merge_task(0, final, status("EXITED", exit_code=0))
+    assert first.awaiting_since is not None and not task_is_settled(first)
+    earlier = replace(first, awaiting_since="2026-11-29T10:00:00+00:00")
+    second = merge_task(0, final, status("EXITED", exit_code=0), previous=earlier)
+    assert second.awaiting_since == earlier.awaiting_since and task_is_settled(second)
+
+
+def test_without_the_scheduler_only_an_ended_status_file_decides() -> None:
+    def unasked(previous: TaskStatus | None, file: StatusFile | None) -> TaskStatus:
+        return decide(0, previous=previous, scheduler=None, scheduler_asked=False,
+                      status_file=file, time_limit_s=600.0)  # fmt: skip
+
+    pending = TaskStatus(task_index=0, state=JobState.PENDING)
+    assert unasked(pending, status("EXITED", exit_code=0)).state is JobState.COMPLETED
+    assert unasked(pending, status("EXITED", exit_code=5)).exit_code == 5
+    running = unasked(pending, status("RUNNING"))
+    # Not asked is not lost: a status file that says RUNNING is a task still running.
+    assert running.state is JobState.RUNNING and not running.lost and not outputs_final(running)
+    assert unasked(pending, None).state is JobState.PENDING
+    assert unasked(None, None).state is JobState.UNKNOWN and not is_settled(unasked(None, None))
+
+
+def test_a_final_state_is_never_replaced_by_a_later_non_final_one() -> None:
+    done = merge_task(0, sched(JobState.COMPLETED, exit_code=0), status("EXITED", exit_code=0))
+    for later in (sched(JobState.RUNNING), sched(JobState.COMPLETING), None):
+        assert merge_task(0, later, None, previous=done) is done
+    # A later final word with more to say (an inferred OOM from sacct) does replace it.
+    oom = sched(JobState.OUT_OF_MEMORY, scheduler_state="FAILED")
+    assert merge_task(0, oom, None, previous=done).state is JobState.OUT_OF_MEMORY
+
+
+def test_outputs_are_final_once_the_status_file_says_the_task_ended() -> None:
+    completing = merge_task(0, sched(JobState.COMPLETING), status("EXITED", exit_code=0))
+    assert completing.state is JobState.COMPLETING and outputs_final(completing)
+    lost = merge_task(0, None, status("RUNNING"))
+    assert lost.lost and outputs_final(lost) and is_settled(lost)
 
 
 # ---- the poll interval --------------------------------------------------------------------
@@ -274,26 +332,19 @@ def test_poll_is_one_squeue_and_one_sacct_for_any_number_of_jobs() -> None:
     assert all(len(poll.tasks[j.job_id]) == 2 for j in jobs)
 
 
-def test_poll_without_accounting_notes_it_once_and_reads_status_files() -> None:
+def test_poll_without_accounting_notes_it_once_and_leaves_out_what_slurm_forgot() -> None:
     job = TrackedJob(RUN_ID, "7", RUN_DIR, ("0000", "0001"))
-    done = json.dumps(status("EXITED", exit_code=0, index=1).to_dict())
     transport = ScriptedTransport(
         {
             "squeue": result(0, squeue_line("7", 0, "RUNNING")),
             "sacct": result(1, "", "Slurm accounting storage is disabled\n"),
-            "find": result(0, f"@@globtim-status {RUN_DIR}/status/0001.json\n{done}\n"),
         }
     )
     poll = SlurmScheduler(transport).poll([job])
-    assert [c[0] for c in transport.calls] == ["squeue", "sacct", "find"]
+    assert [c[0] for c in transport.calls] == ["squeue", "sacct"]
     assert len(poll.notes) == 1 and "accounting is disabled" in poll.notes[0]
     assert poll.tasks["7"][0].state is JobState.RUNNING
-    handed = poll.tasks["7"][1]
-    assert handed.state is JobState.UNKNOWN and parse_status(handed.extra["status_file_text"])
-    assert (
-        merge_task(1, handed, parse_status(handed.extra["status_file_text"])).state
-        is JobState.COMPLETED
-    )
+    assert 1 not in poll.tasks["7"] and poll.status_files is None
 
 
 def test_poll_tolerates_every_id_aged_out() -> None:
@@ -304,12 +355,10 @@ def test_poll_tolerates_every_id_aged_out() -> None:
             "sacct": result(
                 1, "", "sacct: error: Problem talking to the database: Connection refused\n"
             ),
-            "find": result(1, "", f"find: '{RUN_DIR}/status': No such file or directory\n"),
         }
     )
     poll = SlurmScheduler(transport).poll([job])
-    task = poll.tasks["7"][0]
-    assert task.state is JobState.UNKNOWN and "no status file" in (task.reason or "")
+    assert poll.tasks["7"] == {}
     assert any("slurmdbd" in note for note in poll.notes)
 
 
@@ -326,7 +375,7 @@ def test_squeue_final_waits_for_sacct_to_catch_up() -> None:
     )
     task = SlurmScheduler(transport).poll([job]).tasks["7"][0]
     assert (task.state, task.signal) == (JobState.FAILED, 9)
-    assert task.extra.get("awaiting_accounting") is True
+    assert task.awaiting_accounting
 
 
 def test_sacct_since_is_a_day_before_the_earliest_submission() -> None:
@@ -341,28 +390,21 @@ def test_sacct_since_is_a_day_before_the_earliest_submission() -> None:
 
 
 class FixedScheduler:
-    name = "fixed"
+    """A scheduler whose polls answer from a list; the transport reads status files."""
 
-    def __init__(self, states: list[dict[int, TaskStatus]]) -> None:
+    name = "fixed"
+    runs_on = "nowhere"
+    needs_bash_4_3 = False
+
+    def __init__(self, transport: ScriptedTransport, states: list[dict[int, TaskStatus]]) -> None:
+        self.transport = transport
         self.states = states
         self.polls = 0
-
-    def submit(self, script_path: str, *, run_id: str, run_dir: str, task_count: int) -> str:
-        raise AssertionError("not used")
-
-    def test_submit(self, script_path: str, *, run_dir: str) -> str | None:
-        return None
-
-    def find_job(self, run_id: str) -> str | None:
-        return None
 
     def poll(self, jobs: Sequence[TrackedJob]) -> PollResult:
         tasks = self.states[min(self.polls, len(self.states) - 1)]
         self.polls += 1
         return PollResult(tasks={jobs[0].job_id: tasks}, scheduler_calls=1)
-
-    def cancel(self, job_id: str) -> None:
-        pass
 
 
 def test_poll_runs_records_changes_and_never_forgets_a_final_state() -> None:
@@ -382,38 +424,51 @@ def test_poll_runs_records_changes_and_never_forgets_a_final_state() -> None:
         )
         store.record_job(RUN_ID, "bed", "7")
         done = sched(JobState.COMPLETED, exit_code=0)
-        lost = TaskStatus(task_index=0, state=JobState.UNKNOWN, reason="gone")
         other_running = TaskStatus(task_index=1, state=JobState.RUNNING, sources=["squeue"])
         other_done = TaskStatus(
             task_index=1, state=JobState.COMPLETED, exit_code=0, sources=["sacct"]
         )
-        other_done.extra["status_file_text"] = json.dumps(
-            status("EXITED", exit_code=0, index=1).to_dict()
+        done_file = json.dumps(status("EXITED", exit_code=0, index=1).to_dict())
+        # Task 0 left no status file; task 1's is there once it has ended.
+        transport = ScriptedTransport(
+            {"find": result(0, f"@@globtim-status {RUN_DIR}/status/0001.json\n{done_file}\n")}
         )
         scheduler = FixedScheduler(
-            [{0: done, 1: other_running}, {0: lost, 1: other_running}, {0: lost, 1: other_done}]
+            transport, [{0: done, 1: other_running}, {1: other_running}, {1: other_done}]
         )
-        transport = ScriptedTransport({"find": result(0, "")})  # task 0 left no status file
         run = store.get_run(RUN_ID)
         assert run is not None
 
-        first = poll_runs(store, transport, scheduler, [run])[0]
+        first = poll_runs(store, scheduler, [run])[0]  # type: ignore[arg-type]
         assert [t.status.state for t in first.tasks] == [JobState.COMPLETED, JobState.RUNNING]
         assert {(c.task_index, c.old_state, c.new_state) for c in first.changes} == {
             (0, "PENDING", "COMPLETED"),
             (1, "PENDING", "RUNNING"),
         }
 
-        # SLURM forgets task 0 and it has no status file: it stays COMPLETED (rule 6).
-        second = poll_runs(store, transport, scheduler, [run])[0]
+        # SLURM forgets task 0 and it has no status file: it stays COMPLETED (rule 7).
+        second = poll_runs(store, scheduler, [run])[0]  # type: ignore[arg-type]
         assert second.tasks[0].status.state is JobState.COMPLETED
         assert second.changes == [] and not second.all_settled
 
-        third = poll_runs(store, transport, scheduler, [run])[0]
+        third = poll_runs(store, scheduler, [run])[0]  # type: ignore[arg-type]
         assert [(c.task_index, c.new_state) for c in third.changes] == [(1, "COMPLETED")]
         assert third.all_completed and third.all_settled
-        assert third.tasks[1].status.extra["julia_version"] == "1.10.4"
+        assert third.tasks[1].status.julia_version == "1.10.4"
 
         # Every task is final: a further call does not poll at all.
-        fourth = poll_runs(store, transport, scheduler, [run])[0]
+        fourth = poll_runs(store, scheduler, [run])[0]  # type: ignore[arg-type]
         assert scheduler.polls == 3 and fourth.changes == [] and fourth.all_completed
+
+
+def test_a_registry_row_written_by_an_older_version_still_reads() -> None:
+    legacy = {
+        "task_index": 2, "state": "FAILED", "exit_code": None, "signal": 9, "sources": ["sacct"],
+        "extra": {"gone": True, "awaiting_accounting": True, "awaited_accounting_polls": 2,
+                  "slurm_state": "CANCELLED",
+                  "status_file": status("RUNNING", index=2).to_dict()},
+    }  # fmt: skip
+    task = TaskStatus.from_dict(legacy)
+    assert (task.lost, task.awaiting_accounting) == (True, True)
+    assert task.scheduler_state == "CANCELLED" and task.status_file == status("RUNNING", index=2)
+    assert TaskStatus.from_dict(task.to_dict()) == task

@@ -1,0 +1,353 @@
+"""``Cluster``: one cluster profile, one registry and one connection for a block of work.
+
+Everything the four commands do is a method here; the commands only parse arguments and show
+results. The connection opens on first need and is reused until ``close`` (or the end of the
+``with`` block), so a whole notebook cell costs one SSH chain.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from globtim_hpc.errors import ConnectError, GlobtimHpcError, SchedulerError, UsageError
+from globtim_hpc.registry.store import RunRecord, Store
+from globtim_hpc.settings.profile import ClusterProfile, load_profile
+from globtim_hpc.transport.base import PromptFn, Transport
+
+if TYPE_CHECKING:
+    from globtim_hpc.api.run import Run
+    from globtim_hpc.jobs.plan import JobPlan
+    from globtim_hpc.scheduler.base import Scheduler
+    from globtim_hpc.workflows.collect import CollectObserver, CollectResult
+    from globtim_hpc.workflows.deploy import DeployOptions, DeployReport
+    from globtim_hpc.workflows.doctor import DoctorReport
+    from globtim_hpc.workflows.monitor import RunView
+    from globtim_hpc.workflows.submit import PreparedRun
+
+Notify = Callable[[str], None]
+OnPoll = Callable[[Sequence["RunView"]], None]
+
+
+class Cluster:
+    """A cluster profile (name, path, or a loaded profile) with its registry and connection.
+
+    ``prompt`` answers passphrase and one-time-code prompts (default: the terminal, or a
+    Jupyter notebook's input box); ``state_dir`` selects another registry folder.
+    """
+
+    def __init__(
+        self,
+        profile: str | Path | ClusterProfile | None = None,
+        *,
+        prompt: PromptFn | None = None,
+        state_dir: Path | None = None,
+    ) -> None:
+        if isinstance(profile, ClusterProfile):
+            self.profile = profile
+        else:
+            self.profile = load_profile(str(profile) if profile is not None else None)
+        self._prompt = prompt
+        self._state_dir = state_dir
+        self._store: Store | None = None
+        self._transport: Transport | None = None
+        self._scheduler: Scheduler | None = None
+
+    # ---- the parts, opened on first need ---------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        return self.profile.name
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            self._store = Store.open(self._state_dir)
+        return self._store
+
+    @property
+    def transport(self) -> Transport:
+        """The connection (SSH connects on its first command)."""
+        if self._transport is None:
+            from globtim_hpc.prompts import interactive_prompt
+            from globtim_hpc.transport.factory import open_transport
+
+            prompt = self._prompt or interactive_prompt
+            if self.profile.is_local:
+                self._transport = open_transport("local", None, prompt=prompt)
+            else:
+                self._transport = open_transport("ssh", self.profile.ssh, prompt=prompt)
+        return self._transport
+
+    @property
+    def scheduler(self) -> Scheduler:
+        if self._scheduler is None:
+            from globtim_hpc.scheduler.factory import make_scheduler
+
+            self._scheduler = make_scheduler(self.profile, self.transport)
+        return self._scheduler
+
+    def close(self) -> None:
+        """Close the connection and the registry; safe to call twice."""
+        if self._transport is not None:
+            self._transport.close()
+            self._transport = None
+            self._scheduler = None
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+    def __enter__(self) -> Cluster:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Cluster({self.profile.name!r})"
+
+    # ---- deployment and the doctor ----------------------------------------------------------
+
+    def deploy(
+        self,
+        source: str | Path | None = None,
+        options: DeployOptions | None = None,
+        *,
+        notify: Notify | None = None,
+    ) -> DeployReport:
+        """Ship the code and Julia environment and verify it offline on a compute node.
+
+        ``source`` (default: the profile's ``source``) is the GlobTim.jl checkout to deploy;
+        ``options`` carries the rest (timeouts, require_clean, force)."""
+        from dataclasses import replace
+
+        from globtim_hpc.workflows.deploy import DeployOptions, deploy
+
+        where = source if source is not None else (options.source if options else None)
+        where = where or self.profile.source
+        if where is None:
+            raise UsageError(
+                "no source checkout to deploy",
+                f"pass --source PATH/TO/GlobTim.jl, or set 'source' in {self.profile.origin}",
+            )
+        chosen = replace(options, source=Path(where)) if options else DeployOptions(Path(where))
+        return deploy(
+            self.profile, self.transport, self.scheduler, self.store, chosen, notify=notify
+        )
+
+    def check(
+        self,
+        source: str | Path | None = None,
+        *,
+        probe_timeout_s: float = 120.0,
+        notify: Notify | None = None,
+    ) -> DoctorReport:
+        """The doctor: every hop, quota, tool and the scheduler, each with a fix."""
+        from globtim_hpc.workflows.doctor import run_doctor
+
+        return run_doctor(
+            self.profile,
+            lambda: self.transport,
+            lambda _transport: self.scheduler,
+            source=Path(source) if source is not None else None,
+            probe_timeout_s=probe_timeout_s,
+            notify=notify,
+        )
+
+    def latest_deployment(self) -> dict[str, Any] | None:
+        return self.store.latest_deployment(self.profile.name)
+
+    # ---- submission -------------------------------------------------------------------------
+
+    def plan(
+        self,
+        problem: str,
+        config: str | Path | None = None,
+        *,
+        parameters: Mapping[str, Any] | None = None,
+        resources: Mapping[str, Any] | None = None,
+    ) -> JobPlan:
+        """Problem + job config + overrides (a sweep: lists of values) -> the tasks to run."""
+        from globtim_hpc.jobs.plan import build_plan
+
+        overrides: dict[str, Any] = {}
+        if parameters:
+            overrides["parameters"] = dict(parameters)
+        if resources:
+            overrides["resources"] = dict(resources)
+        return build_plan(problem, Path(config) if config is not None else None, overrides or None)
+
+    def _deployment(self, use_deployment: bool) -> dict[str, Any] | None:
+        return self.latest_deployment() if use_deployment else None
+
+    def dry_run(
+        self, plan: JobPlan, *, use_deployment: bool = True
+    ) -> PreparedRun:
+        """Everything a submission would upload, made here; nothing reaches the cluster."""
+        from globtim_hpc.scheduler.factory import make_scheduler
+        from globtim_hpc.transport.offline import OfflineTransport
+        from globtim_hpc.workflows.submit import prepare_run
+
+        offline = make_scheduler(self.profile, OfflineTransport(self.profile.name))
+        return prepare_run(plan, self.profile, self._deployment(use_deployment), offline.run_files())
+
+    def submit(
+        self,
+        problem: str | JobPlan,
+        config: str | Path | None = None,
+        *,
+        parameters: Mapping[str, Any] | None = None,
+        resources: Mapping[str, Any] | None = None,
+        new: bool = False,
+        use_deployment: bool = True,
+    ) -> Run:
+        """Submit exactly once; an interrupted submission of the same config is resumed unless
+        ``new``. Returns the run (``run.submission`` holds what happened)."""
+        from globtim_hpc.workflows.submit import SubmitContext, submit_plan
+
+        plan = problem if not isinstance(problem, str) else self.plan(
+            problem, config, parameters=parameters, resources=resources
+        )
+        if self.profile.is_local:
+            from globtim_hpc.api.local import check_local_julia
+
+            check_local_julia(self.profile.julia_executable)
+        ctx = SubmitContext(profile=self.profile, scheduler=self.scheduler, store=self.store)
+        result = submit_plan(
+            plan, ctx, deployment=self._deployment(use_deployment), resume=not new
+        )
+        run = self.run(run_id=result.run_id)
+        run.submission = result
+        return run
+
+    # ---- the registry -----------------------------------------------------------------------
+
+    def run(self, run_id: str | None = None, *, job_id: str | None = None) -> Run:
+        """A run of this cluster from the registry, by run id or job id."""
+        from globtim_hpc.api.run import Run
+        from globtim_hpc.registry.lookup import find_run
+
+        return Run(self, find_run(self.store, self.profile.name, job_id=job_id, run_id=run_id))
+
+    def runs(self, *, active: bool | None = None, uncollected: bool = False) -> list[Run]:
+        """This cluster's runs, oldest first: all, only ``active`` ones, or those not yet
+        collected completely."""
+        from globtim_hpc.api.run import Run
+        from globtim_hpc.registry.lookup import uncollected_runs
+
+        if uncollected:
+            records = uncollected_runs(self.store, self.profile.name)
+        else:
+            records = self.store.list_runs(cluster=self.profile.name, active_only=bool(active))
+        return [Run(self, record) for record in records]
+
+    # ---- watching and collecting several runs at once ----------------------------------------
+
+    def poll(self, runs: Sequence[Run | RunRecord], *, mark_seen: bool = True) -> list[RunView]:
+        """One poll of all ``runs`` together (for SLURM: one squeue and one sacct in all)."""
+        from globtim_hpc.workflows.monitor import needs_poll, poll_runs, stored_view
+
+        records = [self._record(run) for run in runs]
+        views = [stored_view(self.store, record) for record in records]
+        if not any(needs_poll(view) for view in views):
+            for view in views:
+                view.changes = self.store.changes_since_seen(view.run.run_id, mark_seen=mark_seen)
+            return views
+        return poll_runs(self.store, self.scheduler, records, mark_seen=mark_seen)
+
+    def wait(
+        self,
+        runs: Sequence[Run | RunRecord],
+        *,
+        timeout_s: float | None = None,
+        interval_s: float | None = None,
+        on_poll: OnPoll | None = None,
+    ) -> list[RunView]:
+        """Poll until every task of every run is settled; the same budget as ``--wait`` (from
+        ``interval_s``, default 5 s, backing off to 60 s while nothing changes). A dropped
+        connection is retried on the next poll; ``timeout_s`` raises WaitTimeoutError."""
+        import time
+
+        from globtim_hpc.errors import WaitTimeoutError
+        from globtim_hpc.workflows.monitor import PollInterval
+
+        interval = PollInterval(interval_s)
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        views = self.poll(runs)
+        while True:
+            if on_poll is not None:
+                on_poll(views)
+            if all(view.all_settled for view in views):
+                return views
+            changed = any(view.changes for view in views)
+            pause_s = interval.next(changed)
+            if deadline is not None and time.monotonic() + pause_s > deadline:
+                unsettled = sum(not view.all_settled for view in views)
+                raise WaitTimeoutError(
+                    f"{unsettled} of {len(views)} run(s) still have unfinished tasks after "
+                    f"{timeout_s:g} s",
+                    "wait longer (timeout_s), or look with monitor_jobs.py --run-id RUN_ID",
+                )
+            time.sleep(pause_s)
+            polled = self._tolerant_poll(runs, views)
+            if polled is not None:
+                views = polled
+
+    def _tolerant_poll(
+        self, runs: Sequence[Run | RunRecord], last: list[RunView]
+    ) -> list[RunView] | None:
+        """A poll inside a wait: a transient failure is a note on the last views, not the end."""
+        try:
+            return self.poll(runs)
+        except (SchedulerError, ConnectError) as exc:
+            # A laptop asleep or a restarted sshd ends no wait: the transport reconnects.
+            if not exc.transient:
+                raise
+            note = f"poll failed, will retry: {exc.message}"
+            for view in last:
+                view.changes = []
+                if note not in view.notes:
+                    view.notes.append(note)
+            return None
+
+    def collect(
+        self,
+        run: Run | RunRecord,
+        local_dir: str | Path = "results",
+        *,
+        clean_remote: bool = False,
+        require_complete: bool = False,
+        observer: CollectObserver | None = None,
+    ) -> CollectResult:
+        """Bring the run's finished tasks back, verified, into
+        ``<local_dir>/<problem>/<date>_<run_id>/``; collecting again fetches only what changed."""
+        from globtim_hpc.workflows.collect import CollectOptions, collect_run
+
+        options = CollectOptions(
+            results_root=Path(local_dir), clean_remote=clean_remote,
+            require_complete=require_complete,
+        )  # fmt: skip
+        return collect_run(
+            self._record(run), store=self.store, scheduler=self.scheduler,
+            remote_root=self.profile.remote_root, options=options, observer=observer,
+        )  # fmt: skip
+
+    def _record(self, run: Run | RunRecord) -> RunRecord:
+        if isinstance(run, RunRecord):
+            return run
+        if run.cluster is not self:
+            raise UsageError(
+                f"run {run.run_id} belongs to another Cluster object",
+                "use the Cluster that returned it",
+            )
+        return run.record
+
+
+__all__ = ["Cluster", "GlobtimHpcError"]

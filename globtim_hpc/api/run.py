@@ -1,0 +1,95 @@
+"""``Run``: one submitted run of a ``Cluster``, as an object (the registry's record behind it)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from globtim_hpc.errors import JobFailedError
+from globtim_hpc.registry.store import RunRecord
+
+if TYPE_CHECKING:
+    from globtim_hpc.api.cluster import Cluster, OnPoll
+    from globtim_hpc.workflows.collect import CollectObserver, CollectResult
+    from globtim_hpc.workflows.monitor import RunView
+    from globtim_hpc.workflows.submit import SubmitResult
+
+
+class Run:
+    def __init__(self, cluster: Cluster, record: RunRecord) -> None:
+        self.cluster = cluster
+        self._record = record
+        self.submission: SubmitResult | None = None  # set by Cluster.submit
+        self.last_collection: CollectResult | None = None
+
+    @property
+    def record(self) -> RunRecord:
+        """The registry's record, read afresh (another command may have changed it)."""
+        fresh = self.cluster.store.get_run(self._record.run_id)
+        if fresh is not None:
+            self._record = fresh
+        return self._record
+
+    @property
+    def run_id(self) -> str:
+        return self._record.run_id
+
+    @property
+    def job_id(self) -> str | None:
+        return self.record.job_id
+
+    @property
+    def problem(self) -> str:
+        return self._record.problem
+
+    @property
+    def remote_dir(self) -> str:
+        return self._record.remote_dir
+
+    def __repr__(self) -> str:
+        return f"Run({self.run_id!r}, job_id={self.job_id!r}, cluster={self.cluster.name!r})"
+
+    def status(self, *, poll: bool = True) -> RunView:
+        """Each task's state: polled now (``poll``), or as the registry last saw it."""
+        if poll:
+            return self.cluster.poll([self])[0]
+        from globtim_hpc.workflows.monitor import stored_view
+
+        return stored_view(self.cluster.store, self.record)
+
+    def wait(
+        self,
+        timeout_s: float | None = None,
+        *,
+        interval_s: float | None = None,
+        check: bool = False,
+        on_poll: OnPoll | None = None,
+    ) -> RunView:
+        """Block until every task is settled (see ``Cluster.wait``); ``check`` raises
+        JobFailedError when any task did not complete."""
+        (view,) = self.cluster.wait([self], timeout_s=timeout_s, interval_s=interval_s,
+                                    on_poll=on_poll)  # fmt: skip
+        if check and not view.all_completed:
+            failed = {state: n for state, n in view.counts().items() if state != "COMPLETED"}
+            raise JobFailedError(
+                f"run {self.run_id} finished with tasks not completed: {failed}",
+                f"look at them with monitor_jobs.py --run-id {self.run_id}; collect the rest "
+                "with collect_results.py",
+            )
+        return view
+
+    def collect(
+        self,
+        local_dir: str | Path = "results",
+        *,
+        clean_remote: bool = False,
+        observer: CollectObserver | None = None,
+    ) -> Path:
+        """Bring the finished tasks back (verified); returns the run's local folder. The full
+        account (files, bytes, notes) is in ``last_collection``."""
+        result = self.cluster.collect(
+            self, local_dir, clean_remote=clean_remote, observer=observer
+        )
+        self.last_collection = result
+        assert result.local_dir is not None  # only --all collections skip unfinished runs
+        return Path(result.local_dir)

@@ -1,0 +1,185 @@
+"""What a collected folder says about itself: which tasks and files it holds, each task's
+results and log tail, ``MANIFEST.sha256``, ``metadata.json`` and ``summary.md``."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from globtim_hpc import __version__
+from globtim_hpc.layout import (
+    LOGS_DIR,
+    OUTPUT_DIR,
+    STATUS_DIR,
+)
+from globtim_hpc.models import JobState, TaskStatus
+from globtim_hpc.registry.store import RunRecord, Store, utc_now
+from globtim_hpc.results.manifest import (
+    MANIFEST_NAME,
+    ManifestEntry,
+    RemoteManifest,
+    format_sha256sum,
+    local_path,
+)
+from globtim_hpc.results.summary import (
+    LOG_TAIL_LINES,
+    TaskRecord,
+    build_metadata,
+    code_version,
+    render_summary,
+)
+from globtim_hpc.workflows.collect.snapshot import Snapshot, json_object
+from globtim_hpc.workflows.taskstate import outputs_final
+
+METADATA_NAME = "metadata.json"
+
+
+SUMMARY_NAME = "summary.md"
+
+
+GENERATED_NAMES = frozenset({MANIFEST_NAME, METADATA_NAME, SUMMARY_NAME})
+
+
+RESULTS_NAME = "results.json"
+
+
+LOG_TAIL_READ_BYTES = 64 << 10
+
+
+LOG_NAME = re.compile(r"^" + LOGS_DIR + r"/slurm-[^/]+_(\d+)\.out$")
+
+
+def wanted_entries(manifest: RemoteManifest, tasks: Sequence[TaskRecord], notes: list[str]) -> list[ManifestEntry]:
+    unfinished = {t.task_index for t in tasks if not t.finished}
+    wanted = []
+    for entry in manifest.entries:
+        if entry.path in GENERATED_NAMES:
+            notes.append(f"the cluster's {entry.path} was not collected: that name is made locally")
+            continue
+        log = LOG_NAME.match(entry.path)
+        if log and int(log.group(1)) in unfinished:
+            continue
+        wanted.append(entry)
+    if manifest.skipped:
+        shown = ", ".join(f"{path} ({kind})" for kind, path in manifest.skipped[:5])
+        notes.append(
+            f"{len(manifest.skipped)} entries that are not regular files were not collected "
+            f"(f: file, l: symlink, p: FIFO, s: socket): {shown}"
+        )
+    return wanted
+
+
+def tail_lines(path: Path, line_count: int = LOG_TAIL_LINES) -> list[str]:
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            size = handle.tell()
+            handle.seek(max(0, size - LOG_TAIL_READ_BYTES))
+            data = handle.read()
+    except OSError:
+        return []
+    return data.decode("utf-8", errors="replace").rstrip("\n").splitlines()[-line_count:]
+
+
+def _write(path: Path, text: str) -> None:
+    path.write_bytes(text.encode("utf-8", errors="backslashreplace"))
+
+
+def fill_task_files(
+    work: Path, run: RunRecord, tasks: Sequence[TaskRecord], entries: Sequence[ManifestEntry]
+) -> None:
+    """Read each collected task's results.json and, for failures, the tail of its log."""
+    paths = {e.path for e in entries}
+    logs: dict[int, list[str]] = {}
+    for path in sorted(paths):
+        match = LOG_NAME.match(path)
+        if match:
+            logs.setdefault(int(match.group(1)), []).append(path)
+    for task in tasks:
+        if not task.collected:
+            continue
+        candidates = logs.get(task.task_index, [])
+        preferred = f"{LOGS_DIR}/slurm-{run.job_id}_{task.task_index}.out"
+        task.log_path = preferred if preferred in candidates else (candidates[-1] if candidates else None)
+        results_rel = f"{OUTPUT_DIR}/{task.task_id}/{RESULTS_NAME}"
+        if results_rel in paths:
+            parsed = json_object(local_path(work, results_rel).read_text("utf-8", errors="replace"))
+            if parsed is None:
+                task.results_note = f"{results_rel} is not a JSON object"
+            task.results = parsed
+        else:
+            task.results_note = f"no {results_rel}"
+        if task.state != JobState.COMPLETED.value and task.log_path is not None:
+            task.log_tail = tail_lines(local_path(work, task.log_path))
+
+
+def write_descriptions(
+    work: Path,
+    run: RunRecord,
+    snapshot: Snapshot,
+    tasks: Sequence[TaskRecord],
+    entries: Sequence[ManifestEntry],
+    digest: str,
+    notes: Sequence[str],
+) -> None:
+    submission = snapshot.submission
+    submitted_at = run.submitted_at or (submission or {}).get("created_at")
+    metadata = build_metadata(
+        run_id=run.run_id,
+        problem=run.problem,
+        cluster=run.cluster,
+        scheduler=run.scheduler,
+        job_id=run.job_id,
+        remote_dir=run.remote_dir,
+        config_hash=run.config_hash,
+        submission=submission,
+        submitted_at=submitted_at if isinstance(submitted_at, str) else None,
+        version=code_version(submission, run.deploy_id, run.git_sha),
+        tasks=tasks,
+        entries=entries,
+        manifest_sha256=digest,
+        tool_version=__version__,
+        collected_at=utc_now(),
+        notes=notes,
+    )
+    (work / MANIFEST_NAME).write_bytes(format_sha256sum(entries))
+    _write(work / METADATA_NAME, json.dumps(metadata, indent=2, ensure_ascii=False) + "\n")
+    tails = {t.task_id: t.log_tail for t in tasks if t.log_tail}
+    _write(work / SUMMARY_NAME, render_summary(metadata, tails))
+
+
+def build_task_records(
+    store: Store, run: RunRecord, snapshot: Snapshot, states: Sequence[TaskStatus]
+) -> tuple[list[TaskRecord], list[str]]:
+    """Every task with its state, and the relative paths to leave out (tasks still writing)."""
+    planned: dict[str, Any] = {}
+    for task in (snapshot.submission or {}).get("tasks") or []:
+        if isinstance(task, dict) and isinstance(task.get("params"), dict):
+            planned[str(task.get("task_id"))] = task["params"]
+    by_index = {state.task_index: state for state in states}
+    tasks: list[TaskRecord] = []
+    exclude: list[str] = []
+    for index, task_id, _, _ in store.task_rows(run.run_id):
+        state = by_index.get(index) or TaskStatus(index, JobState.UNKNOWN)
+        finished = outputs_final(state)
+        status_file = snapshot.status.get(task_id) or state.status_file
+        tasks.append(
+            TaskRecord(
+                task_index=index,
+                task_id=task_id,
+                state=state.state.value,
+                finished=finished,
+                collected=finished,
+                params=snapshot.params.get(task_id) or planned.get(task_id),
+                status_file=status_file.to_dict() if status_file is not None else None,
+                scheduler=state,
+            )
+        )
+        if not finished:
+            # Files of a running task are still changing: their hashes would not hold.
+            exclude += [f"{OUTPUT_DIR}/{task_id}", f"{STATUS_DIR}/{task_id}.json"]
+    return tasks, exclude

@@ -1,0 +1,198 @@
+"""The collect workflow: snapshot, states, manifest, transfer, description, placement, record."""
+
+from __future__ import annotations
+
+import errno
+import posixpath
+import secrets
+import shutil
+
+from globtim_hpc.errors import GlobtimHpcError, UsageError
+from globtim_hpc.layout import (
+    RemoteLayout,
+    local_run_dir,
+)
+from globtim_hpc.models import JobState, TaskStatus
+from globtim_hpc.registry.store import RunRecord, Store
+from globtim_hpc.results.manifest import (
+    manifest_digest,
+)
+from globtim_hpc.results.placement import (
+    NoSpaceError,
+    folder_lock,
+    partial_folders,
+    place_folder,
+    space_error,
+    sync_filesystem,
+)
+from globtim_hpc.scheduler.base import Scheduler
+from globtim_hpc.transport.base import Transport
+from globtim_hpc.workflows.collect.describe import (
+    build_task_records,
+    fill_task_files,
+    wanted_entries,
+    write_descriptions,
+)
+from globtim_hpc.workflows.collect.records import (
+    CollectObserver,
+    CollectOptions,
+    CollectResult,
+    SilentObserver,
+)
+from globtim_hpc.workflows.collect.snapshot import (
+    MIN_STREAM_TIMEOUT_S,
+    Snapshot,
+    fetch_manifest,
+    read_snapshot,
+)
+from globtim_hpc.workflows.collect.transfer import (
+    disk_bytes,
+    ensure_space,
+    fetch_files,
+    prepare_work,
+    reusable_bytes,
+    verify_placed,
+)
+from globtim_hpc.workflows.monitor.poll import poll_runs
+
+_SPACE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+def _remove_remote(transport: Transport, run: RunRecord, remote_root: str) -> None:
+    """``rm -rf`` the run folder, after checking it is exactly <remote_root>/runs/<run_id>."""
+    root = posixpath.normpath(remote_root or "")
+    expected = posixpath.normpath(RemoteLayout(root).run_dir(run.run_id))
+    actual = posixpath.normpath(run.remote_dir)
+    if not posixpath.isabs(root) or root == "/" or actual != expected or run.run_id not in actual:
+        raise UsageError(
+            f"not removing {run.remote_dir}: it is not {expected} (remote_root/runs/<run id>)",
+            "remove it by hand if it really should go",
+        )
+    transport.run(["rm", "-rf", "--", actual], timeout_s=MIN_STREAM_TIMEOUT_S).check(
+        f"removing {actual} on {transport.label}"
+    )
+
+
+def task_states(
+    store: Store, scheduler: Scheduler, run: RunRecord, snapshot: Snapshot, *, ask: bool = True
+) -> tuple[list[TaskStatus], list[str]]:
+    """Each task's state now (``taskstate.decide`` through the monitor's poll), with the status
+    files just read; without an answer from the scheduler, from those files and the registry."""
+    given = {run.remote_dir: snapshot.status}
+    notes: list[str] = []
+    views = None
+    if ask:
+        try:
+            views = poll_runs(store, scheduler, [run], mark_seen=False, status_files=given)
+        except GlobtimHpcError as exc:
+            notes.append(
+                f"the scheduler was not consulted ({exc.message}); states come from the status "
+                "files"
+            )
+    if views is None:
+        views = poll_runs(
+            store, scheduler, [run], mark_seen=False, status_files=given, ask_scheduler=False
+        )
+    (view,) = views
+    return [t.status for t in view.tasks], [*notes, *view.notes]
+
+
+def collect_run(
+    run: RunRecord,
+    *,
+    store: Store,
+    remote_root: str,
+    options: CollectOptions,
+    scheduler: Scheduler,
+    observer: CollectObserver | None = None,
+    ask_scheduler: bool = True,
+) -> CollectResult:
+    """Collect the finished tasks of ``run`` into ``results/<problem>/<date>_<run_id>/``.
+
+    ``ask_scheduler`` False: task states come from the status files and the registry alone.
+    """
+    transport = scheduler.transport
+    observer = observer or SilentObserver()
+    result = CollectResult(run_id=run.run_id, problem=run.problem)
+    observer.phase(f"reading the status of {run.run_id} on {transport.label}")
+    snapshot = read_snapshot(transport, run)
+    states, state_notes = task_states(store, scheduler, run, snapshot, ask=ask_scheduler)
+    notes = [*snapshot.notes, *state_notes]
+    tasks, exclude = build_task_records(store, run, snapshot, states)
+    result.task_count = len(tasks)
+    result.finished_tasks = [t.task_id for t in tasks if t.finished]
+    result.unfinished_tasks = [{"task_id": t.task_id, "state": t.state} for t in tasks if not t.finished]
+    result.failed_tasks = [
+        {"task_id": t.task_id, "state": t.state}
+        for t in tasks if t.finished and t.state != JobState.COMPLETED.value
+    ]
+    result.complete = not result.unfinished_tasks
+    if options.require_complete and not result.complete:
+        result.skipped = f"{len(result.unfinished_tasks)} of {len(tasks)} tasks have not finished"
+        result.notes = notes
+        return result
+
+    observer.phase(f"computing checksums on {transport.label}")
+    manifest = fetch_manifest(transport, run.remote_dir, exclude)
+    entries = wanted_entries(manifest, tasks, notes)
+    digest = manifest_digest(entries)
+    result.file_count, result.byte_count = len(entries), sum(e.byte_count for e in entries)
+    result.manifest_sha256 = digest
+
+    target = local_run_dir(options.results_root, run.problem, run.run_id)
+    parent = target.parent
+    if not parent.is_dir():
+        ensure_space(parent, disk_bytes(entries))
+        parent.mkdir(parents=True, exist_ok=True)
+    with folder_lock(parent):
+        partials = partial_folders(parent, target.name)
+        for stale in partials[1:]:
+            shutil.rmtree(stale, ignore_errors=True)
+        work = partials[0] if partials else parent / f".{target.name}.partial-{secrets.token_hex(4)}"
+        if partials:
+            notes.append(f"resumed from an interrupted collection ({work.name})")
+        try:
+            if not partials:
+                # Checked before anything is created: a full disk leaves no trace.
+                ensure_space(parent, disk_bytes(entries) - reusable_bytes(target, entries))
+                work.mkdir()
+            observer.phase("checking local copies")
+            fetch, result.files_reused = prepare_work(work, target, entries, notes)
+            ensure_space(parent, disk_bytes(fetch))
+            if fetch:
+                fetch_files(transport, run.remote_dir, work, fetch, observer, result)
+            verify_placed(work, entries)
+            fill_task_files(work, run, tasks, entries)
+            result.notes = [*notes, *result.notes]
+            write_descriptions(work, run, snapshot, tasks, entries, digest, result.notes)
+            if options.fsync:
+                sync_filesystem(work)
+            place_folder(work, target)
+        except OSError as exc:
+            if exc.errno not in _SPACE_ERRNOS:
+                raise
+            shutil.rmtree(work, ignore_errors=True)
+            raise space_error(parent, disk_bytes(entries), None) from exc
+        except NoSpaceError:
+            shutil.rmtree(work, ignore_errors=True)
+            raise
+    result.local_dir = str(target)
+    store.record_collection(
+        run_id=run.run_id,
+        local_dir=str(target),
+        manifest_sha256=digest,
+        file_count=result.file_count,
+        byte_count=result.byte_count,
+        complete=result.complete,
+    )
+    if options.clean_remote:
+        if result.complete:
+            observer.phase(f"removing {run.remote_dir} on {transport.label}")
+            _remove_remote(transport, run, remote_root)
+            result.remote_removed = True
+        else:
+            result.notes.append(
+                f"the run folder on {transport.label} was kept: "
+                f"{len(result.unfinished_tasks)} tasks have not finished"
+            )
+    return result

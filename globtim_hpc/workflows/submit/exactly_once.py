@@ -1,0 +1,345 @@
+"""Submission: one run folder, one archive upload, one scheduler command, exactly one job.
+
+Exactly once: the run is recorded locally before anything remote happens; its phase is set to
+SUBMITTING before the command that may reach the scheduler. Whenever the answer to that command
+is lost (dropped connection, killed process), recovery first asks the scheduler for a job with
+the run's name (the run id is the job name and is in the comment) and adopts it; only when none
+exists, and the run folder is in place, is the script submitted again. A later invocation with
+the same configuration finds the unfinished run in the registry and recovers it the same way.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import posixpath
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from globtim_hpc import paths
+from globtim_hpc.errors import ConnectError, PreflightError, SchedulerError, UsageError
+from globtim_hpc.layout import RunLayout
+from globtim_hpc.models import RunPhase
+from globtim_hpc.registry.store import RunRecord, Store
+from globtim_hpc.scheduler.base import Scheduler, submit_job
+from globtim_hpc.transport.base import CommandResult
+from globtim_hpc.workflows.submit.preflight import preflight
+from globtim_hpc.workflows.submit.prepare import prepare_run, submit_request
+
+if TYPE_CHECKING:
+    from globtim_hpc.jobs.plan import JobPlan
+    from globtim_hpc.settings.profile import ClusterProfile
+
+MAX_RECOVERY_ATTEMPTS = 4
+
+_UPLOAD_AND_SUBMIT = r"""
+runs=$1 run_id=$2; shift 2
+final="$runs/$run_id"
+tmp="$runs/.$run_id.partial.$$"
+mkdir -p -- "$runs" || exit 90
+if [ -e "$final" ]; then echo "@@EXISTS" >&2; exit 91; fi
+mkdir -- "$tmp" || exit 92
+if ! tar -xzf - -C "$tmp"; then rm -rf -- "$tmp"; exit 93; fi
+# -T: never move the folder INTO a final folder that appeared meanwhile; a run folder is never
+# empty, so rename(2) refuses to replace one and only one submission can claim the name.
+if ! mv -T -- "$tmp" "$final" 2>/dev/null; then rm -rf -- "$tmp"; echo "@@EXISTS" >&2; exit 91; fi
+cd -- "$final" || exit 95
+echo "@@UPLOADED"
+exec "$@"
+"""
+
+# Whether the run folder is in place, and the id of any job that already ran in it: its
+# status files and log names carry the job id even after SLURM has forgotten the job.
+_EVIDENCE = r"""
+d=$1
+if [ ! -f "$d/job.sbatch" ]; then echo "@@ABSENT"; exit 0; fi
+echo "@@PRESENT"
+for f in "$d"/status/*.json; do
+    [ -f "$f" ] && sed -n 's/.*"array_job_id": "\([^"]*\)".*/@@JOB \1/p' "$f"
+done
+for f in "$d"/logs/slurm-*; do
+    [ -e "$f" ] || continue
+    n=${f##*/slurm-}
+    echo "@@JOB ${n%%_*}"
+done
+"""
+
+_REMOVE_RUN = 'case "$2" in "$1"/*) rm -rf -- "$2" ;; esac'
+
+
+@dataclass
+class SubmitResult:
+    run_id: str
+    job_id: str | None
+    cluster: str
+    scheduler: str
+    run_dir: str
+    task_count: int
+    logs_dir: str
+    output_dir: str
+    deploy_id: str | None
+    adopted: bool = False
+    resumed: bool = False
+    dry_run: bool = False
+    remote_commands: int = 0
+    script: str = ""
+    upload_plan: list[dict[str, Any]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        # The script is shown by --dry-run, not repeated in every result.
+        return {key: value for key, value in asdict(self).items() if key != "script"}
+
+
+@dataclass
+class SubmitContext:
+    profile: ClusterProfile
+    scheduler: Scheduler  # talks to the cluster through its own transport
+    store: Store
+    commands: int = 0
+
+    @property
+    def label(self) -> str:
+        return self.scheduler.transport.label
+
+    def run(
+        self, argv: Sequence[str], *, stdin: bytes | None = None, timeout_s: float = 300
+    ) -> CommandResult:
+        self.commands += 1
+        return self.scheduler.transport.run(argv, stdin=stdin, timeout_s=timeout_s)
+
+
+def _scheduler_argv(ctx: SubmitContext, record: RunRecord) -> list[str]:
+    """The scheduler's submit command, which the upload step runs from inside the run folder."""
+    return ctx.scheduler.submit_argv(submit_request(record.run_id, record.remote_dir, record.plan))
+
+
+@contextmanager
+def _recovery_lock(run_id: str) -> Iterator[None]:
+    """One process at a time recovers a run: two would both miss the job and both submit."""
+    path = _pending_archive_path(run_id).with_suffix(".lock")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise UsageError(
+                f"another submit command is recovering run {run_id} right now",
+                "wait for it to finish, then look with ./monitor_jobs.py --run-id " + run_id,
+            ) from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _pending_archive_path(run_id: str) -> Path:
+    return paths.state_dir() / "pending" / f"{run_id}.tar.gz"
+
+
+def submit_plan(
+    plan: JobPlan,
+    ctx: SubmitContext,
+    *,
+    deployment: dict[str, Any] | None,
+    resume: bool = True,
+) -> SubmitResult:
+    """Submit ``plan`` exactly once (or recover an unfinished submission of the same config)."""
+    profile, store = ctx.profile, ctx.store
+    if resume:
+        unfinished = store.unfinished_submissions(profile.name, plan.config_hash)
+        if unfinished:
+            with _recovery_lock(unfinished[-1].run_id):
+                return _finish(ctx, unfinished[-1], resumed=True)
+
+    prepared = prepare_run(plan, profile, deployment, ctx.scheduler.run_files())
+    preflight(ctx.scheduler, profile, prepared.script)
+    ctx.commands += 1
+    archive = prepared.archive()
+    pending = _pending_archive_path(prepared.run_id)
+    pending.parent.mkdir(parents=True, exist_ok=True)
+    pending.write_bytes(archive)
+    plan_dict = plan.to_dict()
+    store.add_run(
+        run_id=prepared.run_id,
+        problem=plan.problem,
+        cluster=profile.name,
+        scheduler=profile.scheduler,
+        remote_dir=prepared.run_dir,
+        task_ids=[task.task_id for task in plan.tasks],
+        config_hash=plan.config_hash,
+        deploy_id=prepared.deploy_id,
+        git_sha=prepared.code_git_sha,
+        plan=plan_dict,
+        submission=prepared.submission,
+    )
+    added = store.get_run(prepared.run_id)
+    assert added is not None
+    result = _finish(ctx, added, resumed=False, archive=archive)
+    result.script = prepared.script
+    result.upload_plan = prepared.upload_plan()
+    return result
+
+
+def _finish(
+    ctx: SubmitContext, record: RunRecord, *, resumed: bool, archive: bytes | None = None
+) -> SubmitResult:
+    """Drive one recorded run to SUBMITTED: upload + submit, recovering lost answers."""
+    store = ctx.store
+    pending = _pending_archive_path(record.run_id)
+    if archive is None and pending.is_file():
+        archive = pending.read_bytes()
+    run = RunLayout(record.remote_dir)
+    runs_root = posixpath.dirname(record.remote_dir)
+    job_id: str | None = None
+    adopted = False
+    first_try = not resumed
+    attempt = 0
+    while job_id is None:
+        attempt += 1
+        try:
+            if first_try:
+                first_try = False
+                if archive is None:
+                    raise PreflightError(
+                        f"run {record.run_id} has no saved upload archive", "submit again"
+                    )
+                store.set_phase(record.run_id, RunPhase.SUBMITTING)
+                argv = [
+                    "sh",
+                    "-c",
+                    _UPLOAD_AND_SUBMIT,
+                    "globtim-submit",
+                    runs_root,
+                    record.run_id,
+                    *_scheduler_argv(ctx, record),
+                ]
+                result = ctx.run(argv, stdin=archive)
+                job_id = _accept(ctx, record, result)
+            else:
+                job_id, adopted = _recover(ctx, record, archive)
+        except ConnectError as exc:
+            if not exc.transient or attempt >= MAX_RECOVERY_ATTEMPTS:
+                store.set_phase(record.run_id, RunPhase.SUBMITTING, error=str(exc))
+                raise ConnectError(
+                    f"the connection dropped while submitting run {record.run_id}: {exc.message}",
+                    "run the same submit command again: it will find the job if SLURM got it, "
+                    "and submit it otherwise (never twice)",
+                    hop=None,
+                ) from exc
+            time.sleep(min(2.0 * attempt, 8.0))
+    store.record_job(record.run_id, record.cluster, job_id, adopted=adopted)
+    pending.unlink(missing_ok=True)
+    return SubmitResult(
+        run_id=record.run_id,
+        job_id=job_id,
+        cluster=record.cluster,
+        scheduler=record.scheduler,
+        run_dir=record.remote_dir,
+        task_count=record.task_count,
+        logs_dir=run.logs_dir,
+        output_dir=run.output_root,
+        deploy_id=record.deploy_id,
+        adopted=adopted,
+        resumed=resumed,
+        remote_commands=ctx.commands,
+    )
+
+
+def _accept(ctx: SubmitContext, record: RunRecord, result: CommandResult) -> str:
+    """Interpret the upload-and-submit command's answer."""
+    uploaded = "@@UPLOADED" in result.stdout_text
+    if result.exit_status == 91:
+        # The folder exists already: an earlier attempt got this far. Recover instead.
+        job_id, _ = _recover(ctx, record, None)
+        return job_id
+    if not uploaded:
+        ctx.store.set_phase(record.run_id, RunPhase.ABANDONED, error=result.output_tail())
+        result.check(
+            f"uploading run {record.run_id} to {ctx.label}:{record.remote_dir}",
+            "check free space and permissions under remote_root; nothing was submitted",
+        )
+    if result.exit_status < 0:
+        # No exit status came back (the command was killed or the channel cut): the job may
+        # exist. That is a lost answer, not a refusal.
+        raise ConnectError(
+            "the submit command ended without an exit status",
+            hop=ctx.label,
+            transient=True,
+        )
+    stdout = result.stdout_text.replace("@@UPLOADED\n", "", 1)
+    trimmed = CommandResult(result.argv, result.exit_status, stdout.encode(), result.stderr)
+    try:
+        return ctx.scheduler.parse_submit(trimmed)
+    except SchedulerError as exc:
+        if exc.transient or result.exit_status == 0:
+            # Exit 0 means the scheduler took something: never treat it as a refusal.
+            ctx.store.set_phase(record.run_id, RunPhase.SUBMITTING, error=exc.message)
+            if result.exit_status == 0:
+                found = ctx.scheduler.find_job(record.run_id, record.remote_dir)
+                if found:
+                    return str(found)
+                raise SchedulerError(
+                    f"the scheduler accepted run {record.run_id} but its answer had no job id: "
+                    f"{exc.message}",
+                    "run the same submit command again: it looks the job up by name first",
+                    transient=True,
+                ) from exc
+            raise
+        # A refusal: nothing runs. Remove the folder so nothing half-made stays behind.
+        ctx.store.set_phase(record.run_id, RunPhase.ABANDONED, error=exc.message)
+        ctx.run(
+            [
+                "sh",
+                "-c",
+                _REMOVE_RUN,
+                "globtim-remove",
+                posixpath.dirname(record.remote_dir),
+                record.remote_dir,
+            ]
+        )
+        raise
+
+
+def _recover(ctx: SubmitContext, record: RunRecord, archive: bytes | None) -> tuple[str, bool]:
+    """After a lost answer: adopt the job if the scheduler has it, else (re)submit it."""
+    ctx.commands += 1
+    found = ctx.scheduler.find_job(record.run_id, record.remote_dir)
+    if found:
+        return str(found), True
+    evidence = ctx.run(["sh", "-c", _EVIDENCE, "globtim-evidence", record.remote_dir])
+    lines = evidence.stdout_text.splitlines()
+    ran = sorted({line.split(" ", 1)[1] for line in lines if line.startswith("@@JOB ")})
+    if len(ran) == 1:
+        # The scheduler has forgotten the job (aged out, no accounting), but it ran here.
+        return ran[0], True
+    if len(ran) > 1:
+        raise SchedulerError(
+            f"jobs {', '.join(ran)} all ran in the folder of run {record.run_id}",
+            f"inspect {ctx.label}:{record.remote_dir}; submit with --new to start over",
+        )
+    if "@@PRESENT" in lines:
+        ctx.store.set_phase(record.run_id, RunPhase.SUBMITTING)
+        ctx.commands += 1
+        request = submit_request(record.run_id, record.remote_dir, record.plan)
+        return submit_job(ctx.scheduler, request, timeout_s=300), False
+    if archive is None:
+        raise PreflightError(
+            f"run {record.run_id} never reached the cluster and its upload archive is gone",
+            "submit the job again with --new",
+        )
+    ctx.store.set_phase(record.run_id, RunPhase.SUBMITTING)
+    argv = [
+        "sh",
+        "-c",
+        _UPLOAD_AND_SUBMIT,
+        "globtim-submit",
+        posixpath.dirname(record.remote_dir),
+        record.run_id,
+        *_scheduler_argv(ctx, record),
+    ]
+    result = ctx.run(argv, stdin=archive)
+    return _accept(ctx, record, result), False

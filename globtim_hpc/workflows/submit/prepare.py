@@ -1,0 +1,171 @@
+"""Everything a run folder will hold, made on this machine; nothing remote is touched."""
+
+from __future__ import annotations
+
+import getpass
+import io
+import json
+import os
+import posixpath
+import socket
+import tarfile
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from globtim_hpc import paths
+from globtim_hpc.errors import PreflightError
+from globtim_hpc.jobs.render import ScriptInputs, render_script
+from globtim_hpc.layout import (
+    DRIVER_DIR,
+    JOB_SCRIPT,
+    LOGS_DIR,
+    OUTPUT_DIR,
+    PARAMS_DIR,
+    STATUS_DIR,
+    SUBMISSION_JSON,
+    RemoteLayout,
+    new_run_id,
+)
+from globtim_hpc.registry.store import utc_now
+from globtim_hpc.scheduler.base import SubmitRequest
+from globtim_hpc.toolinfo import tool_info
+
+if TYPE_CHECKING:
+    from globtim_hpc.jobs.plan import JobPlan
+    from globtim_hpc.settings.profile import ClusterProfile
+
+# Folders the job writes into; tar creates the others from their members.
+EMPTY_FOLDERS = (LOGS_DIR, STATUS_DIR, OUTPUT_DIR, PARAMS_DIR, DRIVER_DIR)
+
+
+@dataclass
+class PreparedRun:
+    run_id: str
+    run_dir: str
+    script: str
+    files: dict[str, bytes]  # name in the run folder -> content
+    submission: dict[str, Any]
+    deploy_id: str | None
+    code_git_sha: str | None
+
+    def archive(self) -> bytes:
+        """A gzipped tar of the run folder, with the empty folders the job expects."""
+        buffer = io.BytesIO()
+        now = int(time.time())
+        with tarfile.open(fileobj=buffer, mode="w:gz", format=tarfile.PAX_FORMAT) as tar:
+            for folder in EMPTY_FOLDERS:
+                info = tarfile.TarInfo(folder)
+                info.type = tarfile.DIRTYPE
+                info.mode = 0o755
+                info.mtime = now
+                tar.addfile(info)
+            for name in sorted(self.files):
+                data = self.files[name]
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                info.mode = 0o755 if name.endswith(".sh") else 0o644
+                info.mtime = now
+                tar.addfile(info, io.BytesIO(data))
+        return buffer.getvalue()
+
+    def upload_plan(self) -> list[dict[str, Any]]:
+        return [{"path": name, "bytes": len(self.files[name])} for name in sorted(self.files)]
+
+
+def submit_request(run_id: str, run_dir: str, plan: Mapping[str, Any], job_tag: str = "") -> SubmitRequest:
+    """What the scheduler is asked to run, from a plan as the registry keeps it (``to_dict``)."""
+    resources = plan["resources"]
+    return SubmitRequest(
+        run_id=run_id,
+        run_dir=run_dir,
+        script_path=posixpath.join(run_dir, JOB_SCRIPT),
+        task_count=len(plan["tasks"]),
+        max_parallel=int(resources.get("max_parallel") or 1),
+        time_limit_s=int(resources["time_min"]) * 60,
+        cpus=int(resources["cpus"]),
+        job_tag=job_tag,
+    )
+
+
+def _driver_files(plan: JobPlan) -> dict[str, bytes]:
+    files: dict[str, bytes] = {}
+    for path in sorted(paths.julia_dir().glob("*.jl")):
+        files[posixpath.join(DRIVER_DIR, path.name)] = path.read_bytes()
+    if posixpath.join(DRIVER_DIR, plan.driver) not in files:
+        raise PreflightError(
+            f"the driver {plan.driver} is missing from {paths.julia_dir()}",
+            "reinstall globtim-hpc, or restore julia/ in the checkout",
+        )
+    return files
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return os.environ.get("USER", "unknown")
+
+
+def prepare_run(
+    plan: JobPlan,
+    profile: ClusterProfile,
+    deployment: dict[str, Any] | None,
+    scheduler_files: Mapping[str, bytes],
+    *,
+    run_id: str | None = None,
+) -> PreparedRun:
+    """Render the script and gather every file of the run folder (``scheduler_files``: what the
+    scheduler needs in it, see ``Scheduler.run_files``)."""
+    run_id = run_id or new_run_id(plan.problem)
+    run_dir = RemoteLayout(profile.remote_root).run_dir(run_id)
+    julia_project = deployment["remote_dir"] if deployment else None
+    script = render_script(plan, profile, ScriptInputs(run_id, run_dir, julia_project))
+    files: dict[str, bytes] = {JOB_SCRIPT: script.encode()}
+    files.update(_driver_files(plan))
+    for task in plan.tasks:
+        files[posixpath.join(PARAMS_DIR, f"{task.task_id}.json")] = (
+            json.dumps(task.params, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+        ).encode()
+    for local, name in plan.extra_files:
+        files[name] = Path(local).read_bytes()
+    files.update(scheduler_files)
+    deploy_id: str | None = deployment["deploy_id"] if deployment else None
+    code_git_sha: str | None = deployment.get("git_sha") if deployment else None
+    submission: dict[str, Any] = {
+        "schema": "globtim-hpc/submission/1",
+        "run_id": run_id,
+        "problem": plan.problem,
+        "description": plan.description,
+        "cluster": profile.name,
+        "scheduler": profile.scheduler,
+        "remote_dir": run_dir,
+        "created_at": utc_now(),
+        "user": _user(),
+        "submit_host": socket.gethostname(),
+        "tool": tool_info(),
+        "deploy_id": deploy_id,
+        "git_sha": code_git_sha,
+        "code_dirty": deployment.get("dirty") if deployment else None,
+        "julia_project": julia_project,
+        "julia_executable": profile.julia_executable,
+        "julia_modules": list(profile.julia_modules),
+        "depot_path": profile.depot_path,
+        "config_path": plan.config_path,
+        "config_hash": plan.config_hash,
+        "driver": plan.driver,
+        "resources": plan.resources.to_dict(),
+        "tasks": [task.to_dict() for task in plan.tasks],
+    }
+    files[SUBMISSION_JSON] = (json.dumps(submission, indent=2, sort_keys=True) + "\n").encode()
+    return PreparedRun(
+        run_id=run_id,
+        run_dir=run_dir,
+        script=script,
+        files=files,
+        submission=submission,
+        deploy_id=deploy_id,
+        code_git_sha=code_git_sha,
+    )
