@@ -296,26 +296,25 @@ class Cluster:
                     "wait longer (timeout_s), or look with monitor_jobs.py --run-id RUN_ID",
                 )
             time.sleep(pause_s)
-            polled = self._tolerant_poll(runs, views)
+            polled, failure = self.try_poll(runs)
             if polled is not None:
                 views = polled
+            else:
+                for view in views:
+                    view.changes = []
+                    if failure and failure not in view.notes:
+                        view.notes.append(failure)
 
-    def _tolerant_poll(
-        self, runs: Sequence[Run | RunRecord], last: list[RunView]
-    ) -> list[RunView] | None:
-        """A poll inside a wait: a transient failure is a note on the last views, not the end."""
+    def try_poll(self, runs: Sequence[Run | RunRecord]) -> tuple[list[RunView] | None, str | None]:
+        """A poll inside a loop: (views, None), or (None, why) when the scheduler or the
+        connection failed in a way the next poll may not (a laptop asleep, a restarted sshd:
+        the transport reconnects). A lasting failure is raised."""
         try:
-            return self.poll(runs)
+            return self.poll(runs), None
         except (SchedulerError, ConnectError) as exc:
-            # A laptop asleep or a restarted sshd ends no wait: the transport reconnects.
             if not exc.transient:
                 raise
-            note = f"poll failed, will retry: {exc.message}"
-            for view in last:
-                view.changes = []
-                if note not in view.notes:
-                    view.notes.append(note)
-            return None
+            return None, f"poll failed, will retry: {exc.message}"
 
     def collect(
         self,
@@ -330,8 +329,9 @@ class Cluster:
         ``<local_dir>/<problem>/<date>_<run_id>/``; collecting again fetches only what changed."""
         from globtim_hpc.workflows.collect import CollectOptions, collect_run
 
+        # Absolute: the registry records where the run went, for whoever looks later, anywhere.
         options = CollectOptions(
-            results_root=Path(local_dir), clean_remote=clean_remote,
+            results_root=Path(local_dir).absolute(), clean_remote=clean_remote,
             require_complete=require_complete,
         )  # fmt: skip
         return collect_run(

@@ -9,20 +9,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from globtim_hpc.cli.common import (
-    Output,
-    base_parser,
-    load_profile_from_args,
-    open_cluster,
-    run_main,
-)
+from globtim_hpc.cli.common import Output, base_parser, run_main
 from globtim_hpc.errors import ExitCode, GlobtimHpcError, UsageError
 
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
 
-    from globtim_hpc.registry.store import RunRecord, Store
-    from globtim_hpc.settings.profile import ClusterProfile
+    from globtim_hpc.api import Cluster, Run
     from globtim_hpc.workflows.collect import CollectResult
 
 DESCRIPTION = """\
@@ -146,14 +139,12 @@ class ConsoleObserver:
         self._line(f"received {format_bytes(self._received_bytes)} in {elapsed_s:.1f} s ({rate}/s)")
 
 
-def _runs(args: argparse.Namespace, store: Store, profile: ClusterProfile) -> list[RunRecord]:
-    from globtim_hpc.registry.lookup import find_run, uncollected_runs
-
+def _runs(args: argparse.Namespace, cluster: Cluster) -> list[Run]:
     if args.all:
-        return uncollected_runs(store, profile.name)
+        return cluster.runs(uncollected=True)
     if not (args.job_id or args.run_id):
         raise UsageError("say which run to collect", "give --job-id ID, --run-id ID or --all")
-    return [find_run(store, profile.name, job_id=args.job_id, run_id=args.run_id)]
+    return [cluster.run(args.run_id, job_id=args.job_id)]
 
 
 def _report(out: Output, result: CollectResult) -> None:
@@ -186,42 +177,34 @@ def _report(out: Output, result: CollectResult) -> None:
 
 
 def _body(args: argparse.Namespace, out: Output) -> int:
-    from globtim_hpc.registry.store import Store
-    from globtim_hpc.workflows.collect import CollectOptions, collect_run
+    from globtim_hpc.api import Cluster
 
-    profile = load_profile_from_args(args)
-    options = CollectOptions(results_root=Path(args.local_dir), clean_remote=args.clean_remote,
-                             require_complete=args.all)
     results: list[dict[str, Any]] = []
     first_error: GlobtimHpcError | None = None
-    with Store.open() as store:
-        runs = _runs(args, store, profile)
+    with Cluster(args.cluster) as cluster:
+        runs = _runs(args, cluster)
         if not runs:
             if out.json_mode:
                 out.emit_json({"ok": True, "collections": []})
             else:
-                out.info(f"nothing to collect: every submitted run of '{profile.name}' is collected")
+                out.info(f"nothing to collect: every submitted run of '{cluster.name}' is collected")
             return ExitCode.OK
-        from globtim_hpc.scheduler.factory import make_scheduler
-
-        with open_cluster(profile) as transport:
-            scheduler = make_scheduler(profile, transport)
-            for run in runs:
-                try:
-                    result = collect_run(
-                        run, store=store, remote_root=profile.remote_root, options=options,
-                        observer=ConsoleObserver(out), scheduler=scheduler,
-                    )
-                except GlobtimHpcError as exc:
-                    if not args.all:
-                        raise
-                    first_error = first_error or exc
-                    results.append({"run_id": run.run_id, "error": exc.message, "hint": exc.hint})
-                    sys.stderr.write(f"error: {run.run_id}: {exc.message}\n")
-                    continue
-                results.append(result.to_dict())
-                if not out.json_mode:
-                    _report(out, result)
+        for run in runs:
+            try:
+                result = cluster.collect(
+                    run, Path(args.local_dir), clean_remote=args.clean_remote,
+                    require_complete=args.all, observer=ConsoleObserver(out),
+                )  # fmt: skip
+            except GlobtimHpcError as exc:
+                if not args.all:
+                    raise
+                first_error = first_error or exc
+                results.append({"run_id": run.run_id, "error": exc.message, "hint": exc.hint})
+                sys.stderr.write(f"error: {run.run_id}: {exc.message}\n")
+                continue
+            results.append(result.to_dict())
+            if not out.json_mode:
+                _report(out, result)
     if out.json_mode:
         out.emit_json({"ok": first_error is None, "collections": results})
     return int(first_error.exit_code) if first_error else ExitCode.OK

@@ -191,33 +191,3 @@ def run_main(
         return int(ExitCode.INTERRUPTED)
     except BrokenPipeError:
         return int(ExitCode.ERROR)
-
-
-def terminal_prompt(hop: str, text: str, echo: bool) -> str:
-    """Answer an SSH authentication prompt (passphrase, password, one-time code) on the terminal."""
-    import getpass
-
-    from globtim_hpc.errors import AuthenticationError
-
-    if not sys.stdin.isatty():
-        raise AuthenticationError(
-            f"asks '{text.strip()}' but there is no terminal to answer on",
-            "run the command in a terminal, load the key into ssh-agent, or set the profile's "
-            "ssh.passphrase_env",
-            hop=hop,
-        )
-    label = f"[{hop}] {text.strip()} "
-    if echo:
-        sys.stderr.write(label)
-        sys.stderr.flush()
-        return sys.stdin.readline().rstrip("\n")
-    return getpass.getpass(label)
-
-
-def open_cluster(profile: ClusterProfile) -> Any:
-    """The profile's transport (not yet connected: SSH connects on first use)."""
-    from globtim_hpc.transport.factory import open_transport
-
-    if profile.is_local:
-        return open_transport("local", None, prompt=terminal_prompt)
-    return open_transport("ssh", profile.ssh, prompt=terminal_prompt)

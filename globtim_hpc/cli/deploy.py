@@ -11,9 +11,7 @@ from globtim_hpc.cli.common import Output, base_parser, run_main
 from globtim_hpc.errors import ExitCode, UsageError
 
 if TYPE_CHECKING:
-    from globtim_hpc.scheduler.base import Scheduler
     from globtim_hpc.settings.profile import ClusterProfile
-    from globtim_hpc.transport.base import Transport
     from globtim_hpc.workflows.deploy import DeployReport
     from globtim_hpc.workflows.doctor import DoctorReport
 
@@ -79,19 +77,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _open(profile: ClusterProfile) -> Transport:
-    from globtim_hpc.cli.common import open_cluster
-
-    transport: Transport = open_cluster(profile)
-    return transport
-
-
-def _scheduler_for(profile: ClusterProfile, transport: Transport) -> Scheduler:
-    from globtim_hpc.scheduler.factory import make_scheduler
-
-    return make_scheduler(profile, transport)
-
-
 def _source(args: argparse.Namespace, profile: ClusterProfile) -> Path | None:
     if args.source is not None:
         return Path(args.source)
@@ -99,42 +84,29 @@ def _source(args: argparse.Namespace, profile: ClusterProfile) -> Path | None:
 
 
 def _body(args: argparse.Namespace, out: Output) -> int:
-    from globtim_hpc.settings.profile import load_profile
+    from globtim_hpc.api import Cluster
 
-    profile = load_profile(args.cluster)
     notify = _notifier(out)
-    if args.check:
-        from globtim_hpc.workflows.doctor import run_doctor
+    with Cluster(args.cluster) as cluster:
+        source = _source(args, cluster.profile)
+        if args.check:
+            doctor_report = cluster.check(source, probe_timeout_s=args.probe_timeout, notify=notify)
+            _print_doctor(out, doctor_report)
+            return doctor_report.exit_code
+        from globtim_hpc.workflows.deploy import DeployOptions
 
-        doctor_report = run_doctor(
-            profile,
-            lambda: _open(profile),
-            lambda t: _scheduler_for(profile, t),
-            source=_source(args, profile),
-            probe_timeout_s=args.probe_timeout,
-            notify=notify,
+        if source is None:
+            raise UsageError(
+                "no source checkout to deploy",
+                f"pass --source PATH/TO/GlobTim.jl, or set 'source' in {cluster.profile.origin}",
+            )
+        options = DeployOptions(
+            source=source,
+            require_clean=args.require_clean,
+            force=args.force,
+            verify_timeout_s=args.verify_timeout,
         )
-        _print_doctor(out, doctor_report)
-        return doctor_report.exit_code
-    source = _source(args, profile)
-    if source is None:
-        raise UsageError(
-            "no source checkout to deploy",
-            f"pass --source PATH/TO/GlobTim.jl, or set 'source' in {profile.origin}",
-        )
-    from globtim_hpc.registry.store import Store
-    from globtim_hpc.workflows.deploy import DeployOptions, deploy
-
-    options = DeployOptions(
-        source=source,
-        require_clean=args.require_clean,
-        force=args.force,
-        verify_timeout_s=args.verify_timeout,
-    )
-    with Store.open() as store, _open(profile) as transport:
-        report = deploy(
-            profile, transport, _scheduler_for(profile, transport), store, options, notify=notify
-        )
+        report = cluster.deploy(options=options, notify=notify)
     _print_deploy(out, report)
     return int(ExitCode.OK)
 

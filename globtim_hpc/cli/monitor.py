@@ -8,15 +8,14 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from globtim_hpc.cli.common import Output, base_parser, load_profile_from_args, run_main
-from globtim_hpc.errors import ConnectError, ExitCode, SchedulerError, UsageError
+from globtim_hpc.cli.common import Output, base_parser, run_main
+from globtim_hpc.errors import ExitCode, UsageError
 from globtim_hpc.models import JobState
 
 if TYPE_CHECKING:
-    from globtim_hpc.registry.store import RunRecord, StateChange, Store
-    from globtim_hpc.scheduler.base import Scheduler
+    from globtim_hpc.api import Cluster, Run
+    from globtim_hpc.registry.store import StateChange
     from globtim_hpc.settings.profile import ClusterProfile
-    from globtim_hpc.transport.base import Transport
     from globtim_hpc.workflows.monitor import PollInterval, RunView
 
 DESCRIPTION = """\
@@ -68,89 +67,28 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 class _Session:
-    """The registry plus a transport and scheduler opened on first need (one connection)."""
+    """The cluster and the runs this command watches."""
 
-    def __init__(self, profile: ClusterProfile, store: Store, run_ids: list[str]) -> None:
-        self.profile = profile
-        self.store = store
-        self.run_ids = run_ids
-        self._transport: Transport | None = None
-        self._scheduler: Scheduler | None = None
-
-    @property
-    def transport(self) -> Transport:
-        if self._transport is None:
-            from globtim_hpc.cli.common import open_cluster
-
-            self._transport = open_cluster(self.profile)
-        return self._transport
-
-    @property
-    def scheduler(self) -> Scheduler:
-        if self._scheduler is None:
-            from globtim_hpc.scheduler.factory import make_scheduler
-
-            self._scheduler = make_scheduler(self.profile, self.transport)
-        return self._scheduler
-
-    def runs(self) -> list[RunRecord]:
-        runs = [self.store.get_run(run_id) for run_id in self.run_ids]
-        return [run for run in runs if run is not None]
+    def __init__(self, cluster: Cluster, runs: list[Run]) -> None:
+        self.cluster = cluster
+        self.runs = runs
 
     def poll(self) -> list[RunView]:
-        from globtim_hpc.workflows.monitor import needs_poll, poll_runs, stored_view
+        return self.cluster.poll(self.runs)
 
-        runs = self.runs()
-        if not any(needs_poll(stored_view(self.store, run)) for run in runs):
-            return [self._unpolled(run) for run in runs]
-        return poll_runs(self.store, self.scheduler, runs)
-
-    def _unpolled(self, run: RunRecord) -> RunView:
-        from globtim_hpc.workflows.monitor import stored_view
-
-        view = stored_view(self.store, run)
-        view.changes = self.store.changes_since_seen(run.run_id)
-        return view
-
-    def close(self) -> None:
-        if self._transport is not None:
-            self._transport.close()
+    def try_poll(self, notes: list[str]) -> list[RunView] | None:
+        views, failure = self.cluster.try_poll(self.runs)
+        if failure:
+            notes.append(failure)
+        return views
 
 
-def _select_runs(
-    store: Store, profile: ClusterProfile, args: argparse.Namespace
-) -> list[RunRecord]:
-    cluster = profile.name
+def _select_runs(cluster: Cluster, args: argparse.Namespace) -> list[Run]:
     if args.job_id:
-        runs = []
-        for job_id in args.job_id:
-            run = store.run_for_job(cluster, job_id)
-            if run is None:
-                raise UsageError(
-                    f"no run with job id {job_id} on cluster '{cluster}' in the registry "
-                    f"({store.path})",
-                    "run monitor_jobs.py without an id to list active runs, or choose the "
-                    "cluster the job was submitted to with --cluster",
-                )
-            runs.append(run)
-        return runs
+        return [cluster.run(job_id=job_id) for job_id in args.job_id]
     if args.run_id:
-        runs = []
-        for run_id in args.run_id:
-            run = store.get_run(run_id)
-            if run is None:
-                raise UsageError(
-                    f"no run {run_id} in the registry ({store.path})",
-                    "check the id (submit_julia_job.py prints it), or GLOBTIM_HPC_STATE_DIR",
-                )
-            if run.cluster != cluster:
-                raise UsageError(
-                    f"run {run_id} was submitted to cluster '{run.cluster}', not '{cluster}'",
-                    f"add --cluster {run.cluster}",
-                )
-            runs.append(run)
-        return runs
-    return store.list_runs(cluster=cluster, active_only=True)
+        return [cluster.run(run_id) for run_id in args.run_id]
+    return cluster.runs(active=True)
 
 
 def _notes(views: Sequence[RunView]) -> list[str]:
@@ -186,72 +124,60 @@ def _final_code(views: Sequence[RunView]) -> int:
     return int(ExitCode.OK if all(v.all_completed for v in views) else ExitCode.JOB_FAILED)
 
 
-def _poll_tolerant(session: _Session, notes: list[str]) -> list[RunView] | None:
-    """A poll inside a loop: a transient scheduler or connection failure is a note, not the end."""
-    try:
-        return session.poll()
-    except (SchedulerError, ConnectError) as exc:
-        # A dropped connection (a laptop asleep, a restarted sshd) ends no watch: the transport
-        # reconnects on the next poll.
-        if not exc.transient:
-            raise
-        notes.append(f"poll failed, will retry: {exc.message}")
-        return None
-
-
 def _body(args: argparse.Namespace, out: Output) -> int:
     if args.json and (args.watch or args.follow is not None):
         raise UsageError("--json cannot be combined with --watch or --follow", "drop one of them")
-    from globtim_hpc.registry.store import Store
+    from globtim_hpc.api import Cluster
     from globtim_hpc.workflows.monitor import PollInterval
 
     interval = PollInterval(args.interval)
-    profile = load_profile_from_args(args)
-    with Store.open() as store:
-        runs = _select_runs(store, profile, args)
+    with Cluster(args.cluster) as cluster:
+        runs = _select_runs(cluster, args)
         if not runs:
             if out.json_mode:
-                out.emit_json(_payload(profile, [], []))
+                out.emit_json(_payload(cluster.profile, [], []))
             else:
-                out.info(f"no active runs on cluster '{profile.name}' (registry: {store.path})")
+                out.info(
+                    f"no active runs on cluster '{cluster.name}' (registry: {cluster.store.path})"
+                )
             return int(ExitCode.OK)
-        session = _Session(profile, store, [run.run_id for run in runs])
-        try:
-            if args.follow is not None:
-                return _follow(session, args.follow, interval, out)
-            if args.watch:
-                return _watch(session, interval, out)
-            return _once_or_wait(session, interval, out, wait=args.wait)
-        finally:
-            session.close()
+        session = _Session(cluster, runs)
+        if args.follow is not None:
+            return _follow(session, args.follow, interval, out)
+        if args.watch:
+            return _watch(session, interval, out)
+        if args.wait:
+            return _wait(session, args.interval, out)
+        return _once(session, out)
 
 
-def _once_or_wait(session: _Session, interval: PollInterval, out: Output, *, wait: bool) -> int:
+def _once(session: _Session, out: Output) -> int:
+    views = session.cluster.poll(session.runs)
+    changes = _changes(views)
+    if out.json_mode:
+        out.emit_json(_payload(session.cluster.profile, views, changes))
+    else:
+        _print_views(out, views, changes)
+    return int(ExitCode.OK)
+
+
+def _wait(session: _Session, interval_s: float | None, out: Output) -> int:
     from globtim_hpc.cli.monitor_view import change_lines
 
-    views = session.poll()
-    changes = list(_changes(views))
-    if not wait:
-        if out.json_mode:
-            out.emit_json(_payload(session.profile, views, changes))
-        else:
-            _print_views(out, views, changes)
-        return int(ExitCode.OK)
-    fresh = changes
-    while not all(v.all_settled for v in views):
+    changes: list[StateChange] = []
+
+    def show(views: Sequence[RunView]) -> None:
+        fresh = _changes(views)
+        changes.extend(fresh)
         if not out.json_mode:
             for line in change_lines(fresh):
                 out.console.print(line, markup=False, highlight=False)
-        time.sleep(interval.next(bool(fresh)))
-        polled = _poll_tolerant(session, [])
-        fresh = _changes(polled) if polled is not None else []
-        if polled is not None:
-            views = polled
-            changes.extend(fresh)
+
+    views = session.cluster.wait(session.runs, interval_s=interval_s, on_poll=show)
     if out.json_mode:
-        out.emit_json(_payload(session.profile, views, changes))
+        out.emit_json(_payload(session.cluster.profile, views, changes))
     else:
-        _print_views(out, views, fresh)
+        _print_views(out, views, [])
     return _final_code(views)
 
 
@@ -277,7 +203,7 @@ def _watch(session: _Session, interval: PollInterval, out: Output) -> int:
             out.console.print(line, markup=False)
         while not all(v.all_settled for v in views):
             time.sleep(interval.next(bool(_changes(views))))
-            polled = _poll_tolerant(session, [])
+            polled = session.try_poll([])
             if polled is not None:
                 views = polled
                 for line in change_lines(_changes(views)):
@@ -297,7 +223,7 @@ def _watch(session: _Session, interval: PollInterval, out: Output) -> int:
                 rich_view(views, recent, _notes(views) + notes[-3:], footer=footer), refresh=True
             )
             time.sleep(delay_s)
-            polled = _poll_tolerant(session, notes)
+            polled = session.try_poll(notes)
             if polled is not None:
                 views = polled
                 recent = (recent + _changes(views))[-12:]
@@ -319,7 +245,7 @@ def _follow(session: _Session, selector: str, interval: PollInterval, out: Outpu
     if view.job_id is None:
         raise UsageError(f"run {view.run.run_id} has no job yet", "submit it first")
     index = parse_task_selector(selector or None, view)
-    follower = LogFollower(session.transport, log_candidates(view.run, index))
+    follower = LogFollower(session.cluster.transport, log_candidates(view.run, index))
     err = out.err_console
     err.print(f"following task {index} of run {view.run.run_id} (job {view.job_id})", markup=False)
     sink = sys.stdout.buffer
@@ -342,7 +268,7 @@ def _follow(session: _Session, selector: str, interval: PollInterval, out: Outpu
             return int(ExitCode.OK if task.state is JobState.COMPLETED else ExitCode.JOB_FAILED)
         time.sleep(interval.floor_s)
         if time.monotonic() >= next_poll:
-            polled = _poll_tolerant(session, [])
+            polled = session.try_poll([])
             if polled is not None:
                 view = polled[0]
             changed = bool(polled and _changes(polled))

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import os
-import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from globtim_hpc.cli.common import Output, base_parser, open_cluster, run_main
-from globtim_hpc.errors import ConfigError, ExitCode
+from globtim_hpc.cli.common import Output, base_parser, run_main
+from globtim_hpc.errors import ExitCode, UsageError
 
 DESCRIPTION = """\
 Submit a GlobTim computation to the cluster.
@@ -71,62 +69,32 @@ def _list_problems(out: Output) -> int:
     return ExitCode.OK
 
 
-def _check_local_julia(executable: str) -> None:
-    found = (
-        shutil.which(executable)
-        if "/" not in executable
-        else (executable if os.access(executable, os.X_OK) else None)
-    )
-    if found is None:
-        raise ConfigError(
-            f"Julia was not found on this machine ('{executable}' is not an executable on PATH)",
-            "install Julia (https://julialang.org/downloads/) and put it on PATH, set "
-            "julia.executable in a profile (copy configs/local.yaml), or submit to a cluster with "
-            "--cluster NAME (configs/falcon.example.yaml shows how)",
-            key="julia.executable",
-        )
-
-
 def _body(args: argparse.Namespace, out: Output) -> int:
     if args.list_problems:
         return _list_problems(out)
     if not args.problem:
-        raise ConfigError(
-            "no problem given", "pass --problem NAME (see --list-problems)", key="--problem"
-        )
-    from globtim_hpc.jobs.plan import build_plan, check_plan
-    from globtim_hpc.registry.store import Store
-    from globtim_hpc.settings.profile import load_profile
-    from globtim_hpc.workflows.submit import SubmitContext, prepare_run, submit_plan
+        raise UsageError("no problem given", "pass --problem NAME (see --list-problems)")
+    from globtim_hpc.api import Cluster
+    from globtim_hpc.jobs.plan import check_plan
 
-    profile = load_profile(args.cluster)
-    plan = build_plan(args.problem, args.config)
-    warnings = check_plan(plan)
-    for warning in warnings:
-        out.warn(warning)
-
-    with Store.open() as store:
-        deployment = None if args.no_deployment else store.latest_deployment(profile.name)
-        if deployment is None and not args.no_deployment:
+    with Cluster(args.cluster) as cluster:
+        plan = cluster.plan(args.problem, args.config)
+        warnings = check_plan(plan)
+        for warning in warnings:
+            out.warn(warning)
+        use_deployment = not args.no_deployment
+        if use_deployment and cluster.latest_deployment() is None:
             warnings.append(
-                f"no verified deployment on '{profile.name}': the job runs without JULIA_PROJECT; "
+                f"no verified deployment on '{cluster.name}': the job runs without JULIA_PROJECT; "
                 "run ./deploy_julia.py first to pin the code it runs"
             )
             out.warn(warnings[-1])
-        from globtim_hpc.scheduler.factory import make_scheduler
-
         if args.dry_run:
-            from globtim_hpc.transport.offline import OfflineTransport
-
-            offline = make_scheduler(profile, OfflineTransport(profile.name))
-            prepared = prepare_run(plan, profile, deployment, offline.run_files())
-            return _print_dry_run(out, plan, profile, prepared, warnings)
-        if profile.is_local:
-            _check_local_julia(profile.julia_executable)
-
-        with open_cluster(profile) as transport:
-            ctx = SubmitContext(profile=profile, scheduler=make_scheduler(profile, transport), store=store)
-            result = submit_plan(plan, ctx, deployment=deployment, resume=not args.new)
+            prepared = cluster.dry_run(plan, use_deployment=use_deployment)
+            return _print_dry_run(out, plan, cluster.profile, prepared, warnings)
+        run = cluster.submit(plan, new=args.new, use_deployment=use_deployment)
+    result = run.submission
+    assert result is not None
     result.warnings = warnings
     if out.json_mode:
         out.emit_json({"ok": True, **result.to_dict()})

@@ -26,3 +26,12 @@ def open_transport(
 
         return SshTransport(ssh, prompt=prompt)
     raise ConfigError(f"unknown transport {kind!r}", "use 'ssh' or 'local'")
+
+
+def hop_labels(ssh: SshSettings | None) -> list[tuple[str, str]]:
+    """(alias, label) of every SSH hop, first jump host first; none for a local transport."""
+    if ssh is None:
+        return []
+    from globtim_hpc.transport.sshconfig import resolve_chain
+
+    return [(hop.alias, hop.label) for hop in resolve_chain(ssh)]

@@ -219,11 +219,9 @@ class Doctor:
 
     def _hops(self) -> list[tuple[str, str]]:
         """(alias, label) of every SSH hop, first jump host first."""
-        if self.profile.ssh is None:
-            return []
-        from globtim_hpc.transport.sshconfig import resolve_chain
+        from globtim_hpc.transport.factory import hop_labels
 
-        return [(hop.alias, hop.label) for hop in resolve_chain(self.profile.ssh)]
+        return hop_labels(self.profile.ssh)
 
     def _connect(self) -> Transport | None:
         hops = self._hops()

@@ -48,8 +48,9 @@ class PollInterval:
         start = self.floor_s if start_s is None else start_s
         if start < self.floor_s:
             raise UsageError(
-                f"--interval {start:g} is below the {self.floor_s:g} s floor",
-                f"use --interval {self.floor_s:g} or more",
+                f"a poll interval of {start:g} s (--interval, interval_s) is below the "
+                f"{self.floor_s:g} s floor",
+                f"poll every {self.floor_s:g} s or more; the scheduler is shared with everyone else",
             )
         self.start_s = start
         self.max_s = max(max_s, start)
