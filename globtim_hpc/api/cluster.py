@@ -13,7 +13,8 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from globtim_hpc.errors import ConnectError, GlobtimHpcError, SchedulerError, UsageError
-from globtim_hpc.registry.store import RunRecord, Store
+from globtim_hpc.registry.records import RunRecord
+from globtim_hpc.registry.store import Store
 from globtim_hpc.settings.profile import ClusterProfile, load_profile
 from globtim_hpc.transport.base import PromptFn, Transport
 

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from globtim_hpc.errors import JobFailedError
-from globtim_hpc.registry.store import RunRecord
+from globtim_hpc.registry.records import RunRecord
 
 if TYPE_CHECKING:
     from globtim_hpc.api.cluster import Cluster, OnPoll

@@ -14,7 +14,7 @@ from globtim_hpc.models import JobState
 
 if TYPE_CHECKING:
     from globtim_hpc.api import Cluster, Run
-    from globtim_hpc.registry.store import StateChange
+    from globtim_hpc.registry.records import StateChange
     from globtim_hpc.settings.profile import ClusterProfile
     from globtim_hpc.workflows.monitor import PollInterval, RunView
 

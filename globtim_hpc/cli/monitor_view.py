@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from globtim_hpc.models import JobState, TaskStatus
-from globtim_hpc.registry.store import StateChange
+from globtim_hpc.registry.records import StateChange
 from globtim_hpc.workflows.monitor import RunView, TaskView
 
 if TYPE_CHECKING:

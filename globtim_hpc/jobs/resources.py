@@ -104,8 +104,10 @@ def _name(doc: YamlDoc, keypath: KeyPath, value: Any) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str) or not value.strip() or any(c.isspace() for c in value):
+        key = str(keypath[-1]) if keypath else "name"
+        example = {"partition": "batch", "account": "my_group", "qos": "normal"}.get(key, "batch")
         raise doc.error(
-            keypath, f"expected a name without spaces, got {value!r}", "e.g. 'partition: batch'"
+            keypath, f"expected a name without spaces, got {value!r}", f"e.g. '{key}: {example}'"
         )
     return value
 

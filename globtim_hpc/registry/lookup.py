@@ -4,7 +4,8 @@
 from __future__ import annotations
 
 from globtim_hpc.errors import UsageError
-from globtim_hpc.registry.store import RunRecord, Store
+from globtim_hpc.registry.records import RunRecord
+from globtim_hpc.registry.store import Store
 
 
 def find_run(store: Store, cluster: str, *, job_id: str | None = None, run_id: str | None = None) -> RunRecord:
@@ -18,14 +19,21 @@ def find_run(store: Store, cluster: str, *, job_id: str | None = None, run_id: s
                 "or point GLOBTIM_HPC_STATE_DIR at another registry",
             )
     elif job_id is not None:
-        found = store.run_for_job(cluster, job_id) or store.run_for_job(None, job_id)
-        if found is None:
+        found = store.runs_for_job(cluster, job_id) or store.runs_for_job(None, job_id)
+        if not found:
             raise UsageError(
                 f"no run with job id {job_id} on cluster '{cluster}' in the registry ({store.path})",
                 "run monitor_jobs.py without an id to list active runs, give --run-id instead, or "
                 "choose the cluster the job was submitted to with --cluster",
             )
-        run = found
+        if len(found) > 1:
+            named = ", ".join(f"{r.run_id} (submitted {r.submitted_at or '?'})" for r in found)
+            raise UsageError(
+                f"job id {job_id} belongs to {len(found)} runs: {named}",
+                "SLURM starts job ids at 1 again when its controller is rebuilt; name the run "
+                "with --run-id",
+            )
+        run = found[0]
     else:
         raise UsageError("name a run", "give a job id or a run id")
     if run.cluster != cluster:

@@ -10,124 +10,14 @@ import json
 import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from globtim_hpc import paths
 from globtim_hpc.errors import StoreError
 from globtim_hpc.models import JobState, RunPhase, TaskStatus
-
-SCHEMA_VERSION = 1
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS runs (
-    run_id TEXT PRIMARY KEY,
-    problem TEXT NOT NULL,
-    cluster TEXT NOT NULL,
-    scheduler TEXT NOT NULL,
-    remote_dir TEXT NOT NULL,
-    phase TEXT NOT NULL,
-    task_count INTEGER NOT NULL,
-    config_hash TEXT NOT NULL,
-    deploy_id TEXT,
-    git_sha TEXT,
-    plan_json TEXT NOT NULL,
-    submission_json TEXT,
-    created_at TEXT NOT NULL,
-    submitted_at TEXT,
-    error TEXT
-);
-CREATE INDEX IF NOT EXISTS runs_by_hash ON runs (cluster, config_hash, phase);
-CREATE TABLE IF NOT EXISTS jobs (
-    cluster TEXT NOT NULL,
-    job_id TEXT NOT NULL,
-    run_id TEXT NOT NULL REFERENCES runs(run_id),
-    submitted_at TEXT NOT NULL,
-    adopted INTEGER NOT NULL DEFAULT 0,
-    PRIMARY KEY (cluster, job_id)
-);
-CREATE INDEX IF NOT EXISTS jobs_by_run ON jobs (run_id);
-CREATE TABLE IF NOT EXISTS tasks (
-    run_id TEXT NOT NULL REFERENCES runs(run_id),
-    task_index INTEGER NOT NULL,
-    task_id TEXT NOT NULL,
-    state TEXT NOT NULL,
-    status_json TEXT,
-    updated_at TEXT NOT NULL,
-    PRIMARY KEY (run_id, task_index)
-);
-CREATE TABLE IF NOT EXISTS state_changes (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    run_id TEXT NOT NULL,
-    task_index INTEGER NOT NULL,
-    old_state TEXT,
-    new_state TEXT NOT NULL,
-    at TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS changes_by_run ON state_changes (run_id, id);
-CREATE TABLE IF NOT EXISTS deployments (
-    deploy_id TEXT NOT NULL,
-    cluster TEXT NOT NULL,
-    git_sha TEXT,
-    dirty INTEGER NOT NULL DEFAULT 0,
-    remote_dir TEXT NOT NULL,
-    verified INTEGER NOT NULL DEFAULT 0,
-    info_json TEXT NOT NULL,
-    created_at TEXT NOT NULL,
-    PRIMARY KEY (cluster, deploy_id)
-);
-CREATE TABLE IF NOT EXISTS collections (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    run_id TEXT NOT NULL,
-    local_dir TEXT NOT NULL,
-    manifest_sha256 TEXT NOT NULL,
-    file_count INTEGER NOT NULL,
-    byte_count INTEGER NOT NULL,
-    complete INTEGER NOT NULL,
-    collected_at TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS seen (
-    run_id TEXT PRIMARY KEY,
-    last_change_id INTEGER NOT NULL
-);
-"""
-
-
-def utc_now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-@dataclass(frozen=True)
-class RunRecord:
-    run_id: str
-    problem: str
-    cluster: str
-    scheduler: str
-    remote_dir: str
-    phase: RunPhase
-    task_count: int
-    config_hash: str
-    deploy_id: str | None
-    git_sha: str | None
-    plan: dict[str, Any]
-    submission: dict[str, Any] | None
-    created_at: str
-    submitted_at: str | None
-    error: str | None
-    job_id: str | None
-
-
-@dataclass(frozen=True)
-class StateChange:
-    id: int
-    run_id: str
-    task_index: int
-    old_state: str | None
-    new_state: str
-    at: str
+from globtim_hpc.registry.records import RunRecord, StateChange, utc_now
+from globtim_hpc.registry.schema import SCHEMA_VERSION, create_or_upgrade
 
 
 class Store:
@@ -177,18 +67,10 @@ class Store:
 
     def _migrate(self) -> None:
         with self._tx() as db:
-            for statement in _SCHEMA.split(";"):
-                if statement.strip():
-                    db.execute(statement)
-            row = db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-            if row is None:
-                db.execute(
-                    "INSERT INTO meta (key, value) VALUES ('schema_version', ?)",
-                    (str(SCHEMA_VERSION),),
-                )
-            elif int(row["value"]) > SCHEMA_VERSION:
+            found = create_or_upgrade(db)
+            if found is not None and found > SCHEMA_VERSION:
                 raise StoreError(
-                    f"registry {self.path} has schema version {row['value']}, newer than this "
+                    f"registry {self.path} has schema version {found}, newer than this "
                     f"tool's {SCHEMA_VERSION}",
                     "upgrade globtim-hpc, or point GLOBTIM_HPC_STATE_DIR elsewhere",
                 )
@@ -250,9 +132,11 @@ class Store:
     def record_job(self, run_id: str, cluster: str, job_id: str, *, adopted: bool = False) -> None:
         now = utc_now()
         with self._tx() as db:
+            # Keyed by run: the same id recorded again for this run changes nothing, and an id
+            # SLURM reuses for another run (ids restart at 1 after a rebuild) keeps both.
             db.execute(
-                "INSERT OR IGNORE INTO jobs (cluster, job_id, run_id, submitted_at, adopted)"
-                " VALUES (?,?,?,?,?)",
+                "INSERT INTO jobs (cluster, job_id, run_id, submitted_at, adopted)"
+                " VALUES (?,?,?,?,?) ON CONFLICT(run_id, job_id) DO NOTHING",
                 (cluster, job_id, run_id, now, int(adopted)),
             )
             db.execute(
@@ -287,23 +171,27 @@ class Store:
             submitted_at=row["submitted_at"],
             error=row["error"],
             job_id=job["job_id"] if job else None,
+            inputs_hash=row["inputs_hash"],
         )
 
     def get_run(self, run_id: str) -> RunRecord | None:
         row = self._db.execute("SELECT * FROM runs WHERE run_id=?", (run_id,)).fetchone()
         return self._run_from_row(row) if row else None
 
-    def run_for_job(self, cluster: str | None, job_id: str) -> RunRecord | None:
-        if cluster is None:
-            row = self._db.execute(
-                "SELECT run_id FROM jobs WHERE job_id=? ORDER BY submitted_at DESC LIMIT 1",
-                (job_id,),
-            ).fetchone()
-        else:
-            row = self._db.execute(
-                "SELECT run_id FROM jobs WHERE cluster=? AND job_id=?", (cluster, job_id)
-            ).fetchone()
-        return self.get_run(row["run_id"]) if row else None
+    def runs_for_job(self, cluster: str | None, job_id: str) -> list[RunRecord]:
+        """Every run that recorded ``job_id`` (on ``cluster``, or anywhere), newest first."""
+        query = "SELECT run_id FROM jobs WHERE job_id=?"
+        args: tuple[str, ...] = (job_id,)
+        if cluster is not None:
+            query += " AND cluster=?"
+            args = (job_id, cluster)
+        rows = self._db.execute(query + " ORDER BY submitted_at DESC, rowid DESC", args)
+        runs = [self.get_run(row["run_id"]) for row in rows.fetchall()]
+        return [run for run in runs if run is not None]
+
+    def set_inputs_hash(self, run_id: str, inputs_hash: str) -> None:
+        with self._tx() as db:
+            db.execute("UPDATE runs SET inputs_hash=? WHERE run_id=?", (inputs_hash, run_id))
 
     def unfinished_submissions(self, cluster: str, config_hash: str) -> list[RunRecord]:
         """Runs of this config whose submission may or may not have reached the scheduler."""
@@ -356,28 +244,40 @@ class Store:
             for r in rows
         ]
 
-    def update_tasks(self, run_id: str, statuses: Sequence[TaskStatus]) -> list[StateChange]:
-        """Store the latest status of each task; record and return every state change."""
+    def update_tasks(
+        self, run_id: str, statuses: Sequence[TaskStatus]
+    ) -> tuple[list[TaskStatus], list[StateChange]]:
+        """Store each task's latest status as a compare-and-set; return what is stored now and
+        every state change made.
+
+        Inside one write transaction, so several commands at once (two monitors, a monitor and
+        a collect) never interleave: a final state already stored is never replaced by a
+        non-final one that another command decided from older news, and a change is recorded
+        by exactly one of them.
+        """
         now = utc_now()
         changes: list[StateChange] = []
+        stored: list[TaskStatus] = []
         with self._tx() as db:
             current = {
-                r["task_index"]: r["state"]
-                for r in db.execute("SELECT task_index, state FROM tasks WHERE run_id=?", (run_id,))
+                r["task_index"]: (r["state"], r["status_json"])
+                for r in db.execute(
+                    "SELECT task_index, state, status_json FROM tasks WHERE run_id=?", (run_id,)
+                )
             }
             for status in statuses:
-                old = current.get(status.task_index)
+                old, old_json = current.get(status.task_index, (None, None))
+                if old is not None and JobState.parse(old).is_final and not status.state.is_final:
+                    kept = json.loads(old_json) if old_json else {"state": old}
+                    stored.append(TaskStatus.from_dict({**kept, "task_index": status.task_index}))
+                    continue
                 new = status.state.value
                 db.execute(
                     "UPDATE tasks SET state=?, status_json=?, updated_at=? WHERE run_id=? AND task_index=?",
-                    (
-                        new,
-                        json.dumps(status.to_dict(), sort_keys=True),
-                        now,
-                        run_id,
-                        status.task_index,
-                    ),
-                )
+                    (new, json.dumps(status.to_dict(), sort_keys=True), now, run_id,
+                     status.task_index),
+                )  # fmt: skip
+                stored.append(status)
                 if old != new:
                     cur = db.execute(
                         "INSERT INTO state_changes (run_id, task_index, old_state, new_state, at)"
@@ -389,31 +289,37 @@ class Store:
                             int(cur.lastrowid or 0), run_id, status.task_index, old, new, now
                         )
                     )
-        return changes
+        return stored, changes
 
     def changes_since_seen(self, run_id: str, *, mark_seen: bool = True) -> list[StateChange]:
-        """State changes the user has not been shown yet (by any earlier monitor call)."""
-        row = self._db.execute(
-            "SELECT last_change_id FROM seen WHERE run_id=?", (run_id,)
-        ).fetchone()
-        last = row["last_change_id"] if row else 0
-        rows = self._db.execute(
-            "SELECT * FROM state_changes WHERE run_id=? AND id>? ORDER BY id", (run_id, last)
-        ).fetchall()
-        changes = [
-            StateChange(
-                r["id"], r["run_id"], r["task_index"], r["old_state"], r["new_state"], r["at"]
-            )
-            for r in rows
-        ]
-        if mark_seen and changes:
-            with self._tx() as db:
+        """State changes no earlier look has been shown (by any command); ``mark_seen`` claims
+        them, atomically, so two commands at once never both show the same change."""
+        if not mark_seen:
+            return self._changes_after(self._db, run_id, self._last_seen(self._db, run_id))
+        with self._tx() as db:
+            changes = self._changes_after(db, run_id, self._last_seen(db, run_id))
+            if changes:
                 db.execute(
                     "INSERT INTO seen (run_id, last_change_id) VALUES (?, ?)"
                     " ON CONFLICT(run_id) DO UPDATE SET last_change_id=excluded.last_change_id",
                     (run_id, changes[-1].id),
                 )
         return changes
+
+    @staticmethod
+    def _last_seen(db: sqlite3.Connection, run_id: str) -> int:
+        row = db.execute("SELECT last_change_id FROM seen WHERE run_id=?", (run_id,)).fetchone()
+        return int(row["last_change_id"]) if row else 0
+
+    @staticmethod
+    def _changes_after(db: sqlite3.Connection, run_id: str, last: int) -> list[StateChange]:
+        rows = db.execute(
+            "SELECT * FROM state_changes WHERE run_id=? AND id>? ORDER BY id", (run_id, last)
+        ).fetchall()
+        return [
+            StateChange(r["id"], r["run_id"], r["task_index"], r["old_state"], r["new_state"], r["at"])
+            for r in rows
+        ]
 
     # ---- deployments ------------------------------------------------------------------------
 

@@ -48,7 +48,8 @@ class TrackedJob:
 
 @dataclass
 class PollResult:
-    """The scheduler's view of every task it still knows, by job id and array index.
+    """The scheduler's view of every task it still knows, by run id and array index (keyed by
+    run, not job id: after SLURM's ids restart, two tracked runs may hold the same id).
 
     A task missing from ``tasks`` is one the scheduler has forgotten (or never had); what that
     means is decided by ``workflows.taskstate``, not here. ``status_files`` holds the tasks' own

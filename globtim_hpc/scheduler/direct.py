@@ -241,7 +241,7 @@ class DirectScheduler:
             run = runs.get(job.run_dir)
             if run is None:
                 continue
-            poll.tasks[job.job_id] = task_states(job, run)
+            poll.tasks[job.run_id] = task_states(job, run)
             files: dict[str, StatusFile] = {}
             for task_id, text in run.status_texts.items():
                 parsed, why = parse_status_with_reason(text)

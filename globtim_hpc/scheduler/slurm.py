@@ -76,6 +76,16 @@ def _merge_views(
 ACCOUNTING_PROBE = ["sacct", "-n", "-X", "-P", "-o", "JobID", "-S", "now-1hours"]
 
 
+def _ours(
+    rows: dict[TaskKey, TaskStatus], names: dict[TaskKey, str], key: TaskKey, run_id: str
+) -> TaskStatus | None:
+    """The row for ``key`` if it is this run's job. SLURM starts job ids at 1 again after its
+    controller is rebuilt, and sacct answers -j with the newest job of an id: a row carrying
+    another run's name is another job, and this run's own job is forgotten."""
+    name = names.get(key)
+    return rows.get(key) if not name or name == run_id else None
+
+
 class SlurmScheduler:
     name = "slurm"
     runs_on = "compute node"
@@ -209,13 +219,13 @@ class SlurmScheduler:
             for index in range(job.task_count):
                 key = TaskKey(job.job_id, index)
                 merged = _merge_views(
-                    queue.tasks.get(key),
-                    accounting.tasks.get(key) if accounting else None,
+                    _ours(queue.tasks, queue.names, key, job.run_id),
+                    _ours(accounting.tasks, accounting.names, key, job.run_id) if accounting else None,
                     accounting_ok=accounting is not None,
                 )
                 if merged is not None:
                     per_task[index] = merged
-            poll.tasks[job.job_id] = per_task
+            poll.tasks[job.run_id] = per_task
         return poll
 
     def poll(self, jobs: Sequence[TrackedJob]) -> PollResult:

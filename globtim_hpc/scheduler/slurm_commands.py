@@ -227,6 +227,7 @@ def _split_fields(line: str, count: int) -> list[str] | None:
 @dataclass
 class SqueueParse:
     tasks: dict[TaskKey, TaskStatus] = field(default_factory=dict)
+    names: dict[TaskKey, str] = field(default_factory=dict)  # each job's name (our run id)
     unparsed: list[str] = field(default_factory=list)
 
 
@@ -250,6 +251,7 @@ def parse_squeue(stdout: str) -> SqueueParse:
         exit_code, signal = split_wait_status(row["exit_code"]) if state.is_final else (None, None)
         reason = clean(row["Reason"])
         for index in indices:
+            result.names[TaskKey(array_job_id, index)] = row["Name"]
             result.tasks[TaskKey(array_job_id, index)] = TaskStatus(
                 task_index=index,
                 state=state,
@@ -365,6 +367,7 @@ def requested_memory_kb(req_mem: str, alloc_cpus: str) -> int | None:
 @dataclass
 class SacctParse:
     tasks: dict[TaskKey, TaskStatus] = field(default_factory=dict)
+    names: dict[TaskKey, str] = field(default_factory=dict)  # each job's name (our run id)
     unparsed: list[str] = field(default_factory=list)
 
 
@@ -394,6 +397,7 @@ def parse_sacct(stdout: str) -> SacctParse:
         exit_code, signal = split_exit_code(row["ExitCode"])
         for key in keys:
             requested[key] = requested_memory_kb(row["ReqMem"], row["AllocCPUS"])
+            result.names[key] = row["JobName"]
             result.tasks[key] = TaskStatus(
                 task_index=key.task_index,
                 state=state,

@@ -34,7 +34,8 @@ from globtim_hpc.julia.compat import (
     read_project,
 )
 from globtim_hpc.layout import RemoteLayout, RunLayout
-from globtim_hpc.registry.store import Store, utc_now
+from globtim_hpc.registry.records import utc_now
+from globtim_hpc.registry.store import Store
 from globtim_hpc.scheduler.base import Scheduler
 from globtim_hpc.settings.profile import ClusterProfile
 from globtim_hpc.toolinfo import tool_info

@@ -157,7 +157,7 @@ def run_job(
         code = _read_exit(transport, job_dir)
         if code is not None:
             return JobOutcome(job_id, job_dir, code, state, False, _tail(transport, job_dir, job_id))
-        tasks = scheduler.poll([tracked]).tasks.get(job_id, {})
+        tasks = scheduler.poll([tracked]).tasks.get(name, {})
         if tasks:
             state = next(iter(tasks.values())).state
         if state is not None and state.is_final:

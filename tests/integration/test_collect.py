@@ -23,10 +23,13 @@ import jsonschema
 import pytest
 
 from globtim_hpc.cli.collect import main as collect_main
-from globtim_hpc.errors import GlobtimHpcError, IntegrityError
+from globtim_hpc.errors import GlobtimHpcError, IntegrityError, UsageError
 from globtim_hpc.layout import RemoteLayout, local_run_dir, new_run_id
+from globtim_hpc.models import JobState
 from globtim_hpc.quoting import join
-from globtim_hpc.registry.store import RunRecord, Store
+from globtim_hpc.registry.lookup import find_run
+from globtim_hpc.registry.records import RunRecord
+from globtim_hpc.registry.store import Store
 from globtim_hpc.results.manifest import ManifestEntry, parse_remote_manifest
 from globtim_hpc.results.placement import NoSpaceError
 from globtim_hpc.results.safe_tar import ExtractAborted, ExtractingSink
@@ -43,6 +46,7 @@ from globtim_hpc.workflows.collect import (
 
 from .conftest import Testbed
 from .hooks import AfterCommand
+from .monitor_support import BedRun, poll_until_settled, submit_run, unique_base
 
 pytestmark = pytest.mark.integration
 
@@ -110,10 +114,10 @@ class Bed:
         return open_transport("ssh", self.profile.ssh)
 
     def make_run(self, tasks: list[tuple[str, int | None]], *, small_count: int = 20,
-                 big_bytes: int = 0) -> RunRecord:
+                 big_bytes: int = 0, job_id: str | None = None) -> RunRecord:
         run_id = new_run_id("collect_test")
         run_dir = RemoteLayout(self.profile.remote_root).run_dir(run_id)
-        job_id = str(50_000_000 + secrets.randbelow(10_000_000))
+        job_id = job_id or str(50_000_000 + secrets.randbelow(10_000_000))
         task_specs = [{"task_id": f"{i:04d}", "state": s, "exit_code": c} for i, (s, c) in enumerate(tasks)]
         spec = {"run_id": run_id, "run_dir": run_dir, "job_id": job_id, "tasks": task_specs,
                 "small_count": small_count, "big_bytes": big_bytes, "odd_names": ODD_NAMES}
@@ -202,6 +206,34 @@ def test_large_run_is_collected_verified_organised_and_recollected_for_free(bed:
     again = bed.collect(run)
     assert (again.content_bytes_received, again.stream_bytes_received, again.files_fetched) == (0, 0, 0)
     assert again.files_reused == result.file_count
+
+
+def test_a_job_id_slurm_reuses_keeps_both_runs_tracked_and_collected(bed: Bed) -> None:
+    """SLURM's ids restart at 1 after a controller rebuild: an old run's job id comes back for a
+    new run. Both stay tracked; a poll credits the live job to the run it names only."""
+    with bed.transport() as transport:
+        scheduler = make_scheduler(bed.profile, transport)
+        base = unique_base(transport)
+        bed.made.append(base)
+        new = submit_run(transport, scheduler, bed.store, base, "reused", "echo new run")
+        old = bed.make_run([("EXITED", 0), ("EXITED", 4)], job_id=new.job_id)
+        assert {r.run_id for r in bed.store.runs_for_job(bed.profile.name, new.job_id)} == {
+            old.run_id, new.run_id}
+        with pytest.raises(UsageError, match="belongs to 2 runs"):
+            find_run(bed.store, bed.profile.name, job_id=new.job_id)
+        records = [bed.store.get_run(old.run_id), bed.store.get_run(new.run_id)]
+        views = poll_until_settled(bed.store, transport, scheduler, [
+            BedRun("old", old.run_id, old.remote_dir, new.job_id, ("0000", "0001")), new],
+            deadline_s=180)  # fmt: skip
+        assert all(record is not None for record in records)
+        old_states = [t.status.state for t in views["old"].tasks]
+        assert old_states == [JobState.COMPLETED, JobState.FAILED], "decided from its own files"
+        assert all("squeue" not in t.status.sources for t in views["old"].tasks)
+        assert [t.status.state for t in views["reused"].tasks] == [JobState.COMPLETED]
+        for run_id in (old.run_id, new.run_id):
+            record = bed.store.get_run(run_id)
+            assert record is not None
+            assert bed.collect(record, transport).complete
 
 
 def test_byte_changed_after_the_manifest_is_detected_and_nothing_is_placed(bed: Bed) -> None:

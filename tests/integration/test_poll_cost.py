@@ -88,7 +88,7 @@ def test_one_squeue_and_one_sacct_per_poll(testbed: Testbed, transport: Transpor
         assert sacct_after - sacct_before == POLLS, "DBD_GET_JOBS_COND RPCs seen by slurmdbd"
 
         last = polls[-1]
-        big = last.tasks[jobs[0].job_id]
+        big = last.tasks[jobs[0].run_id]
         assert sorted(big) == list(range(ARRAY_SIZE))
         assert sum(len(tasks) for tasks in last.tasks.values()) == total_tasks
         assert all(task.state is JobState.PENDING for task in big.values())

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
-from globtim_hpc.errors import ConnectError
+from globtim_hpc.errors import ConnectError, UsageError
 from globtim_hpc.jobs.plan import build_plan
 from globtim_hpc.models import RunPhase
 from globtim_hpc.registry.store import Store
@@ -275,6 +275,27 @@ def test_interrupted_process_is_recovered_by_the_next_invocation(
     assert ids == {result["job_id"]}
 
 
+def test_a_resume_whose_inputs_changed_is_refused_and_new_starts_over(
+    testbed: Testbed, bed_profile: ClusterProfile, tmp_path: Path
+) -> None:
+    """The saved archive was made for no deployment; a deployment appeared since: refuse."""
+    plan = build_plan("4d_benchmark", small_benchmark(tmp_path, 6))
+    other = {"deploy_id": "deploy-since", "remote_dir": f"{testbed.remote_root}/code/x"}
+    with open_transport("ssh", bed_profile.ssh) as transport, Store.open() as store:
+        pending = _submit_and_die_after_sbatch(plan, bed_profile, transport, store)
+        (lost,) = _job_ids_named(transport, pending.run_id)  # sbatch had taken it
+        ctx = SubmitContext(bed_profile, SlurmScheduler(transport), store)
+        with pytest.raises(UsageError) as caught:
+            submit_plan(plan, ctx, deployment=other)
+        assert pending.run_id in caught.value.message and "deploy_id" in caught.value.message
+        assert "--new" in (caught.value.hint or "")
+        assert _job_ids_named(transport, pending.run_id) == {lost}  # nothing more was sent
+        # The same inputs as before resume it: the lost job is adopted, not submitted again.
+        resumed = submit_plan(plan, ctx, deployment=None)
+        assert resumed.run_id == pending.run_id and resumed.adopted and resumed.job_id == lost
+        assert _job_ids_named(transport, pending.run_id) == {lost}
+
+
 def _remote_runs(testbed: Testbed) -> list[str]:
     return sorted(
         testbed.as_user(
@@ -439,3 +460,36 @@ def test_a_job_slurm_has_forgotten_is_adopted_from_its_own_traces(
         result = submit_plan(plan, forgetful, deployment=None)
         assert result.run_id == pending.run_id and result.adopted and result.job_id == original
         assert _job_ids_named(transport, pending.run_id) == {original}
+
+
+def test_the_same_submission_twice_at_once_makes_one_job_per_run(
+    testbed: Testbed, bed_profile: ClusterProfile, tmp_path: Path
+) -> None:
+    """Two commands started together, again and again: every run they report has exactly one
+    job, no run folder is ever nested in another, and both always exit cleanly."""
+    argv = [sys.executable, "submit_julia_job.py", "--problem", "4d_benchmark", "--cluster",
+            "testbed", "--json", "--no-deployment"]  # fmt: skip
+    reported: set[str] = set()
+    for round_index in range(6):
+        folder = tmp_path / f"round{round_index}"
+        folder.mkdir()
+        config = small_benchmark(folder)
+        pair = [
+            subprocess.Popen(
+                [*argv, "--config", str(config)], cwd=REPO, stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE, text=True, env=os.environ.copy(),
+            )
+            for _ in range(2)
+        ]
+        answers = [proc.communicate(timeout=300) for proc in pair]
+        for proc, (out, err) in zip(pair, answers, strict=True):
+            assert proc.returncode == 0, err
+            reported.add(json.loads(out)["run_id"])
+    with open_transport("ssh", bed_profile.ssh) as transport:
+        for run_id in reported:
+            assert len(_job_ids_named(transport, run_id)) == 1, run_id
+        nested = transport.run(
+            ["sh", "-c", 'ls -d -- "$1"/runs/*/*_????????-??????_* 2>/dev/null || true', "x",
+             bed_profile.remote_root]
+        ).stdout_text.split()  # fmt: skip
+    assert nested == []

@@ -358,3 +358,10 @@ def test_preflight_warns_on_an_underdetermined_fit(tmp_path: Path) -> None:
     path = write(tmp_path, "parameters:\n  degree: 20\n  samples_per_dim: 4\n")
     warnings = check_plan(build_plan("4d_benchmark", path))
     assert any("underdetermined" in w for w in warnings)
+
+
+@pytest.mark.parametrize(("key", "example"), [("account", "my_group"), ("partition", "batch")])
+def test_a_bad_name_hint_shows_the_key_it_is_about(tmp_path: Path, key: str, example: str) -> None:
+    path = write(tmp_path, f"resources:\n  {key}: 'two words'\n")
+    err = config_error("4d_benchmark", path)
+    assert err.key == f"resources.{key}" and err.hint == f"e.g. '{key}: {example}'"

@@ -6,8 +6,13 @@ import multiprocessing
 import sqlite3
 from pathlib import Path
 
+import pytest
+
+from globtim_hpc.errors import UsageError
 from globtim_hpc.models import JobState, RunPhase, TaskStatus
-from globtim_hpc.registry.store import SCHEMA_VERSION, Store
+from globtim_hpc.registry.lookup import find_run
+from globtim_hpc.registry.schema import SCHEMA_VERSION
+from globtim_hpc.registry.store import Store
 
 RUN = "x_20260101-000000_abcdef01"
 
@@ -43,8 +48,8 @@ def test_phases_jobs_and_unfinished_submissions(tmp_path: Path) -> None:
         assert store.unfinished_submissions("c", "h")[0].phase is RunPhase.SUBMITTING
         store.record_job(RUN, "c", "42", adopted=True)
         assert store.unfinished_submissions("c", "h") == []
-        run = store.run_for_job("c", "42")
-        assert run is not None and run.job_id == "42" and run.phase is RunPhase.SUBMITTED
+        (run,) = store.runs_for_job("c", "42")
+        assert run.job_id == "42" and run.phase is RunPhase.SUBMITTED
         assert [r.run_id for r in store.list_runs(active_only=True)] == [RUN]
 
 
@@ -52,18 +57,114 @@ def test_state_changes_are_recorded_once_and_shown_once(tmp_path: Path) -> None:
     with Store.open(tmp_path) as store:
         add(store)
         store.record_job(RUN, "c", "42")
-        first = store.update_tasks(
+        _, first = store.update_tasks(
             RUN, [TaskStatus(0, JobState.RUNNING), TaskStatus(1, JobState.PENDING)]
         )
         assert [(c.task_index, c.old_state, c.new_state) for c in first] == [
             (0, "PENDING", "RUNNING")
         ]
-        again = store.update_tasks(RUN, [TaskStatus(0, JobState.RUNNING)])
+        _, again = store.update_tasks(RUN, [TaskStatus(0, JobState.RUNNING)])
         assert again == []
         assert len(store.changes_since_seen(RUN)) == 1
         assert store.changes_since_seen(RUN) == []
         store.update_tasks(RUN, [TaskStatus(i, JobState.COMPLETED) for i in range(3)])
         assert store.list_runs(active_only=True) == []
+
+
+def test_a_job_id_reused_by_slurm_keeps_both_runs(tmp_path: Path) -> None:
+    """SLURM starts its ids at 1 again after a rebuild: the second run is tracked, not dropped."""
+    other = "y_20260102-000000_abcdef02"
+    with Store.open(tmp_path) as store:
+        add(store)
+        add(store, run_id=other, config_hash="h2")
+        store.record_job(RUN, "c", "1")
+        store.record_job(other, "c", "1")
+        store.record_job(other, "c", "1")  # recording the same job again changes nothing
+        assert [r.run_id for r in store.runs_for_job("c", "1")] == [other, RUN]
+        assert (store.get_run(other) or RUN).job_id == "1"  # type: ignore[union-attr]
+        assert {r.run_id for r in store.list_runs(active_only=True)} == {RUN, other}
+        with pytest.raises(UsageError) as caught:
+            find_run(store, "c", job_id="1")
+        assert RUN in caught.value.message and other in caught.value.message
+        assert find_run(store, "c", run_id=other).run_id == other
+
+
+def test_a_final_state_is_never_replaced_by_an_older_non_final_one(tmp_path: Path) -> None:
+    with Store.open(tmp_path) as store:
+        add(store)
+        store.record_job(RUN, "c", "42")
+        store.update_tasks(RUN, [TaskStatus(0, JobState.COMPLETED, exit_code=0)])
+        stored, changes = store.update_tasks(RUN, [TaskStatus(0, JobState.RUNNING)])
+        assert changes == [] and stored[0].state is JobState.COMPLETED
+        assert stored[0].exit_code == 0
+        _, better = store.update_tasks(RUN, [TaskStatus(0, JobState.OUT_OF_MEMORY)])
+        assert [(c.old_state, c.new_state) for c in better] == [("COMPLETED", "OUT_OF_MEMORY")]
+
+
+def _racer(state_dir: str, worker: int, rounds: int, out: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
+    """One command's view of a run, always one step behind or ahead of the other's."""
+    seen: list[int] = []
+    with Store.open(Path(state_dir)) as store:
+        for i in range(rounds):
+            late = worker % 2 == 1
+            state = JobState.RUNNING if late else (JobState.COMPLETED if i > rounds // 2 else JobState.RUNNING)
+            store.update_tasks(RUN, [TaskStatus(0, state), TaskStatus(1, JobState.RUNNING)])
+            seen += [c.id for c in store.changes_since_seen(RUN)]
+    out.put(seen)
+
+
+def test_commands_at_once_never_go_backwards_and_report_each_change_once(tmp_path: Path) -> None:
+    with Store.open(tmp_path) as store:
+        add(store)
+        store.record_job(RUN, "c", "42")
+    ctx = multiprocessing.get_context("spawn")
+    queue = ctx.Queue()
+    procs = [ctx.Process(target=_racer, args=(str(tmp_path), w, 40, queue)) for w in range(4)]
+    for proc in procs:
+        proc.start()
+    reported = [queue.get(timeout=120) for _ in procs]
+    for proc in procs:
+        proc.join(120)
+        assert proc.exitcode == 0
+    ids = [change for one in reported for change in one]
+    assert len(ids) == len(set(ids)), "a change was shown by two commands"
+    with Store.open(tmp_path) as store:
+        history = store._changes_after(store._db, RUN, 0)
+        assert sorted(ids) == [c.id for c in history]
+        assert store.task_rows(RUN)[0][2] == "COMPLETED"
+        regressions = [c for c in history if c.old_state == "COMPLETED"]
+        assert regressions == [], regressions
+
+
+def test_a_version_1_registry_is_upgraded_in_place(tmp_path: Path) -> None:
+    db = sqlite3.connect(tmp_path / "registry.sqlite3")
+    db.executescript(V1_SCHEMA)
+    db.execute("INSERT INTO meta VALUES ('schema_version', '1')")
+    db.execute(
+        "INSERT INTO runs VALUES (?, 'x', 'c', 'slurm', '/r', 'submitted', 1, 'h', NULL, NULL,"
+        " '{}', NULL, '2026-01-01T00:00:00+00:00', '2026-01-01T00:00:00+00:00', NULL)",
+        (RUN,),
+    )
+    db.execute("INSERT INTO jobs VALUES ('c', '7', ?, '2026-01-01T00:00:00+00:00', 0)", (RUN,))
+    db.commit()
+    db.close()
+    with Store.open(tmp_path) as store:
+        assert store.schema_version() == SCHEMA_VERSION
+        run = store.get_run(RUN)
+        assert run is not None and run.job_id == "7" and run.inputs_hash is None
+
+
+V1_SCHEMA = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE runs (run_id TEXT PRIMARY KEY, problem TEXT NOT NULL, cluster TEXT NOT NULL,
+    scheduler TEXT NOT NULL, remote_dir TEXT NOT NULL, phase TEXT NOT NULL,
+    task_count INTEGER NOT NULL, config_hash TEXT NOT NULL, deploy_id TEXT, git_sha TEXT,
+    plan_json TEXT NOT NULL, submission_json TEXT, created_at TEXT NOT NULL, submitted_at TEXT,
+    error TEXT);
+CREATE TABLE jobs (cluster TEXT NOT NULL, job_id TEXT NOT NULL,
+    run_id TEXT NOT NULL REFERENCES runs(run_id), submitted_at TEXT NOT NULL,
+    adopted INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (cluster, job_id));
+"""
 
 
 def _writer(state_dir: str, worker: int) -> None:

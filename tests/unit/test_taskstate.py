@@ -313,10 +313,12 @@ def result(rc: int, out: str = "", err: str = "") -> CommandResult:
     return CommandResult((), rc, out.encode(), err.encode())
 
 
-def squeue_line(job: str, index: int, state: str, wait_status: str = "0") -> str:
+def squeue_line(
+    job: str, index: int, state: str, wait_status: str = "0", name: str = RUN_ID
+) -> str:
     return (
         f"{job}_{index}|{job}|{index}|{int(job) + index}|{state}|None|falcon|0:05|1:00:00|"
-        f"{wait_status}|1G|2026-11-29T10:00:00|2026-11-29T10:00:05|{RUN_ID}|"
+        f"{wait_status}|1G|2026-11-29T10:00:00|2026-11-29T10:00:05|{name}|"
     )
 
 
@@ -324,12 +326,12 @@ def test_poll_is_one_squeue_and_one_sacct_for_any_number_of_jobs() -> None:
     jobs = [
         TrackedJob(f"r{n}", str(100 * (n + 1)), f"/runs/r{n}", ("0000", "0001")) for n in range(5)
     ]
-    lines = [squeue_line(j.job_id, i, "RUNNING") for j in jobs for i in range(2)]
+    lines = [squeue_line(j.job_id, i, "RUNNING", name=j.run_id) for j in jobs for i in range(2)]
     transport = ScriptedTransport({"squeue": result(0, "\n".join(lines)), "sacct": result(0, "")})
     poll = SlurmScheduler(transport).poll(jobs)
     assert [c[0] for c in transport.calls] == ["squeue", "sacct"]
     assert poll.scheduler_calls == 2 and poll.notes == []
-    assert all(len(poll.tasks[j.job_id]) == 2 for j in jobs)
+    assert all(len(poll.tasks[j.run_id]) == 2 for j in jobs)
 
 
 def test_poll_without_accounting_notes_it_once_and_leaves_out_what_slurm_forgot() -> None:
@@ -343,8 +345,8 @@ def test_poll_without_accounting_notes_it_once_and_leaves_out_what_slurm_forgot(
     poll = SlurmScheduler(transport).poll([job])
     assert [c[0] for c in transport.calls] == ["squeue", "sacct"]
     assert len(poll.notes) == 1 and "accounting is disabled" in poll.notes[0]
-    assert poll.tasks["7"][0].state is JobState.RUNNING
-    assert 1 not in poll.tasks["7"] and poll.status_files is None
+    assert poll.tasks[RUN_ID][0].state is JobState.RUNNING
+    assert 1 not in poll.tasks[RUN_ID] and poll.status_files is None
 
 
 def test_poll_tolerates_every_id_aged_out() -> None:
@@ -358,7 +360,7 @@ def test_poll_tolerates_every_id_aged_out() -> None:
         }
     )
     poll = SlurmScheduler(transport).poll([job])
-    assert poll.tasks["7"] == {}
+    assert poll.tasks[RUN_ID] == {}
     assert any("slurmdbd" in note for note in poll.notes)
 
 
@@ -373,9 +375,27 @@ def test_squeue_final_waits_for_sacct_to_catch_up() -> None:
             "find": result(0, ""),
         }
     )
-    task = SlurmScheduler(transport).poll([job]).tasks["7"][0]
+    task = SlurmScheduler(transport).poll([job]).tasks[RUN_ID][0]
     assert (task.state, task.signal) == (JobState.FAILED, 9)
     assert task.awaiting_accounting
+
+
+def test_a_reused_job_id_is_credited_only_to_the_run_it_names() -> None:
+    """After SLURM's ids restart, job 7 of an old run and job 7 of a new one: sacct and squeue
+    describe the new one, whose name is the new run's id."""
+    old = TrackedJob(RUN_ID, "7", RUN_DIR, ("0000",))
+    new_id = "demo_20261130-090000_99999999"
+    new = TrackedJob(new_id, "7", f"/projects/x/runs/{new_id}", ("0000",))
+    sacct_row = f"7|RUNNING|0:0|00:00:01|01:00:00||1G|1|00:00:00|falcon|x|Unknown|None|{new_id}\n"
+    transport = ScriptedTransport(
+        {
+            "squeue": result(0, squeue_line("7", 0, "RUNNING", name=new_id)),
+            "sacct": result(0, sacct_row),
+        }
+    )
+    poll = SlurmScheduler(transport).poll([old, new])
+    assert poll.tasks[new_id][0].state is JobState.RUNNING
+    assert poll.tasks[RUN_ID] == {}  # forgotten: its own status file decides, not job 7's news
 
 
 def test_sacct_since_is_a_day_before_the_earliest_submission() -> None:
@@ -404,7 +424,7 @@ class FixedScheduler:
     def poll(self, jobs: Sequence[TrackedJob]) -> PollResult:
         tasks = self.states[min(self.polls, len(self.states) - 1)]
         self.polls += 1
-        return PollResult(tasks={jobs[0].job_id: tasks}, scheduler_calls=1)
+        return PollResult(tasks={jobs[0].run_id: tasks}, scheduler_calls=1)
 
 
 def test_poll_runs_records_changes_and_never_forgets_a_final_state() -> None:

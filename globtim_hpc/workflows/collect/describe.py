@@ -17,7 +17,8 @@ from globtim_hpc.layout import (
     STATUS_DIR,
 )
 from globtim_hpc.models import JobState, TaskStatus
-from globtim_hpc.registry.store import RunRecord, Store, utc_now
+from globtim_hpc.registry.records import RunRecord, utc_now
+from globtim_hpc.registry.store import Store
 from globtim_hpc.results.manifest import (
     MANIFEST_NAME,
     ManifestEntry,

@@ -18,7 +18,7 @@ from globtim_hpc.layout import (
     SUBMISSION_JSON,
 )
 from globtim_hpc.models import StatusFile
-from globtim_hpc.registry.store import RunRecord
+from globtim_hpc.registry.records import RunRecord
 from globtim_hpc.results.manifest import (
     RemoteManifest,
     parse_remote_manifest,

@@ -13,7 +13,8 @@ from globtim_hpc.layout import (
     local_run_dir,
 )
 from globtim_hpc.models import JobState, TaskStatus
-from globtim_hpc.registry.store import RunRecord, Store
+from globtim_hpc.registry.records import RunRecord
+from globtim_hpc.registry.store import Store
 from globtim_hpc.results.manifest import (
     manifest_digest,
 )

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from globtim_hpc.errors import UsageError
 from globtim_hpc.layout import RunLayout
 from globtim_hpc.models import JobState
-from globtim_hpc.registry.store import RunRecord
+from globtim_hpc.registry.records import RunRecord
 from globtim_hpc.transport.base import Transport
 from globtim_hpc.workflows.monitor.poll import RunView
 

@@ -15,7 +15,8 @@ from typing import Any
 
 from globtim_hpc.jobs.statusfile import read_status_files
 from globtim_hpc.models import JobState, RunPhase, StatusFile, TaskStatus
-from globtim_hpc.registry.store import RunRecord, StateChange, Store
+from globtim_hpc.registry.records import RunRecord, StateChange
+from globtim_hpc.registry.store import Store
 from globtim_hpc.scheduler.base import PollResult, Scheduler, TrackedJob
 from globtim_hpc.workflows.taskstate import decide, is_settled
 
@@ -180,7 +181,7 @@ def _apply_poll(
     polled: PollResult | None,
     given: StatusFiles,
 ) -> None:
-    by_run = {v.run.run_id: (polled.tasks.get(v.job_id or "", {}) if polled else {}) for v in active}
+    by_run = {v.run.run_id: (polled.tasks.get(v.run.run_id, {}) if polled else {}) for v in active}
     fresh: dict[str, Mapping[str, StatusFile]] = dict(given)
     if polled is not None and polled.status_files is not None:
         fresh.update(polled.status_files)
@@ -212,7 +213,9 @@ def _apply_poll(
                 time_limit_s=plan_limit_s,
             )
             merged.append(task)
+        # What is stored wins: another command may have recorded a final state meanwhile.
+        stored, _ = store.update_tasks(view.run.run_id, merged)
+        for task_view, task in zip(view.tasks, stored, strict=True):
             task_view.status = task
-        store.update_tasks(view.run.run_id, merged)
         view.notes.extend(notes)
         view.polled = polled is not None

@@ -23,17 +23,25 @@ from globtim_hpc import paths
 from globtim_hpc.errors import ConnectError, PreflightError, SchedulerError, UsageError
 from globtim_hpc.layout import RunLayout
 from globtim_hpc.models import RunPhase
-from globtim_hpc.registry.store import RunRecord, Store
+from globtim_hpc.registry.records import RunRecord
+from globtim_hpc.registry.store import Store
 from globtim_hpc.scheduler.base import Scheduler, submit_job
 from globtim_hpc.transport.base import CommandResult
 from globtim_hpc.workflows.submit.preflight import preflight
-from globtim_hpc.workflows.submit.prepare import prepare_run, submit_request
+from globtim_hpc.workflows.submit.prepare import (
+    PreparedRun,
+    inputs_hash,
+    prepare_run,
+    submit_request,
+    upload_inputs,
+)
 
 if TYPE_CHECKING:
     from globtim_hpc.jobs.plan import JobPlan
     from globtim_hpc.settings.profile import ClusterProfile
 
 MAX_RECOVERY_ATTEMPTS = 4
+LOCK_WAIT_S = 600.0  # a submission holds its run's lock for seconds, a slow link for minutes
 
 _UPLOAD_AND_SUBMIT = r"""
 runs=$1 run_id=$2; shift 2
@@ -119,17 +127,25 @@ def _scheduler_argv(ctx: SubmitContext, record: RunRecord) -> list[str]:
 
 @contextmanager
 def _recovery_lock(run_id: str) -> Iterator[None]:
-    """One process at a time recovers a run: two would both miss the job and both submit."""
+    """One process at a time submits or recovers a run: two would both miss the job and both
+    submit. A second one waits (it will then find the job and adopt it)."""
     path = _pending_archive_path(run_id).with_suffix(".lock")
     path.parent.mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + LOCK_WAIT_S
     with path.open("a") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise UsageError(
-                f"another submit command is recovering run {run_id} right now",
-                "wait for it to finish, then look with ./monitor_jobs.py --run-id " + run_id,
-            ) from None
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise UsageError(
+                        f"another submit command has been submitting run {run_id} of this "
+                        f"config for over {LOCK_WAIT_S:.0f} s",
+                        "look with ./monitor_jobs.py --run-id " + run_id
+                        + ", or pass --new to start a separate run",
+                    ) from None
+                time.sleep(0.2)
         try:
             yield
         finally:
@@ -152,8 +168,13 @@ def submit_plan(
     if resume:
         unfinished = store.unfinished_submissions(profile.name, plan.config_hash)
         if unfinished:
-            with _recovery_lock(unfinished[-1].run_id):
-                return _finish(ctx, unfinished[-1], resumed=True)
+            record = unfinished[-1]
+            _check_same_inputs(record, upload_inputs(plan, deployment, ctx.scheduler.run_files()))
+            with _recovery_lock(record.run_id):
+                fresh = store.get_run(record.run_id) or record
+                if fresh.phase is RunPhase.SUBMITTED and fresh.job_id:
+                    return _result(ctx, fresh, fresh.job_id, resumed=True, adopted=False)
+                return _finish(ctx, fresh, resumed=True)
 
     prepared = prepare_run(plan, profile, deployment, ctx.scheduler.run_files())
     preflight(ctx.scheduler, profile, prepared.script)
@@ -163,6 +184,20 @@ def submit_plan(
     pending.parent.mkdir(parents=True, exist_ok=True)
     pending.write_bytes(archive)
     plan_dict = plan.to_dict()
+    # Held from the moment the run is recorded until it has its job: a second command started
+    # now sees an unfinished run, and must not "recover" it while this one is submitting it.
+    with _recovery_lock(prepared.run_id):
+        return _record_and_submit(ctx, plan, prepared, archive, plan_dict)
+
+
+def _record_and_submit(
+    ctx: SubmitContext,
+    plan: JobPlan,
+    prepared: PreparedRun,
+    archive: bytes,
+    plan_dict: dict[str, Any],
+) -> SubmitResult:
+    profile, store = ctx.profile, ctx.store
     store.add_run(
         run_id=prepared.run_id,
         problem=plan.problem,
@@ -176,12 +211,28 @@ def submit_plan(
         plan=plan_dict,
         submission=prepared.submission,
     )
+    store.set_inputs_hash(prepared.run_id, inputs_hash(prepared.submission["inputs"]))
     added = store.get_run(prepared.run_id)
     assert added is not None
     result = _finish(ctx, added, resumed=False, archive=archive)
     result.script = prepared.script
     result.upload_plan = prepared.upload_plan()
     return result
+
+
+def _check_same_inputs(record: RunRecord, now: dict[str, Any]) -> None:
+    """An interrupted run resumes with the archive saved then; refuse if that is stale now."""
+    if record.inputs_hash is None or record.inputs_hash == inputs_hash(now):
+        return  # a run recorded before inputs were kept resumes as it always did
+    before = (record.submission or {}).get("inputs") or {}
+    changed = [key for key in sorted(now) if before.get(key) != now[key]]
+    shown = "; ".join(f"{key}: {before.get(key)!r} then, {now[key]!r} now" for key in changed)
+    raise UsageError(
+        f"run {record.run_id} of this config was interrupted before it was submitted, but what "
+        f"its upload was made from has changed since ({shown or 'inputs differ'})",
+        "submit with --new to start a new run from what is here now, or restore what changed "
+        "to resume the interrupted one",
+    )
 
 
 def _finish(
@@ -192,7 +243,6 @@ def _finish(
     pending = _pending_archive_path(record.run_id)
     if archive is None and pending.is_file():
         archive = pending.read_bytes()
-    run = RunLayout(record.remote_dir)
     runs_root = posixpath.dirname(record.remote_dir)
     job_id: str | None = None
     adopted = False
@@ -233,6 +283,13 @@ def _finish(
             time.sleep(min(2.0 * attempt, 8.0))
     store.record_job(record.run_id, record.cluster, job_id, adopted=adopted)
     pending.unlink(missing_ok=True)
+    return _result(ctx, record, job_id, resumed=resumed, adopted=adopted)
+
+
+def _result(
+    ctx: SubmitContext, record: RunRecord, job_id: str, *, resumed: bool, adopted: bool
+) -> SubmitResult:
+    run = RunLayout(record.remote_dir)
     return SubmitResult(
         run_id=record.run_id,
         job_id=job_id,

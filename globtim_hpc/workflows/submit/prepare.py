@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import getpass
+import hashlib
 import io
 import json
 import os
@@ -29,7 +30,7 @@ from globtim_hpc.layout import (
     RemoteLayout,
     new_run_id,
 )
-from globtim_hpc.registry.store import utc_now
+from globtim_hpc.registry.records import utc_now
 from globtim_hpc.scheduler.base import SubmitRequest
 from globtim_hpc.toolinfo import tool_info
 
@@ -88,6 +89,33 @@ def submit_request(run_id: str, run_dir: str, plan: Mapping[str, Any], job_tag: 
         cpus=int(resources["cpus"]),
         job_tag=job_tag,
     )
+
+
+def upload_inputs(
+    plan: JobPlan, deployment: dict[str, Any] | None, scheduler_files: Mapping[str, bytes]
+) -> dict[str, Any]:
+    """What a run's upload is made from, beyond its config: an interrupted submission is
+    resumed (with the archive saved then) only while these are the same now."""
+
+    def digest(files: Mapping[str, bytes]) -> str:
+        hashed = hashlib.sha256()
+        for name in sorted(files):
+            hashed.update(name.encode() + b"\0" + hashlib.sha256(files[name]).digest())
+        return hashed.hexdigest()
+
+    extras = {name: Path(local).read_bytes() for local, name in plan.extra_files}
+    tool = tool_info()
+    return {
+        "deploy_id": deployment["deploy_id"] if deployment else None,
+        "driver_sha256": digest(_driver_files(plan)),
+        "input_files_sha256": digest(extras),
+        "scheduler_files_sha256": digest(scheduler_files),
+        "toolkit": f"{tool['version']} {tool['git_sha'] or ''}{'-dirty' if tool['git_dirty'] else ''}".strip(),
+    }
+
+
+def inputs_hash(inputs: Mapping[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
 
 
 def _driver_files(plan: JobPlan) -> dict[str, bytes]:
@@ -158,6 +186,7 @@ def prepare_run(
         "driver": plan.driver,
         "resources": plan.resources.to_dict(),
         "tasks": [task.to_dict() for task in plan.tasks],
+        "inputs": upload_inputs(plan, deployment, scheduler_files),
     }
     files[SUBMISSION_JSON] = (json.dumps(submission, indent=2, sort_keys=True) + "\n").encode()
     return PreparedRun(

@@ -1,0 +1,44 @@
+"""The registry's records: what a run and a state change look like when read back."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from globtim_hpc.models import RunPhase
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    run_id: str
+    problem: str
+    cluster: str
+    scheduler: str
+    remote_dir: str
+    phase: RunPhase
+    task_count: int
+    config_hash: str
+    deploy_id: str | None
+    git_sha: str | None
+    plan: dict[str, Any]
+    submission: dict[str, Any] | None
+    created_at: str
+    submitted_at: str | None
+    error: str | None
+    job_id: str | None
+    inputs_hash: str | None = None
+
+
+@dataclass(frozen=True)
+class StateChange:
+    id: int
+    run_id: str
+    task_index: int
+    old_state: str | None
+    new_state: str
+    at: str

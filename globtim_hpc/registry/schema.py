@@ -1,0 +1,135 @@
+"""The registry's tables, and the steps that bring an older registry file up to date.
+
+Version 2 keys a run's jobs by (run, job id): SLURM starts its ids at 1 again after its
+controller is rebuilt, so one (cluster, job id) may belong to several runs over time, and none
+of them may be dropped. It also records each run's ``inputs_hash`` (what its upload was made
+from), so an interrupted submission is resumed only with the same inputs.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+SCHEMA_VERSION = 2
+
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS runs (
+    run_id TEXT PRIMARY KEY,
+    problem TEXT NOT NULL,
+    cluster TEXT NOT NULL,
+    scheduler TEXT NOT NULL,
+    remote_dir TEXT NOT NULL,
+    phase TEXT NOT NULL,
+    task_count INTEGER NOT NULL,
+    config_hash TEXT NOT NULL,
+    deploy_id TEXT,
+    git_sha TEXT,
+    plan_json TEXT NOT NULL,
+    submission_json TEXT,
+    created_at TEXT NOT NULL,
+    submitted_at TEXT,
+    error TEXT,
+    inputs_hash TEXT
+);
+CREATE INDEX IF NOT EXISTS runs_by_hash ON runs (cluster, config_hash, phase);
+CREATE TABLE IF NOT EXISTS jobs (
+    cluster TEXT NOT NULL,
+    job_id TEXT NOT NULL,
+    run_id TEXT NOT NULL REFERENCES runs(run_id),
+    submitted_at TEXT NOT NULL,
+    adopted INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (run_id, job_id)
+);
+CREATE INDEX IF NOT EXISTS jobs_by_id ON jobs (cluster, job_id);
+CREATE TABLE IF NOT EXISTS tasks (
+    run_id TEXT NOT NULL REFERENCES runs(run_id),
+    task_index INTEGER NOT NULL,
+    task_id TEXT NOT NULL,
+    state TEXT NOT NULL,
+    status_json TEXT,
+    updated_at TEXT NOT NULL,
+    PRIMARY KEY (run_id, task_index)
+);
+CREATE TABLE IF NOT EXISTS state_changes (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_id TEXT NOT NULL,
+    task_index INTEGER NOT NULL,
+    old_state TEXT,
+    new_state TEXT NOT NULL,
+    at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS changes_by_run ON state_changes (run_id, id);
+CREATE TABLE IF NOT EXISTS deployments (
+    deploy_id TEXT NOT NULL,
+    cluster TEXT NOT NULL,
+    git_sha TEXT,
+    dirty INTEGER NOT NULL DEFAULT 0,
+    remote_dir TEXT NOT NULL,
+    verified INTEGER NOT NULL DEFAULT 0,
+    info_json TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    PRIMARY KEY (cluster, deploy_id)
+);
+CREATE TABLE IF NOT EXISTS collections (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_id TEXT NOT NULL,
+    local_dir TEXT NOT NULL,
+    manifest_sha256 TEXT NOT NULL,
+    file_count INTEGER NOT NULL,
+    byte_count INTEGER NOT NULL,
+    complete INTEGER NOT NULL,
+    collected_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS seen (
+    run_id TEXT PRIMARY KEY,
+    last_change_id INTEGER NOT NULL
+);
+"""
+
+
+def _v1_to_v2(db: sqlite3.Connection) -> None:
+    # CREATE TABLE IF NOT EXISTS left a version-1 jobs table (keyed by cluster, job id) alone.
+    db.execute(
+        "CREATE TABLE jobs_v2 (cluster TEXT NOT NULL, job_id TEXT NOT NULL,"
+        " run_id TEXT NOT NULL REFERENCES runs(run_id), submitted_at TEXT NOT NULL,"
+        " adopted INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (run_id, job_id))"
+    )
+    db.execute(
+        "INSERT INTO jobs_v2 (cluster, job_id, run_id, submitted_at, adopted)"
+        " SELECT cluster, job_id, run_id, submitted_at, adopted FROM jobs"
+    )
+    db.execute("DROP TABLE jobs")
+    db.execute("ALTER TABLE jobs_v2 RENAME TO jobs")
+    db.execute("CREATE INDEX IF NOT EXISTS jobs_by_id ON jobs (cluster, job_id)")
+    columns = {row[1] for row in db.execute("PRAGMA table_info(runs)")}
+    if "inputs_hash" not in columns:
+        db.execute("ALTER TABLE runs ADD COLUMN inputs_hash TEXT")
+
+
+MIGRATIONS = {1: _v1_to_v2}  # from version -> the step to the next one
+
+
+def create_or_upgrade(db: sqlite3.Connection) -> int | None:
+    """Create missing tables, upgrade an older file; the version found (None: a new file).
+
+    Runs inside the caller's transaction. A newer file than this tool knows is the caller's
+    error to report.
+    """
+    for statement in SCHEMA.split(";"):
+        if statement.strip():
+            db.execute(statement)
+    row = db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+    found = int(row[0]) if row else None
+    version = SCHEMA_VERSION if found is None else found
+    while version < SCHEMA_VERSION:
+        MIGRATIONS[version](db)
+        version += 1
+    if found is None or found < SCHEMA_VERSION:
+        db.execute(
+            "INSERT INTO meta (key, value) VALUES ('schema_version', ?)"
+            " ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+            (str(SCHEMA_VERSION),),
+        )
+    return found
