@@ -6,7 +6,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime, timezone
-from typing import Any, BinaryIO
+from typing import Any
 
 import pytest
 
@@ -21,7 +21,8 @@ from globtim_hpc.models import JobState, StatusFile, TaskStatus
 from globtim_hpc.registry.store import Store
 from globtim_hpc.scheduler.base import PollResult, TrackedJob
 from globtim_hpc.scheduler.slurm import SlurmScheduler, sacct_since
-from globtim_hpc.transport.base import ClosesOnExit, CommandResult, ProgressFn
+from globtim_hpc.transport.base import CommandResult
+from globtim_hpc.transport.offline import OfflineTransport
 from globtim_hpc.workflows.monitor import PollInterval, poll_runs
 from globtim_hpc.workflows.taskstate import decide, is_settled, outputs_final
 
@@ -271,12 +272,11 @@ def test_interval_backs_off_and_resets(monkeypatch: pytest.MonkeyPatch) -> None:
 # ---- SlurmScheduler.poll over a scripted transport -----------------------------------------
 
 
-class ScriptedTransport(ClosesOnExit):
-    """Answers each command by its program name; records every argv."""
-
-    label = "scripted"
+class ScriptedTransport(OfflineTransport):
+    """Answers each command by its program name; records every argv; refuses the rest."""
 
     def __init__(self, answers: dict[str, CommandResult]) -> None:
+        super().__init__("scripted")
         self.answers = answers
         self.calls: list[list[str]] = []
 
@@ -286,27 +286,6 @@ class ScriptedTransport(ClosesOnExit):
         self.calls.append(list(argv))
         answer = self.answers[argv[0]]
         return CommandResult(tuple(argv), answer.exit_status, answer.stdout, answer.stderr)
-
-    def stream(
-        self,
-        argv: Sequence[str],
-        *,
-        stdin_source: BinaryIO | None = None,
-        stdout_sink: BinaryIO | None = None,
-        timeout_s: float = 3600.0,
-        progress: ProgressFn | None = None,
-    ) -> CommandResult:
-        raise AssertionError("not used")
-
-    def put_bytes(self, data: bytes, remote_path: str, *, mode: int = 0o644) -> None:
-        raise AssertionError("not used")
-
-    def get_bytes(self, remote_path: str) -> bytes:
-        raise AssertionError("not used")
-
-    def close(self) -> None:
-        pass
-
 
 
 def result(rc: int, out: str = "", err: str = "") -> CommandResult:
