@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 
 from globtim_hpc.transport.settings import SshSettings
-from globtim_hpc.transport.ssh import SshTransport
+from globtim_hpc.transport.ssh.chain import SshTransport
 
 DEFAULT_CONFIG = "/var/tmp/globtim-testbed/client/ssh_config"
 

@@ -22,7 +22,7 @@ def open_transport(
         if ssh is None:
             raise ConfigError("transport 'ssh' needs SSH settings (at least a target host)")
         # imported here so that commands which never reach a cluster never load paramiko
-        from globtim_hpc.transport.ssh import SshTransport
+        from globtim_hpc.transport.ssh.chain import SshTransport
 
         return SshTransport(ssh, prompt=prompt)
     raise ConfigError(f"unknown transport {kind!r}", "use 'ssh' or 'local'")
@@ -32,6 +32,6 @@ def hop_labels(ssh: SshSettings | None) -> list[tuple[str, str]]:
     """(alias, label) of every SSH hop, first jump host first; none for a local transport."""
     if ssh is None:
         return []
-    from globtim_hpc.transport.sshconfig import resolve_chain
+    from globtim_hpc.transport.ssh.config import resolve_chain
 
     return [(hop.alias, hop.label) for hop in resolve_chain(ssh)]

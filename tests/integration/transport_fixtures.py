@@ -18,7 +18,7 @@ import pytest
 from globtim_hpc.transport.base import Transport
 from globtim_hpc.transport.local import LocalTransport
 from globtim_hpc.transport.settings import SshSettings
-from globtim_hpc.transport.ssh import SshTransport
+from globtim_hpc.transport.ssh.chain import SshTransport
 from tests.integration.conftest import Testbed
 
 SSHD_LOG = "logs/mack-sshd.log"

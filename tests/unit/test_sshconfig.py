@@ -1,4 +1,4 @@
-"""sshconfig: pure resolution rules (no ssh binary, no network)."""
+"""ssh_config resolution (transport.ssh.config): pure resolution rules (no ssh binary, no network)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 
 from globtim_hpc.errors import ConfigError
 from globtim_hpc.transport.settings import HopOverride, SshSettings
-from globtim_hpc.transport.sshconfig import (
+from globtim_hpc.transport.ssh.config import (
     CommandLine,
     JumpSpec,
     LocalContext,

@@ -1,4 +1,4 @@
-"""sshconfig resolves hosts exactly as the real OpenSSH client does.
+"""transport.ssh.config resolves hosts exactly as the real OpenSSH client does.
 
 ``ssh -G -F FILE HOST`` needs no network: it prints the options it would use. For a jump host,
 OpenSSH runs ``ssh [-l user] [-p port] [-J rest] -F FILE jumphost -W target``; the reference
@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from globtim_hpc.transport.settings import SshSettings
-from globtim_hpc.transport.sshconfig import parse_proxy_jump, resolve_chain, resolve_host
+from globtim_hpc.transport.ssh.config import parse_proxy_jump, resolve_chain, resolve_host
 
 SSH = shutil.which("ssh")
 
