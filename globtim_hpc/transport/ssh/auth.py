@@ -48,11 +48,7 @@ class Authenticator:
         except paramiko.BadAuthenticationType as exc:
             allowed = list(exc.allowed_types)
         except BROKEN as exc:
-            raise ConnectError(
-                f"connection lost during authentication: {describe(exc)}",
-                hop=host.label,
-                transient=True,
-            ) from exc
+            raise _lost(host, "none", exc) from exc
         tried: list[str] = []
         attempts: dict[
             str, Callable[[ResolvedHost, paramiko.Transport, list[str]], list[str] | None]
@@ -64,6 +60,7 @@ class Authenticator:
         while not transport.is_authenticated():
             method = next((m for m in attempts if m in allowed and m not in tried), None)
             if method is None:
+                _raise_if_gone(host, transport, tried[-1] if tried else "none")
                 needs_answers = {"keyboard-interactive", "password"} & set(allowed)
                 hint = (
                     "this hop asks for a password or one-time code; run interactively so that "
@@ -89,14 +86,13 @@ class Authenticator:
             except paramiko.BadAuthenticationType as exc:
                 allowed = list(exc.allowed_types)
                 continue
-            except paramiko.AuthenticationException:
+            except paramiko.AuthenticationException as exc:
+                # paramiko says "Authentication failed" also when the connection went away
+                # while it waited for the answer (EOF): that is a drop, not a refusal
+                _raise_if_gone(host, transport, method, exc)
                 continue
             except BROKEN as exc:
-                raise ConnectError(
-                    f"connection lost during {method} authentication: {describe(exc)}",
-                    hop=host.label,
-                    transient=True,
-                ) from exc
+                raise _lost(host, method, exc) from exc
             if remaining:  # partial success: the server wants another method as well
                 allowed = remaining
 
@@ -108,7 +104,8 @@ class Authenticator:
                 remaining = transport.auth_publickey(host.user, key)
             except paramiko.BadAuthenticationType:
                 raise
-            except paramiko.AuthenticationException:
+            except paramiko.AuthenticationException as exc:
+                _raise_if_gone(host, transport, "publickey", exc)
                 continue
             return list(remaining)
         return None
@@ -210,6 +207,28 @@ class Authenticator:
             except _WRONG_PASSPHRASE:
                 continue
         return None
+
+
+def _lost(host: ResolvedHost, method: str, cause: BaseException | None) -> ConnectError:
+    detail = f": {describe(cause)}" if cause is not None else ""
+    return ConnectError(
+        f"connection lost during {method} authentication{detail}",
+        "the server did not refuse the credentials: the connection went away; try again, and "
+        "check the network and the hop's sshd if it persists",
+        hop=host.label,
+        transient=True,
+    )
+
+
+def _raise_if_gone(
+    host: ResolvedHost,
+    transport: paramiko.Transport,
+    method: str,
+    cause: BaseException | None = None,
+) -> None:
+    """A refusal only counts as one while the connection is still there to have made it."""
+    if not transport.is_active():
+        raise _lost(host, method, cause) from cause
 
 
 def _load_with_passphrase(path: str, passphrase: str) -> paramiko.PKey:

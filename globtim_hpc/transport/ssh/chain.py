@@ -17,7 +17,7 @@ import secrets
 import threading
 import time
 from collections.abc import Sequence
-from typing import BinaryIO
+from typing import BinaryIO, NoReturn
 
 import paramiko
 
@@ -27,7 +27,7 @@ from globtim_hpc.transport.base import ClosesOnExit, CommandResult, ProgressFn, 
 from globtim_hpc.transport.settings import SshSettings
 from globtim_hpc.transport.ssh.auth import Authenticator
 from globtim_hpc.transport.ssh.config import ResolvedHost, resolve_chain
-from globtim_hpc.transport.ssh.exec import StdinPump, read_until_exit
+from globtim_hpc.transport.ssh.exec import StdinPump, close_channel, read_until_exit
 from globtim_hpc.transport.ssh.failures import BROKEN, describe
 from globtim_hpc.transport.ssh.hop import Hop, close_hop, connect_hop
 
@@ -101,7 +101,7 @@ class SshTransport(ClosesOnExit):
             sftp.posix_rename(temporary, remote_path)
         except BROKEN as exc:
             self._discard_temporary(sftp, temporary)
-            self._raise_if_broken(exc, f"writing {remote_path}")
+            self._raise_unless_answered(exc, f"writing {remote_path}")
             raise TransferError(
                 f"{self.label}: cannot write {remote_path}: {describe(exc)}"
             ) from exc
@@ -113,7 +113,7 @@ class SshTransport(ClosesOnExit):
                 handle.prefetch()
                 return handle.read()
         except BROKEN as exc:
-            self._raise_if_broken(exc, f"reading {remote_path}")
+            self._raise_unless_answered(exc, f"reading {remote_path}")
             raise TransferError(
                 f"{self.label}: cannot read {remote_path}: {describe(exc)}"
             ) from exc
@@ -145,13 +145,12 @@ class SshTransport(ClosesOnExit):
                 channel, args, stdout, stderr, sink, timeout_s, progress, label=self.label
             )
         except BROKEN as exc:
-            channel.close()
-            self._raise_if_broken(exc, f"running {args[0]}")
-            raise
+            close_channel(channel)
+            self._raise_link_failure(exc, f"running {args[0]}")
         except BaseException:
             # The caller's sink or progress callback gave up (an unsafe archive, Ctrl-C): close
             # the channel so the remote command stops instead of running on unread.
-            channel.close()
+            close_channel(channel)
             raise
         finally:
             pump.join()
@@ -159,7 +158,7 @@ class SshTransport(ClosesOnExit):
             self._raise_broken(f"connection lost while running {args[0]}")
         if pump.error is not None and not isinstance(pump.error, BROKEN):
             raise pump.error  # reading the caller's stdin source failed
-        channel.close()
+        close_channel(channel)
         return CommandResult(args, channel.exit_status, bytes(stdout), bytes(stderr))
 
     def _open_session(self, argv: tuple[str, ...]) -> paramiko.Channel:
@@ -167,10 +166,7 @@ class SshTransport(ClosesOnExit):
         try:
             return hops[-1].transport.open_session(timeout=hops[-1].host.connect_timeout_s)
         except BROKEN as exc:
-            self._raise_if_broken(exc, f"opening a session for {argv[0]}")
-            raise ConnectError(
-                f"cannot open a session: {describe(exc)}", hop=hops[-1].host.label, transient=True
-            ) from exc
+            self._raise_link_failure(exc, f"opening a session for {argv[0]}")
 
     # -- files -----------------------------------------------------------------------------
 
@@ -181,10 +177,7 @@ class SshTransport(ClosesOnExit):
                 try:
                     self._sftp = paramiko.SFTPClient.from_transport(hops[-1].transport)
                 except BROKEN as exc:
-                    self._raise_if_broken(exc, "starting SFTP")
-                    raise TransferError(
-                        f"{self.label}: cannot start SFTP: {describe(exc)}"
-                    ) from exc
+                    self._raise_link_failure(exc, "starting SFTP")
                 if self._sftp is None:
                     raise TransferError(f"{self.label}: the server refused the SFTP subsystem")
             return self._sftp
@@ -215,15 +208,37 @@ class SshTransport(ClosesOnExit):
                 return False
             time.sleep(0.05)
 
-    def _raise_if_broken(self, exc: BaseException, what: str) -> None:
-        """Turn a failure caused by a dead hop into a transient ConnectError naming that hop."""
+    @staticmethod
+    def _answered(exc: BaseException) -> bool:
         # SFTP status errors (no such file, permission denied) carry an errno: the link is fine
-        answered = isinstance(exc, OSError) and exc.errno is not None
-        settle_s = 0.0 if answered or not self._hops else _SETTLE_S
-        if not self._hops or not self._chain_alive(settle_s=settle_s):
-            self._raise_broken(f"connection lost while {what}: {describe(exc)}", exc)
+        return isinstance(exc, OSError) and exc.errno is not None
 
-    def _raise_broken(self, message: str, cause: BaseException | None = None) -> None:
+    def _raise_unless_answered(self, exc: BaseException, what: str) -> None:
+        """A file operation failed: unless the server answered with a status, the link did."""
+        if self._answered(exc):
+            if not self._hops or not self._chain_alive():
+                self._raise_broken(f"connection lost while {what}: {describe(exc)}", exc)
+            return
+        self._raise_link_failure(exc, what)
+
+    def _raise_link_failure(self, exc: BaseException, what: str) -> NoReturn:
+        """A channel operation failed without an answer: always a ConnectError naming a hop.
+
+        The first hop found dead is named; when every hop is still up (the server closed this
+        one channel, or refused it), the target is.
+        """
+        if not self._hops or not self._chain_alive(settle_s=_SETTLE_S):
+            self._raise_broken(f"connection lost while {what}: {describe(exc)}", exc)
+        with self._lock:
+            self._discard_sftp()  # it may be the channel that broke; the next use reopens it
+        raise ConnectError(
+            f"{what} failed: {describe(exc)}",
+            "the next command opens a new channel; check the target's sshd log if it persists",
+            hop=self._hops[-1].host.label,
+            transient=True,
+        ) from exc
+
+    def _raise_broken(self, message: str, cause: BaseException | None = None) -> NoReturn:
         """Name the first hop that died; forget the chain so that the next call rebuilds it."""
         dead = next((h for h in self._hops if not h.transport.is_active()), None)
         label = (
@@ -240,11 +255,14 @@ class SshTransport(ClosesOnExit):
             transient=True,
         ) from cause
 
-    def _teardown(self) -> None:
+    def _discard_sftp(self) -> None:
         if self._sftp is not None:
             with contextlib.suppress(*BROKEN):  # the channel may already be gone
                 self._sftp.close()
             self._sftp = None
+
+    def _teardown(self) -> None:
+        self._discard_sftp()
         for hop in reversed(self._hops):
             close_hop(hop)
         self._hops = []

@@ -89,7 +89,7 @@ def read_until_exit(
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             send_signal(channel, "KILL")
-            channel.close()
+            close_channel(channel)
             raise RemoteCommandError(
                 f"{label}: command timed out after {timeout_s:g} s and was abandoned",
                 "raise timeout_s if the command needs longer",
@@ -111,3 +111,14 @@ def send_signal(channel: paramiko.Channel, name: str) -> None:
     with contextlib.suppress(*BROKEN):
         # paramiko has no public call for this request
         channel.get_transport()._send_user_message(message)  # type: ignore[attr-defined]
+
+
+def close_channel(channel: paramiko.Channel) -> None:
+    """Close a channel whatever state its connection is in.
+
+    paramiko's ``Channel.close()`` writes a close message, and on a connection that died but
+    whose thread has not noticed yet that write raises (EOFError); the caller is then already
+    reporting a failure, or has its result, and the close must not replace either.
+    """
+    with contextlib.suppress(*BROKEN):
+        channel.close()

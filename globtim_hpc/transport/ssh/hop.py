@@ -127,8 +127,11 @@ def _open_socket(
 
 
 def close_hop(hop: Hop) -> None:
-    hop.transport.close()
+    """Close a hop; never raises. A hop over a dead link closes its channel on the hop before
+    it, and that close message cannot be written any more (paramiko raises EOFError)."""
+    with contextlib.suppress(*BROKEN):
+        hop.transport.close()
     if hop.transport.is_alive() and hop.transport is not threading.current_thread():
         hop.transport.join(_JOIN_TIMEOUT_S)
-    with contextlib.suppress(OSError):  # usually already closed with its transport
+    with contextlib.suppress(*BROKEN):  # usually already closed with its transport
         hop.sock.close()
