@@ -218,6 +218,27 @@ CASES: dict[str, tuple[str, list[str]]] = {
         """,
         ["short", "long.example"],
     ),
+    "match_exec": (
+        """
+        Host gw
+          HostName gw.example
+        Match exec "test %n = guarded"
+          User guarded-user
+          Port 2022
+        Match exec false
+          User never
+          HostName never.example
+        Match originalhost nothing exec "false"
+          Port 1
+        Match host *.example !exec "test %p = 2022"
+          Port 4444
+        Match exec "test %n = jumped" exec "test %r = %u"
+          ProxyJump gw
+        Host *
+          User everyone
+        """,
+        ["guarded", "other", "gw", "x.example", "jumped"],
+    ),
     "case_sensitivity": (
         """
         Host Foo

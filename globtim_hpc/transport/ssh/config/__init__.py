@@ -10,7 +10,9 @@ The rules followed, as OpenSSH 9.x applies them:
 - ``Host`` patterns (``*``, ``?``, ``!negation``) match the host as given, case-sensitively;
 - ``Match all|host|originalhost|user|localuser|canonical|final`` are evaluated; ``Match final``
   (or ``CanonicalizeHostname``) triggers a second pass in which ``Host`` lines match the
-  resolved host name; ``Match exec`` and ``localnetwork`` are refused rather than guessed;
+  resolved host name; ``Match exec`` runs the user's command through the user's shell
+  with its ``%`` tokens expanded, exactly as ssh does (see ``match``); ``localnetwork`` is
+  refused rather than guessed;
 - ``Include`` paths are relative to ~/.ssh (user files) or /etc/ssh (the system file), globs
   are expanded in sorted order, and an Include inside an inactive block never activates;
 - options given "on the command line" (the profile's explicit values) win over the files;
@@ -18,7 +20,9 @@ The rules followed, as OpenSSH 9.x applies them:
   ``a`` (OpenSSH runs ``ssh -J a b -W target``), so a jump's own config ProxyJump is
   followed only when it is the first of the list.
 
-No network access: host names are never looked up and nothing is canonicalised.
+No network access: host names are never looked up and nothing is canonicalised. A
+``ProxyCommand`` is resolved but refused by ``resolve_chain`` (paramiko cannot run it): the
+OpenSSH transport (``ssh.client: openssh``) runs it.
 
 Modules: ``model`` (the data), ``lexer`` (lines), ``patterns`` (host patterns), ``jump``
 (ProxyJump values), ``tokens`` (~, ${ENV}, %), ``options`` (keywords), ``match`` (Match),

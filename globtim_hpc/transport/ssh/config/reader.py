@@ -77,10 +77,18 @@ class Reader:
             user=self.options.user or self.local.user,
             local=self.local,
             final_pass=self.final_pass,
+            port=self.options.port,
+            host_key_alias=self.options.host_key_alias,
+            proxy_jump=self._proxy_jump(),
         )
         matched, wants_final_pass = evaluate_match(args, context, path=path, line=line)
         self.wants_final_pass = self.wants_final_pass or wants_final_pass
         return matched
+
+    def _proxy_jump(self) -> str:
+        """%j in newer OpenSSH: the ProxyJump value as known so far."""
+        value = self.options.proxy_jump
+        return "" if not value or value.lower() == "none" else value
 
     def _match_host(self) -> str:
         if self.final_pass:

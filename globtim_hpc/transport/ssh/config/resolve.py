@@ -198,8 +198,10 @@ def _resolve_recursive(
     resolved = resolve_host(host, settings.config_file, command_line=cmd, local=local)
     if resolved.proxy_command is not None:
         raise ConfigError(
-            f"{host}: ProxyCommand is not supported ({resolved.proxy_command!r})",
-            "use ProxyJump in ssh_config or proxy_jump in the cluster profile",
+            f"{host}: ProxyCommand is not supported by the built-in SSH client "
+            f"({resolved.proxy_command!r})",
+            "set 'ssh.client: openssh' in the cluster profile (the system ssh runs ProxyCommand "
+            "itself), or use ProxyJump in ssh_config or proxy_jump in the profile",
         )
     if not resolved.proxy_jump:
         return [resolved]
