@@ -239,6 +239,17 @@ CASES: dict[str, tuple[str, list[str]]] = {
         """,
         ["guarded", "other", "gw", "x.example", "jumped"],
     ),
+    "escapes_inside_quotes": (
+        r"""
+        Host single
+          User 'it\'s'
+        Host double
+          User "say \"hi\" \\ bye"
+        Host bare
+          User back\ slash
+        """,
+        ["single", "double", "bare"],
+    ),
     "case_sensitivity": (
         """
         Host Foo

@@ -24,7 +24,9 @@ def split_arguments(text: str, *, where: str = "") -> list[str]:
             continue
         if quote is None and ch == "#" and not in_word:
             break
-        if ch == "\\" and i + 1 < len(text) and text[i + 1] in "\\'\" " and quote != "'":
+        # argv_split: \' \" \\ are escapes inside quotes too; an escaped space only outside
+        escapable = "\\'\"" if quote is not None else "\\'\" "
+        if ch == "\\" and i + 1 < len(text) and text[i + 1] in escapable:
             current.append(text[i + 1])
             in_word = True
             i += 2
