@@ -70,13 +70,17 @@ class Master:
         self._prompt = prompt
         self.files: ControlFiles = control_files(settings)
         self.ssh = ssh_binary()
+        self._client_config: str | None = None
 
     @property
     def client_config(self) -> str:
-        """The ``-F`` file of ordinary commands (they never ask anything: BatchMode)."""
-        path = self.files.config(interactive=False)
-        write_private(path, generated_config(self._settings, interactive=False))
-        return path
+        """The ``-F`` file of ordinary commands (they never ask anything: BatchMode); written
+        once per Master, as the settings do not change."""
+        if self._client_config is None:
+            path = self.files.config(interactive=False)
+            write_private(path, generated_config(self._settings, interactive=False))
+            self._client_config = path
+        return self._client_config
 
     def status(self) -> MasterStatus:
         done = self._request("check")
