@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 import shutil
 from collections.abc import Sequence
 from typing import BinaryIO
 
 from globtim_hpc.errors import RemoteCommandError, TransferError
 from globtim_hpc.transport import process
-from globtim_hpc.transport.base import ClosesOnExit, CommandResult, ProgressFn
+from globtim_hpc.transport.base import ClosesOnExit, CommandResult, ProgressFn, temporary_beside
 
 _COMMAND_NOT_FOUND = 127  # what a shell would report, so both transports agree
 _NOT_EXECUTABLE = 126
@@ -61,10 +60,7 @@ class LocalTransport(ClosesOnExit):
         return CommandResult(args, child.returncode, stdout, stderr)
 
     def put_bytes(self, data: bytes, remote_path: str, *, mode: int = 0o644) -> None:
-        folder, name = os.path.split(remote_path)
-        if not name:
-            raise TransferError(f"local: {remote_path!r} names a folder, not a file")
-        temporary = os.path.join(folder, f".{name}.tmp-{secrets.token_hex(6)}")
+        temporary = temporary_beside(remote_path, "local")
         try:
             fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             try:

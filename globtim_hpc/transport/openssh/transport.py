@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import io
 import os
-import posixpath
-import secrets
 import time
 from collections.abc import Sequence
 from typing import BinaryIO
@@ -27,7 +25,13 @@ from typing import BinaryIO
 from globtim_hpc.errors import ConfigError, ConnectError, RemoteCommandError, TransferError
 from globtim_hpc.quoting import join
 from globtim_hpc.transport import process
-from globtim_hpc.transport.base import ClosesOnExit, CommandResult, ProgressFn, PromptFn
+from globtim_hpc.transport.base import (
+    ClosesOnExit,
+    CommandResult,
+    ProgressFn,
+    PromptFn,
+    temporary_beside,
+)
 from globtim_hpc.transport.openssh.diagnose import error_from_ssh, hop_named_in, relevant_lines
 from globtim_hpc.transport.openssh.master import Master, MasterStatus
 from globtim_hpc.transport.openssh.sshconf import ssh_options
@@ -103,10 +107,7 @@ class OpenSshTransport(ClosesOnExit):
         return self._execute(argv, stdin_source, stdout_sink, timeout_s, progress, whole=False)
 
     def put_bytes(self, data: bytes, remote_path: str, *, mode: int = 0o644) -> None:
-        folder, name = posixpath.split(remote_path)
-        if not name:
-            raise TransferError(f"{self.label}: {remote_path!r} names a folder, not a file")
-        temporary = posixpath.join(folder, f".{name}.tmp-{secrets.token_hex(6)}")
+        temporary = temporary_beside(remote_path, self.label)
         argv = ["sh", "-c", _PUT_SCRIPT, "sh", temporary, f"{mode:o}", remote_path]
         result = self.run(argv, stdin=data, timeout_s=600.0)
         if not result.ok:

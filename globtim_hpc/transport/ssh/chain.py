@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import posixpath
-import secrets
 import threading
 import time
 from collections.abc import Sequence
@@ -23,7 +21,13 @@ import paramiko
 
 from globtim_hpc.errors import ConnectError, TransferError
 from globtim_hpc.quoting import join
-from globtim_hpc.transport.base import ClosesOnExit, CommandResult, ProgressFn, PromptFn
+from globtim_hpc.transport.base import (
+    ClosesOnExit,
+    CommandResult,
+    ProgressFn,
+    PromptFn,
+    temporary_beside,
+)
 from globtim_hpc.transport.settings import SshSettings
 from globtim_hpc.transport.ssh.auth import Authenticator
 from globtim_hpc.transport.ssh.config import ResolvedHost, resolve_chain
@@ -88,10 +92,7 @@ class SshTransport(ClosesOnExit):
         return self._execute(argv, stdin_source, stdout_sink, timeout_s, progress)
 
     def put_bytes(self, data: bytes, remote_path: str, *, mode: int = 0o644) -> None:
-        folder, name = posixpath.split(remote_path)
-        if not name:
-            raise TransferError(f"{self.label}: {remote_path!r} names a folder, not a file")
-        temporary = posixpath.join(folder, f".{name}.tmp-{secrets.token_hex(6)}")
+        temporary = temporary_beside(remote_path, self.label)
         sftp = self._sftp_client()
         try:
             with sftp.open(temporary, "wb") as handle:
