@@ -82,6 +82,28 @@ def test_a_link_that_died_while_idle_is_rebuilt_by_the_next_command(testbed: Tes
         assert ssh.connection_count == 2
 
 
+def test_a_link_found_dead_when_opening_a_session_is_rebuilt_once(testbed: Testbed) -> None:
+    """Dead before paramiko noticed: the session request itself fails. Nothing of the command
+    was sent yet, so the transport builds a new chain and runs it there."""
+    with SshTransport(bed_settings(testbed)) as ssh:
+        assert ssh.run(["true"]).ok
+        _half_close(ssh)
+        assert ssh.run(["hostname"]).stdout_text.strip() == "falcon"
+        assert ssh.connection_count == 2
+
+
+def test_a_link_found_dead_when_starting_sftp_is_rebuilt_once(testbed: Testbed) -> None:
+    """The same for the first file transfer: SFTP's channel cannot open, nothing was written
+    yet, so a new chain carries the file."""
+    with SshTransport(bed_settings(testbed)) as ssh:
+        path = ssh.run(["mktemp"]).check("mktemp").stdout_text.strip()
+        _half_close(ssh)
+        ssh.put_bytes(b"after the rebuild", path)
+        assert ssh.connection_count == 2
+        assert ssh.get_bytes(path) == b"after the rebuild"
+        ssh.run(["rm", "-f", "--", path])
+
+
 @pytest.mark.disruptive
 def test_a_drop_during_keyboard_interactive_is_a_drop_not_a_refusal(testbed: Testbed) -> None:
     password = (testbed.client_dir / "mfa_password").read_text().strip()

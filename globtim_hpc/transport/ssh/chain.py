@@ -2,7 +2,8 @@
 
 Every hop after the first is a paramiko Transport running over a ``direct-tcpip`` channel of
 the hop before it, so the laptop opens exactly one TCP connection however long the chain is.
-The chain is built on first use and rebuilt on the next call after it broke.
+The chain is built on first use and rebuilt on the next call after it broke (or when
+that call finds it dead before anything of its work was sent).
 
 This package (``globtim_hpc.transport.ssh``, apart from ``config`` and ``hostkeys``) is the
 only code that imports paramiko.
@@ -14,8 +15,8 @@ import contextlib
 import io
 import threading
 import time
-from collections.abc import Sequence
-from typing import BinaryIO, NoReturn
+from collections.abc import Callable, Sequence
+from typing import BinaryIO, NoReturn, TypeVar
 
 import paramiko
 
@@ -38,6 +39,8 @@ from globtim_hpc.transport.ssh.hop import Hop, close_hop, connect_hop
 _BACKOFF_FIRST_S = 0.5
 _BACKOFF_MAX_S = 8.0
 _SETTLE_S = 1.0  # after a channel dies, how long hop threads get to notice
+
+_Opened = TypeVar("_Opened")
 
 
 class SshTransport(ClosesOnExit):
@@ -163,22 +166,42 @@ class SshTransport(ClosesOnExit):
         return CommandResult(args, channel.exit_status, bytes(stdout), bytes(stderr))
 
     def _open_session(self, argv: tuple[str, ...]) -> paramiko.Channel:
+        return self._open_on_target(
+            lambda hop: hop.transport.open_session(timeout=hop.host.connect_timeout_s),
+            f"opening a session for {argv[0]}",
+        )
+
+    def _open_on_target(self, open_on: Callable[[Hop], _Opened], what: str) -> _Opened:
+        """Open a channel (a session, SFTP) on the target hop.
+
+        A chain that died while idle, before paramiko noticed, fails right here. Nothing of
+        the caller's work has been sent yet, so it is safe to build a fresh chain once and
+        open the channel there; a chain that is still up refused the channel itself.
+        """
         hops = self._connected()
         try:
-            return hops[-1].transport.open_session(timeout=hops[-1].host.connect_timeout_s)
+            return open_on(hops[-1])
         except BROKEN as exc:
-            self._raise_link_failure(exc, f"opening a session for {argv[0]}")
+            if self._chain_alive(settle_s=_SETTLE_S, hops=hops):
+                self._raise_link_failure(exc, what)
+        with self._lock:
+            if self._hops is hops:  # another thread may have rebuilt it meanwhile
+                self._teardown()
+        hops = self._connected()
+        try:
+            return open_on(hops[-1])
+        except BROKEN as exc:
+            self._raise_link_failure(exc, what)
 
     # -- files -----------------------------------------------------------------------------
 
     def _sftp_client(self) -> paramiko.SFTPClient:
         with self._lock:
-            hops = self._connected()
+            self._connected()  # a chain found dead is torn down, its SFTP client with it
             if self._sftp is None:
-                try:
-                    self._sftp = paramiko.SFTPClient.from_transport(hops[-1].transport)
-                except BROKEN as exc:
-                    self._raise_link_failure(exc, "starting SFTP")
+                self._sftp = self._open_on_target(
+                    lambda hop: paramiko.SFTPClient.from_transport(hop.transport), "starting SFTP"
+                )
                 if self._sftp is None:
                     raise TransferError(f"{self.label}: the server refused the SFTP subsystem")
             return self._sftp
@@ -199,10 +222,10 @@ class SshTransport(ClosesOnExit):
                 self._hops = self._connect_chain()
             return self._hops
 
-    def _chain_alive(self, *, settle_s: float = 0.0) -> bool:
+    def _chain_alive(self, *, settle_s: float = 0.0, hops: list[Hop] | None = None) -> bool:
         deadline = time.monotonic() + settle_s
         while True:
-            if all(hop.transport.is_active() for hop in self._hops):
+            if all(hop.transport.is_active() for hop in (self._hops if hops is None else hops)):
                 if time.monotonic() >= deadline:
                     return True
             else:
