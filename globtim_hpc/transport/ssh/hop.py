@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import paramiko
+from paramiko.packet import Packetizer
 
 from globtim_hpc.errors import ConnectError
 from globtim_hpc.transport.settings import SshSettings
@@ -22,6 +23,21 @@ _AUTH_TIMEOUT_S = 300.0  # a person may be typing an OTP while paramiko waits
 _REKEY_AFTER_BYTES = 2**36  # OpenSSH: 2**32 blocks of 16 bytes
 _REKEY_AFTER_PACKETS = 2**31
 _JOIN_TIMEOUT_S = 5.0
+
+
+class QuietPacketizer(Packetizer):
+    """A packetizer whose close never raises.
+
+    A hop after the first runs over a channel of the hop before it, and closing the
+    packetizer closes that channel, which writes a close message. When the link below died
+    before its thread noticed, that write raises EOFError; paramiko's transport thread makes
+    this close when it ends on its own (its channel saw EOF first), outside any try, so the
+    error would end up as a thread traceback on the user's terminal (paramiko PR 1585, open).
+    """
+
+    def close(self) -> None:
+        with contextlib.suppress(*BROKEN):
+            super().close()
 
 
 @dataclass
@@ -42,7 +58,7 @@ def connect_hop(
     """A connected, verified and authenticated hop; ConnectError (or a subclass) otherwise."""
     timeout_s = host.connect_timeout_s or settings.connect_timeout_s
     sock = _open_socket(host, previous, timeout_s, on_tcp_connect)
-    transport = paramiko.Transport(sock)
+    transport = paramiko.Transport(sock, packetizer_class=QuietPacketizer)
     # paramiko asks for new keys after 512 MiB, and its own request can stall against
     # channel traffic ("Key-exchange timed out waiting for key negotiation", paramiko
     # issue 822; seen here after a 1 GiB collection). Ask no sooner than OpenSSH's client
