@@ -286,8 +286,9 @@ def test_proxy_command_blocks_later_proxy_jump(local: LocalContext) -> None:
     host = resolve_host("a", config, local=local)
     assert host.proxy_command == "nc %h %p"
     assert host.proxy_jump == ()
-    with pytest.raises(ConfigError, match="ProxyCommand is not supported"):
+    with pytest.raises(ConfigError, match="ProxyCommand is not supported") as caught:
         resolve_chain(SshSettings(target="a", config_file=config), local=local)
+    assert caught.value.hint is not None and "ssh.client: openssh" in caught.value.hint
 
 
 # -- chains -----------------------------------------------------------------------------------
