@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 import pytest
 import yaml
 
+from globtim_hpc import Cluster
 from globtim_hpc.errors import AuthenticationError, ConnectError, ExitCode, HostKeyError
 from globtim_hpc.transport.factory import disconnect, open_transport
 from globtim_hpc.transport.openssh.transport import OpenSshTransport
@@ -34,6 +35,7 @@ from tests.integration.transport_fixtures import (
     known_hosts_without,
     openssh_settings,
 )
+from tests.unit.test_sshconfig_parity import assert_same
 
 if TYPE_CHECKING:  # imported for annotations only, so pytest does not collect it as a test
     from tests.integration.conftest import Testbed
@@ -277,6 +279,9 @@ def test_match_exec_config_reaches_falcon_with_both_clients(
     with SshTransport(bed_settings(testbed, config_file=str(config))) as ssh:
         assert ssh.run(["hostname"]).stdout_text.strip() == "falcon"
         assert [hop.alias for hop in ssh.chain] == ["mack", "falcon"]
+    # and the built-in resolver reads every host of it as ssh -G does, the others included
+    for host in ("falcon", "mack", "other.example", FALCON_IP):
+        assert_same(config, host)
 
 
 def test_host_key_policy_maps_to_strict_host_key_checking(
@@ -353,3 +358,64 @@ def test_control_folder_is_private_and_paths_short(testbed: Testbed, tmp_path: P
             ["true"]
         )
     shutil.rmtree(folder)
+
+
+def test_the_python_api_logs_in_once_for_several_cluster_objects(
+    testbed: Testbed, control_dir: str, tmp_path: Path
+) -> None:
+    """Cluster objects (a notebook, a script run twice) share the one login until disconnect."""
+    password = _mfa_password(testbed)
+    asked: list[str] = []
+
+    def notebook_prompt(hop: str, text: str, echo: bool) -> str:
+        asked.append(hop)
+        return password
+
+    profile = _profile(testbed, tmp_path, control_dir)
+    first = Cluster(profile, prompt=notebook_prompt)
+    assert first.profile.ssh is not None and first.profile.ssh.client == "openssh"
+    disconnect(first.profile.ssh)
+    for _ in range(3):
+        with Cluster(profile, prompt=notebook_prompt) as cluster:
+            result = cluster.transport.run(["hostname"]).check("hostname")
+            assert result.stdout_text.strip() == "falcon"
+    assert len(asked) == 1 and "10.77.1.2" in asked[0], asked
+    assert disconnect(first.profile.ssh) is True
+    with Cluster(profile, prompt=notebook_prompt) as cluster:
+        assert cluster.transport.run(["true"]).ok
+    assert len(asked) == 2
+    disconnect(first.profile.ssh)
+
+
+@pytest.mark.disruptive
+def test_a_drop_while_the_one_time_code_is_asked_is_a_drop_not_a_refusal(
+    testbed: Testbed, control_dir: str
+) -> None:
+    password = _mfa_password(testbed)
+    asked: list[str] = []
+
+    def prompt_then_drop(hop: str, text: str, echo: bool) -> str:
+        asked.append(hop)
+        if len(asked) == 1:  # ssh is waiting for this answer: drop the connection now
+            testbed.script("sshd.sh", "mack-mfa", "kill-sessions")
+        return password
+
+    settings = openssh_settings(testbed, control_dir, proxy_jump="mack:2222", connect_retries=0)
+    disconnect(settings)
+    with (
+        OpenSshTransport(settings, prompt=prompt_then_drop) as transport,
+        pytest.raises(ConnectError) as caught,
+    ):
+        transport.run(["true"])
+    assert type(caught.value) is ConnectError, f"a drop reported as {caught.value!r}"
+    assert caught.value.transient
+    assert caught.value.hop is not None and caught.value.hop.startswith("mack"), caught.value
+    assert "Permission denied" not in caught.value.message
+
+    # with a retry allowed the dropped attempt is retried, asks again, and gets in
+    asked.clear()
+    retrying = openssh_settings(testbed, control_dir, proxy_jump="mack:2222", connect_retries=1)
+    with OpenSshTransport(retrying, prompt=prompt_then_drop) as transport:
+        assert transport.run(["hostname"]).stdout_text.strip() == "falcon"
+    assert len(asked) == 2
+    disconnect(retrying)
