@@ -1,11 +1,14 @@
-"""How the SSH transport compares with OpenSSH on the test bed (figures only, no verdicts).
+"""How the two SSH transports compare with OpenSSH on the test bed (figures, no verdicts).
 
     .venv/bin/python bench/transport.py [--runs 15] [--config FILE] [--target falcon]
 
 Prints medians of:
-- chain set-up plus one command: a fresh SshTransport vs ``ssh -F cfg -J mack falcon true``;
-- per-command latency on the open chain vs one ``ssh`` process per command vs OpenSSH with a
-  ControlMaster (its socket lives in a temporary folder; the master is stopped at the end).
+- chain set-up plus one command: a fresh SshTransport (paramiko), a fresh OpenSshTransport
+  whose shared connection is not open yet (it starts the master), and
+  ``ssh -F cfg -J mack falcon true``;
+- per-command latency on the open chain: SshTransport, OpenSshTransport through its master,
+  one ``ssh`` process per command, and plain OpenSSH with a ControlMaster (its socket lives in
+  a temporary folder; every master is stopped at the end).
 """
 
 from __future__ import annotations
@@ -17,15 +20,21 @@ import tempfile
 import time
 from collections.abc import Callable
 
+from globtim_hpc.transport.openssh.transport import OpenSshTransport
 from globtim_hpc.transport.settings import SshSettings
-from globtim_hpc.transport.ssh import SshTransport
+from globtim_hpc.transport.ssh.chain import SshTransport
 
 DEFAULT_CONFIG = "/var/tmp/globtim-testbed/client/ssh_config"
 
 
-def median_ms(action: Callable[[], object], runs: int) -> float:
+def median_ms(
+    action: Callable[[], object], runs: int, before: Callable[[], object] | None = None
+) -> float:
+    """Median of ``runs`` timings of ``action``; ``before`` runs first, outside the timing."""
     samples = []
     for _ in range(runs):
+        if before is not None:
+            before()
         started = time.perf_counter()
         action()
         samples.append((time.perf_counter() - started) * 1000)
@@ -58,7 +67,26 @@ def main() -> int:
         per_command_ours = median_ms(lambda: ssh.run(["true"]).check("true"), runs * 4)
         connections = ssh.connection_count
 
-    with tempfile.TemporaryDirectory(prefix="globtim-bench-") as folder:
+    with tempfile.TemporaryDirectory(prefix="gh-bench-", dir="/tmp") as folder:
+        shared = SshSettings(
+            target=target, config_file=cfg, client="openssh", control_dir=f"{folder}/t"
+        )
+
+        def fresh_master() -> None:
+            with OpenSshTransport(shared) as transport:
+                transport.run(["true"]).check("true")
+
+        try:
+            stop = OpenSshTransport(shared).disconnect
+            setup_shared = median_ms(fresh_master, runs, before=stop)
+            with OpenSshTransport(shared) as transport:
+                transport.run(["true"])  # the master is up outside the measurement
+                per_command_shared = median_ms(
+                    lambda: transport.run(["true"]).check("true"), runs * 4
+                )
+        finally:
+            OpenSshTransport(shared).disconnect()
+
         control = ["-o", f"ControlPath={folder}/cm", "-F", cfg]
         openssh(*control, "-o", "ControlMaster=yes", "-o", "ControlPersist=120", "-fN", target)
         try:
@@ -71,14 +99,22 @@ def main() -> int:
     print(f"runs: {runs} (set-up), {runs * 4} (per command); target {target} via {args.jump}")
     print("chain set-up + one command (median ms)")
     print(f"  SshTransport (paramiko)          {setup_ours:8.1f}")
+    print(f"  OpenSshTransport (new master)    {setup_shared:8.1f}")
     print(f"  ssh -J {args.jump} {target} true        {setup_openssh:8.1f}")
-    print(f"  ratio ours / OpenSSH             {setup_ours / setup_openssh:8.2f}")
-    print("one command (median ms)")
+    print(f"  ratio paramiko / OpenSSH         {setup_ours / setup_openssh:8.2f}")
+    print(f"  ratio OpenSshTransport / OpenSSH {setup_shared / setup_openssh:8.2f}")
+    print(f"  ratio OpenSshTransport / paramiko{setup_shared / setup_ours:8.2f}")
+    print("one command on an open chain (median ms)")
     print(f"  SshTransport, open chain         {per_command_ours:8.1f}")
+    print(f"  OpenSshTransport, open master    {per_command_shared:8.1f}")
     print(f"  one ssh process per command      {setup_openssh:8.1f}")
     print(f"  OpenSSH ControlMaster            {per_command_master:8.1f}")
-    print(f"  ratio ours / ssh per command     {per_command_ours / setup_openssh:8.2f}")
-    print(f"  ratio ours / ControlMaster       {per_command_ours / per_command_master:8.2f}")
+    print(f"  ratio paramiko / ssh per command {per_command_ours / setup_openssh:8.2f}")
+    print(f"  ratio paramiko / ControlMaster   {per_command_ours / per_command_master:8.2f}")
+    print(
+        f"  ratio OpenSshTransport / ControlMaster {per_command_shared / per_command_master:8.2f}"
+    )
+    print(f"  ratio OpenSshTransport / paramiko      {per_command_shared / per_command_ours:8.2f}")
     print(f"TCP connections opened by the open-chain transport: {connections}")
     return 0
 

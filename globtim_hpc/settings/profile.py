@@ -82,6 +82,22 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "connect_retries": Field("int", 3, "retries of transient connect failures", minimum=0),
         "passphrase_env": Field("str", None, "environment variable holding the key passphrase"),
         "use_agent": Field("bool", True, "use ssh-agent when SSH_AUTH_SOCK is set", nullable=False),
+        "client": Field(
+            "str",
+            "paramiko",
+            "SSH client: built-in (paramiko), or the system ssh with one shared connection",
+            ("paramiko", "openssh"),
+            nullable=False,
+        ),
+        "control_persist_s": Field(
+            "float",
+            600.0,
+            "openssh: how long the shared connection stays open while idle (ControlPersist)",
+            minimum=1,
+        ),
+        "control_dir": Field(
+            "path", None, "openssh: folder of the shared connection's socket (default: runtime dir)"
+        ),
     },
     "julia": {
         "executable": Field(
@@ -458,6 +474,9 @@ def _build(
             connect_retries=ssh["connect_retries"],
             passphrase_env=ssh["passphrase_env"],
             use_agent=ssh["use_agent"],
+            client=ssh["client"],
+            control_persist_s=ssh["control_persist_s"],
+            control_dir=ssh["control_dir"],
         )
     return ClusterProfile(
         name=top["name"],

@@ -6,13 +6,15 @@ boundary (``globtim_hpc.quoting.join`` for SSH; no shell at all for local).
 
 from __future__ import annotations
 
+import posixpath
+import secrets
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import BinaryIO, Protocol, TypeVar, runtime_checkable
 
-from globtim_hpc.errors import RemoteCommandError
+from globtim_hpc.errors import RemoteCommandError, TransferError
 
 ProgressFn = Callable[[int], None]
 """Called with the number of bytes moved since the previous call."""
@@ -24,6 +26,14 @@ PromptFn = Callable[[str, str, bool], str]
 def _tail(data: bytes, max_lines: int = 20) -> str:
     text = data.decode("utf-8", errors="replace")
     return "\n".join(text.rstrip("\n").splitlines()[-max_lines:])
+
+
+def temporary_beside(path: str, label: str) -> str:
+    """A fresh name beside ``path`` for writing it atomically (write, then rename over it)."""
+    folder, name = posixpath.split(path)
+    if not name:
+        raise TransferError(f"{label}: {path!r} names a folder, not a file")
+    return posixpath.join(folder, f".{name}.tmp-{secrets.token_hex(6)}")
 
 
 @dataclass(frozen=True)

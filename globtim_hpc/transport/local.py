@@ -4,18 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 import shutil
-import signal
-import subprocess
-import threading
 from collections.abc import Sequence
-from typing import IO, BinaryIO
+from typing import BinaryIO
 
 from globtim_hpc.errors import RemoteCommandError, TransferError
-from globtim_hpc.transport.base import ClosesOnExit, CommandResult, ProgressFn
+from globtim_hpc.transport import process
+from globtim_hpc.transport.base import ClosesOnExit, CommandResult, ProgressFn, temporary_beside
 
-_CHUNK = 64 * 1024
 _COMMAND_NOT_FOUND = 127  # what a shell would report, so both transports agree
 _NOT_EXECUTABLE = 126
 
@@ -35,19 +31,14 @@ class LocalTransport(ClosesOnExit):
         stdin: bytes | None = None,
     ) -> CommandResult:
         args = _checked(argv)
-        process = self._start(args)
-        if process is None:
+        child = process.start(args)
+        if child is None:
             return _not_started(args)
         try:
-            # communicate() reads stdout and stderr in parallel, so large outputs never block
-            stdout, stderr = process.communicate(stdin, timeout=timeout_s)
-        except subprocess.TimeoutExpired as exc:
-            _kill(process)
+            stdout, stderr = process.communicate(child, stdin, timeout_s)
+        except process.ProcessTimeout as exc:
             raise _timeout_error(args, timeout_s, exc.stdout, exc.stderr) from None
-        except BaseException:
-            _kill(process)
-            raise
-        return CommandResult(args, process.returncode, stdout, stderr)
+        return CommandResult(args, child.returncode, stdout, stderr)
 
     def stream(
         self,
@@ -59,75 +50,17 @@ class LocalTransport(ClosesOnExit):
         progress: ProgressFn | None = None,
     ) -> CommandResult:
         args = _checked(argv)
-        process = self._start(args)
-        if process is None:
+        child = process.start(args)
+        if child is None:
             return _not_started(args)
-        assert process.stdin is not None and process.stdout is not None
-        assert process.stderr is not None
-        stdout = bytearray()
-        stderr = bytearray()
-        errors: list[BaseException] = []
-
-        def feed() -> None:
-            assert process.stdin is not None
-            try:
-                while stdin_source is not None and (chunk := stdin_source.read(_CHUNK)):
-                    process.stdin.write(chunk)
-                    if progress is not None:
-                        progress(len(chunk))
-            except BrokenPipeError:
-                pass  # the command stopped reading; its exit status tells the rest
-            except BaseException as exc:
-                errors.append(exc)
-            finally:
-                with contextlib.suppress(BrokenPipeError):
-                    process.stdin.close()
-
-        def drain(pipe: IO[bytes], sink: BinaryIO | None, into: bytearray, count: bool) -> None:
-            try:
-                while chunk := pipe.read1(_CHUNK):  # type: ignore[attr-defined]
-                    if sink is not None:
-                        sink.write(chunk)
-                    else:
-                        into += chunk
-                    if count and progress is not None:
-                        progress(len(chunk))
-            except BaseException as exc:
-                errors.append(exc)
-                # Nobody reads the pipe any more: stop the command rather than let it block
-                # on a full pipe until the timeout (SSH closes its channel for the same reason).
-                _kill(process)
-
-        threads = [
-            threading.Thread(target=feed, daemon=True),
-            threading.Thread(
-                target=drain, args=(process.stdout, stdout_sink, stdout, True), daemon=True
-            ),
-            threading.Thread(target=drain, args=(process.stderr, None, stderr, False), daemon=True),
-        ]
-        for thread in threads:
-            thread.start()
         try:
-            process.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            _kill(process)
-            for thread in threads:
-                thread.join()
-            raise _timeout_error(args, timeout_s, bytes(stdout), bytes(stderr)) from None
-        except BaseException:
-            _kill(process)
-            raise
-        for thread in threads:
-            thread.join()
-        if errors:
-            raise errors[0]
-        return CommandResult(args, process.returncode, bytes(stdout), bytes(stderr))
+            stdout, stderr = process.pump(child, stdin_source, stdout_sink, timeout_s, progress)
+        except process.ProcessTimeout as exc:
+            raise _timeout_error(args, timeout_s, exc.stdout, exc.stderr) from None
+        return CommandResult(args, child.returncode, stdout, stderr)
 
     def put_bytes(self, data: bytes, remote_path: str, *, mode: int = 0o644) -> None:
-        folder, name = os.path.split(remote_path)
-        if not name:
-            raise TransferError(f"local: {remote_path!r} names a folder, not a file")
-        temporary = os.path.join(folder, f".{name}.tmp-{secrets.token_hex(6)}")
+        temporary = temporary_beside(remote_path, "local")
         try:
             fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             try:
@@ -155,20 +88,6 @@ class LocalTransport(ClosesOnExit):
         """Nothing to release: every command is its own process."""
 
 
-    @staticmethod
-    def _start(args: tuple[str, ...]) -> subprocess.Popen[bytes] | None:
-        try:
-            return subprocess.Popen(
-                args,
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                start_new_session=True,  # a timeout kills the command's whole process group
-            )
-        except (FileNotFoundError, PermissionError):
-            return None
-
-
 def _checked(argv: Sequence[str]) -> tuple[str, ...]:
     args = tuple(argv)
     if not args:
@@ -187,13 +106,6 @@ def _not_started(args: tuple[str, ...]) -> CommandResult:
             args, _COMMAND_NOT_FOUND, b"", f"{args[0]}: No such file or directory\n".encode()
         )
     return CommandResult(args, _NOT_EXECUTABLE, b"", f"{args[0]}: Permission denied\n".encode())
-
-
-def _kill(process: subprocess.Popen[bytes]) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(process.pid, signal.SIGKILL)
-    process.kill()
-    process.wait()
 
 
 def _timeout_error(

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 HostKeyPolicy = Literal["strict", "accept-new"]
+SshClient = Literal["paramiko", "openssh"]
 
 
 @dataclass(frozen=True)
@@ -40,3 +41,7 @@ class SshSettings:
     passphrase_env: str | None = None
     use_agent: bool = True
     extra_identity_files: tuple[str, ...] = field(default_factory=tuple)
+    # "openssh": the system ssh with a shared ControlMaster connection (transport/openssh)
+    client: SshClient = "paramiko"
+    control_persist_s: float = 600.0  # how long an idle shared connection stays open
+    control_dir: str | None = None  # None: $XDG_RUNTIME_DIR/globtim-hpc, else /tmp/globtim-hpc-UID

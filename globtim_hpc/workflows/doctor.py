@@ -236,11 +236,19 @@ class Doctor:
             self.add("connection", FAIL, exc.message, exc.hint)
             return None
         self.report.connected = True
+        self._report_ssh_client(transport)
         if not hops:
             self.add("connection", OK, f"commands run on {transport.label}")
         for _alias, label in hops:
             self.add(f"ssh {label}", OK, "connected; host key matches known_hosts")
         return transport
+
+    def _report_ssh_client(self, transport: Transport) -> None:
+        if self.profile.ssh is None:
+            return
+        from globtim_hpc.transport.factory import ssh_client_summary
+
+        self.add("ssh client", INFO, ssh_client_summary(transport), required=False)
 
     def _report_hop_failure(self, hops: list[tuple[str, str]], exc: ConnectError) -> None:
         failed = None

@@ -24,7 +24,7 @@ from globtim_hpc.scheduler.direct import DirectScheduler
 from globtim_hpc.scheduler.slurm import SlurmScheduler
 from globtim_hpc.transport.base import CommandResult, Transport
 from globtim_hpc.transport.local import LocalTransport
-from globtim_hpc.transport.ssh import SshTransport
+from globtim_hpc.transport.ssh.chain import SshTransport
 from globtim_hpc.workflows.monitor import poll_runs
 from tests.integration.conftest import Testbed
 from tests.integration.monitor_support import batch_script

@@ -18,8 +18,8 @@ from globtim_hpc.errors import (
     ExitCode,
     HostKeyError,
 )
-from globtim_hpc.transport import known_hosts as kh
-from globtim_hpc.transport.ssh import SshTransport
+from globtim_hpc.transport.ssh import hostkeys as kh
+from globtim_hpc.transport.ssh.chain import SshTransport
 from tests.integration.transport_fixtures import (
     TcpWatcher,
     bed_settings,

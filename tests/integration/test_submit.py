@@ -22,7 +22,7 @@ from globtim_hpc.scheduler.slurm import SlurmScheduler
 from globtim_hpc.settings.profile import ClusterProfile, load_profile
 from globtim_hpc.transport.base import CommandResult
 from globtim_hpc.transport.factory import open_transport
-from globtim_hpc.transport.ssh import SshTransport
+from globtim_hpc.transport.ssh.chain import SshTransport
 from globtim_hpc.workflows.submit import SubmitContext, submit_plan
 from tests.integration.conftest import Testbed
 from tests.integration.hooks import AfterCommand

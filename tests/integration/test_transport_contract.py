@@ -1,7 +1,8 @@
-"""One contract, two transports: SshTransport (laptop -> mack -> falcon) and LocalTransport.
+"""One contract, three transports: SshTransport (paramiko, laptop -> mack -> falcon),
+OpenSshTransport (the system ssh through a shared connection, same chain) and LocalTransport.
 
-The SSH case runs against the real test bed and is marked ``integration`` by its fixture
-parameter; the local case needs nothing but this machine.
+The SSH cases run against the real test bed and are marked ``integration`` by their fixture
+parameters; the local case needs nothing but this machine.
 """
 
 from __future__ import annotations
@@ -20,9 +21,9 @@ import pytest
 from globtim_hpc.errors import ConfigError, RemoteCommandError, TransferError
 from globtim_hpc.transport.base import Transport
 from globtim_hpc.transport.factory import open_transport
-from tests.integration.transport_fixtures import Target, target
+from tests.integration.transport_fixtures import Target, control_dir, target
 
-__all__ = ["target"]  # the fixture, imported so that pytest finds it here
+__all__ = ["control_dir", "target"]  # fixtures, imported so that pytest finds them here
 
 MIB = 1024 * 1024
 ECHO_ARGV = ["python3", "-c", "import sys, json; print(json.dumps(sys.argv[1:]))"]
@@ -240,6 +241,9 @@ def test_factory_chooses_and_keeps_paramiko_out_until_needed() -> None:
         "from globtim_hpc.transport.settings import SshSettings\n"
         "assert isinstance(open_transport('local', None), LocalTransport)\n"
         "assert 'paramiko' not in sys.modules, 'imported too early'\n"
+        "o = open_transport('ssh', SshSettings(target='falcon', client='openssh'))\n"
+        "assert type(o).__name__ == 'OpenSshTransport' and o.label == 'falcon'\n"
+        "assert 'paramiko' not in sys.modules, 'the OpenSSH transport needs no paramiko'\n"
         "t = open_transport('ssh', SshSettings(target='falcon'))\n"
         "assert 'paramiko' in sys.modules and t.label == 'falcon'\n"
     )

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import re
 import shutil
+import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -17,8 +19,9 @@ import pytest
 
 from globtim_hpc.transport.base import Transport
 from globtim_hpc.transport.local import LocalTransport
+from globtim_hpc.transport.openssh.transport import OpenSshTransport
 from globtim_hpc.transport.settings import SshSettings
-from globtim_hpc.transport.ssh import SshTransport
+from globtim_hpc.transport.ssh.chain import SshTransport
 from tests.integration.conftest import Testbed
 
 SSHD_LOG = "logs/mack-sshd.log"
@@ -45,20 +48,55 @@ def bed_settings(testbed: Testbed, **changes: object) -> SshSettings:
     return SshSettings(**values)  # type: ignore[arg-type]
 
 
-@pytest.fixture(params=["local", pytest.param("ssh", marks=pytest.mark.integration)])
+@pytest.fixture(scope="session")
+def control_dir() -> Iterator[str]:
+    """A short private folder for the OpenSSH transport's sockets; every master started in
+    it is stopped at the end of the session."""
+    folder = tempfile.mkdtemp(prefix="gh-", dir="/tmp")
+    try:
+        yield folder
+    finally:
+        for socket_path in Path(folder).glob("cm-*"):
+            if socket_path.is_socket():
+                subprocess.run(
+                    ["ssh", "-F", "none", "-o", f"ControlPath={socket_path}", "-O", "exit", "x"],
+                    capture_output=True,
+                    timeout=30,
+                    check=False,
+                )
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def openssh_settings(testbed: Testbed, control_dir: str, **changes: object) -> SshSettings:
+    """bed_settings for the OpenSSH transport, its sockets in ``control_dir``."""
+    return bed_settings(testbed, client="openssh", control_dir=control_dir, **changes)
+
+
+@pytest.fixture(
+    params=[
+        "local",
+        pytest.param("ssh", marks=pytest.mark.integration),
+        pytest.param("openssh", marks=pytest.mark.integration),
+    ]
+)
 def target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Target]:
     if request.param == "local":
         with LocalTransport() as local:
             yield Target("local", local, str(tmp_path))
         return
     testbed: Testbed = request.getfixturevalue("testbed")
-    with SshTransport(bed_settings(testbed)) as ssh:
-        scratch = ssh.run(["mktemp", "-d", "/tmp/globtim-contract.XXXXXX"]).check("mktemp")
+    remote: Transport
+    if request.param == "openssh":
+        remote = OpenSshTransport(openssh_settings(testbed, request.getfixturevalue("control_dir")))
+    else:
+        remote = SshTransport(bed_settings(testbed))
+    with remote:
+        scratch = remote.run(["mktemp", "-d", "/tmp/globtim-contract.XXXXXX"]).check("mktemp")
         folder = scratch.stdout_text.strip()
         try:
-            yield Target("ssh", ssh, folder)
+            yield Target(request.param, remote, folder)
         finally:
-            ssh.run(["rm", "-rf", "--", folder])
+            remote.run(["rm", "-rf", "--", folder])
 
 
 @pytest.fixture

@@ -186,3 +186,27 @@ def test_cluster_paths_take_variables_but_not_this_machines_home(
     local = tmp_path / "l.yaml"
     local.write_text("transport: local\nremote_root: ~/globtim-runs\n")
     assert load_profile(str(local)).remote_root == os.path.expanduser("~/globtim-runs")
+
+
+def test_ssh_client_keys_reach_the_ssh_settings(tmp_path: Path) -> None:
+    base = "transport: ssh\nremote_root: /projects/x\nssh:\n  target: falcon\n"
+    default = load_profile(str(write(tmp_path, base)))
+    assert default.ssh is not None and default.ssh.client == "paramiko"
+    chosen = load_profile(
+        str(
+            write(
+                tmp_path,
+                base + "  client: openssh\n  control_persist_s: 1800\n  control_dir: /tmp/gh\n",
+            )
+        )
+    )
+    assert chosen.ssh is not None
+    assert (chosen.ssh.client, chosen.ssh.control_persist_s, chosen.ssh.control_dir) == (
+        "openssh",
+        1800.0,
+        "/tmp/gh",
+    )
+    with pytest.raises(ConfigError, match="'putty' is not one of: paramiko, openssh"):
+        load_profile(str(write(tmp_path, base + "  client: putty\n")))
+    with pytest.raises(ConfigError, match="control_persist_s"):
+        load_profile(str(write(tmp_path, base + "  control_persist_s: 0\n")))

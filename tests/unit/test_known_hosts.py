@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from globtim_hpc.transport import known_hosts as kh
+from globtim_hpc.transport.ssh import hostkeys as kh
 
 
 def blob(key_type: str, body: bytes) -> bytes:

@@ -1,4 +1,4 @@
-"""sshconfig: pure resolution rules (no ssh binary, no network)."""
+"""ssh_config resolution (transport.ssh.config): pure resolution rules (no ssh binary, no network)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 
 from globtim_hpc.errors import ConfigError
 from globtim_hpc.transport.settings import HopOverride, SshSettings
-from globtim_hpc.transport.sshconfig import (
+from globtim_hpc.transport.ssh.config import (
     CommandLine,
     JumpSpec,
     LocalContext,
@@ -221,13 +221,55 @@ def test_match_host_user_and_all(local: LocalContext) -> None:
     assert resolve_host("c", config, local=local).user == "everyone"
 
 
-def test_match_exec_is_refused_not_guessed(local: LocalContext) -> None:
-    config = write(local, "Match exec true\n  User x\n")
-    with pytest.raises(ConfigError, match="exec"):
-        resolve_host("a", config, local=local)
-    # ...but an earlier criterion that already failed settles the block
-    config = write(local, "Match host nothing exec true\n  User x\n")
+def _recording_shell(local: LocalContext) -> tuple[Path, Path]:
+    """A shell that logs each command it is given, then runs it with /bin/sh."""
+    log = Path(local.home) / "exec.log"
+    shell = Path(local.home) / "recording-sh"
+    shell.write_text('#!/bin/sh\nprintf "%s|%s\\n" "$1" "$2" >> "$EXEC_LOG"\nexec /bin/sh "$@"\n')
+    shell.chmod(0o755)
+    return shell, log
+
+
+def test_match_exec_runs_the_command_through_the_users_shell(
+    local: LocalContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shell, log = _recording_shell(local)
+    monkeypatch.setenv("SHELL", str(shell))
+    monkeypatch.setenv("EXEC_LOG", str(log))
+    config = write(
+        local,
+        "Host a\n  HostName real.example\n  Port 2200\n"
+        'Match exec "test %h:%p:%n:%r:%u = real.example:2200:a:me:me"\n  User matched\n'
+        "Match !exec false\n  IdentityFile ~/negated\n",
+    )
+    host = resolve_host("a", config, local=local)
+    assert host.user == "matched"
+    assert f"{local.home}/negated" in host.identity_files
+    assert log.read_text().splitlines() == [
+        "-c|test real.example:2200:a:me:me = real.example:2200:a:me:me",
+        "-c|false",
+    ]
+    other = resolve_host("b", config, local=local)
+    assert other.user == "me", "a failing exec guards only its own block"
+
+
+def test_match_exec_is_skipped_after_a_failed_criterion(
+    local: LocalContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    marker = Path(local.home) / "ran"
+    config = write(local, f'Match host nothing exec "touch {marker}"\n  User x\n')
     assert resolve_host("a", config, local=local).user == "me"
+    assert not marker.exists()
+    # ...but its tokens are still expanded, and a bad one is an error, as with ssh
+    config = write(local, 'Match host nothing exec "echo %Z"\n  User x\n')
+    with pytest.raises(ConfigError, match="%Z"):
+        resolve_host("a", config, local=local)
+
+
+def test_match_exec_killed_by_a_signal_is_an_error(local: LocalContext) -> None:
+    config = write(local, 'Match exec "kill -KILL $$"\n  User x\n')
+    with pytest.raises(ConfigError, match="signal"):
+        resolve_host("a", config, local=local)
 
 
 def test_match_final_reparses_with_the_hostname(local: LocalContext) -> None:
@@ -244,8 +286,9 @@ def test_proxy_command_blocks_later_proxy_jump(local: LocalContext) -> None:
     host = resolve_host("a", config, local=local)
     assert host.proxy_command == "nc %h %p"
     assert host.proxy_jump == ()
-    with pytest.raises(ConfigError, match="ProxyCommand is not supported"):
+    with pytest.raises(ConfigError, match="ProxyCommand is not supported") as caught:
         resolve_chain(SshSettings(target="a", config_file=config), local=local)
+    assert caught.value.hint is not None and "ssh.client: openssh" in caught.value.hint
 
 
 # -- chains -----------------------------------------------------------------------------------

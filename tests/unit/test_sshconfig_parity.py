@@ -1,4 +1,4 @@
-"""sshconfig resolves hosts exactly as the real OpenSSH client does.
+"""transport.ssh.config resolves hosts exactly as the real OpenSSH client does.
 
 ``ssh -G -F FILE HOST`` needs no network: it prints the options it would use. For a jump host,
 OpenSSH runs ``ssh [-l user] [-p port] [-J rest] -F FILE jumphost -W target``; the reference
@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from globtim_hpc.transport.settings import SshSettings
-from globtim_hpc.transport.sshconfig import parse_proxy_jump, resolve_chain, resolve_host
+from globtim_hpc.transport.ssh.config import parse_proxy_jump, resolve_chain, resolve_host
 
 SSH = shutil.which("ssh")
 
@@ -217,6 +217,38 @@ CASES: dict[str, tuple[str, list[str]]] = {
           Port 3333
         """,
         ["short", "long.example"],
+    ),
+    "match_exec": (
+        """
+        Host gw
+          HostName gw.example
+        Match exec "test %n = guarded"
+          User guarded-user
+          Port 2022
+        Match exec false
+          User never
+          HostName never.example
+        Match originalhost nothing exec "false"
+          Port 1
+        Match host *.example !exec "test %p = 2022"
+          Port 4444
+        Match exec "test %n = jumped" exec "test %r = %u"
+          ProxyJump gw
+        Host *
+          User everyone
+        """,
+        ["guarded", "other", "gw", "x.example", "jumped"],
+    ),
+    "escapes_inside_quotes": (
+        r"""
+        Host single
+          User 'it\'s'
+        Host double
+          User "say \"hi\" \\ bye"
+        Host bare
+          User back\ slash
+        """,
+        ["single", "double", "bare"],
     ),
     "case_sensitivity": (
         """

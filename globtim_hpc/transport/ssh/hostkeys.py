@@ -1,4 +1,5 @@
-"""known_hosts files read and judged the way OpenSSH does (pure; no paramiko, no network).
+"""Host keys: known_hosts files read and judged the way OpenSSH does, and the verdict on a
+hop's key turned into a decision (pure; no paramiko, no network).
 
 Supports plain, comma-separated, wildcard and negated host patterns, ``[host]:port`` entries,
 hashed ``|1|salt|hash`` entries and the ``@revoked`` marker. ``@cert-authority`` lines are
@@ -18,9 +19,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from globtim_hpc.transport.sshconfig import match_host_patterns
+from globtim_hpc.errors import HostKeyError
+from globtim_hpc.quoting import join, quote
+from globtim_hpc.transport.settings import HostKeyPolicy
+from globtim_hpc.transport.ssh.config.model import ResolvedHost
+from globtim_hpc.transport.ssh.config.patterns import match_host_patterns
 
 Verdict = Literal["ok", "unknown", "changed", "revoked"]
+
+# For an RSA host key recorded in known_hosts, these are the signature algorithms to ask for.
+_ALGORITHMS_FOR_KEY_TYPE = {"ssh-rsa": ("rsa-sha2-512", "rsa-sha2-256", "ssh-rsa")}
 
 
 @dataclass(frozen=True)
@@ -153,3 +161,83 @@ def append_entry(path: str, names: Sequence[str], blob: bytes) -> None:
                 if check.read(1) != b"\n":
                     handle.write("\n")
         handle.write(entry_line(names, blob))
+
+
+# ---------------------------------------------------------------------------------------------
+# One hop's key
+
+
+def lookup_names(host: ResolvedHost) -> list[str]:
+    """Names under which the hop's key may be recorded: HostKeyAlias, else hostname and alias."""
+    if host.host_key_alias:
+        return [lookup_name(host.host_key_alias, host.port)]
+    names = [lookup_name(host.hostname, host.port)]
+    alias = lookup_name(host.alias, host.port)
+    if alias not in names:
+        names.append(alias)
+    return names
+
+
+def preferred_key_types(available: Sequence[str], known_types: Sequence[str]) -> list[str]:
+    """Ask for host key types already recorded first, as OpenSSH does, so a recorded host with
+    several keys is not reported as unknown because another type was negotiated."""
+    first: list[str] = []
+    for key_type in known_types:
+        for algorithm in _ALGORITHMS_FOR_KEY_TYPE.get(key_type, (key_type,)):
+            if algorithm in available and algorithm not in first:
+                first.append(algorithm)
+    return first + [a for a in available if a not in first]
+
+
+def verify_host_key(
+    host: ResolvedHost,
+    blob: bytes,
+    entries: Sequence[KnownHostEntry],
+    policy: HostKeyPolicy,
+) -> None:
+    """Accept the key the hop presented, record it (accept-new), or raise HostKeyError."""
+    names = lookup_names(host)
+    verdict = judge(entries, names, blob)
+    if verdict == "ok":
+        return
+    fingerprint = fingerprint_sha256(blob)
+    key_text = f"{key_type_of(blob)} {fingerprint}"
+    record_in = host.known_hosts_files[0] if host.known_hosts_files else "~/.ssh/known_hosts"
+    if verdict == "revoked":
+        raise HostKeyError(
+            f"host key {key_text} is marked @revoked in known_hosts",
+            "this key must not be trusted; ask the cluster administrators",
+            hop=host.label,
+            fingerprint=fingerprint,
+        )
+    if verdict == "changed":
+        raise HostKeyError(
+            f"HOST KEY HAS CHANGED: the server presents {key_text}, which differs from the "
+            f"key recorded for {names[0]} in {', '.join(host.known_hosts_files)}. Someone may "
+            "be intercepting the connection (man-in-the-middle), or the host was reinstalled.",
+            "verify the new fingerprint with the administrators; only then remove the old "
+            f"entry with: ssh-keygen -R {quote(names[0])} -f {quote(record_in)}",
+            hop=host.label,
+            fingerprint=fingerprint,
+        )
+    # StrictHostKeyChecking=no makes OpenSSH record new keys too; it never accepts changed ones
+    accept = policy == "accept-new" or host.strict_host_key_checking in ("accept-new", "no")
+    if accept and host.known_hosts_files:
+        try:
+            append_entry(record_in, [names[0]], blob)
+        except OSError as exc:
+            raise HostKeyError(
+                f"cannot record the new host key in {record_in}: {exc.strerror or exc}",
+                hop=host.label,
+                fingerprint=fingerprint,
+            ) from exc
+        return
+    keyscan = join(["ssh-keyscan", "-p", str(host.port), "-t", key_type_of(blob), host.hostname])
+    raise HostKeyError(
+        f"host key for {host.address} is not known: {key_text}",
+        "check the fingerprint with the administrators, then record it with "
+        f"`{keyscan} >> {quote(record_in)}` (run where {host.hostname} is reachable) "
+        "or set host_key_policy: accept-new in the cluster profile",
+        hop=host.label,
+        fingerprint=fingerprint,
+    )
