@@ -86,7 +86,8 @@ SCHEMA: dict[str, dict[str, Field]] = {
             "float",
             600.0,
             "openssh: how long the shared connection stays open while idle (ControlPersist)",
-            minimum=1,
+            # shorter, and a master on a busy laptop can go idle before its first command
+            minimum=5,
         ),
         "control_dir": Field(
             "path", None, "openssh: folder of the shared connection's socket (default: runtime dir)"
