@@ -154,7 +154,6 @@ def _resolve(project: str, info: dict[str, Any], julia_version: str) -> dict[str
                 f"— no versions left (julia is {julia_version})",
             )
 
-    check_julia(str(info.get("name") or "the project"), str(info.get("uuid") or ""), info)
     sources = info.get("sources") if isinstance(info.get("sources"), dict) else {}
     compat = info.get("compat") if isinstance(info.get("compat"), dict) else {}
     entries: dict[str, dict[str, Any]] = {}
@@ -180,6 +179,7 @@ def _resolve(project: str, info: dict[str, Any], julia_version: str) -> dict[str
         else:
             entry = {"uuid": uuid, "version": _lower_bound(compat.get(name))}
         entries[name] = entry
+    check_julia(str(info.get("name") or "julia"), str(info.get("uuid") or "1222c4b2"), info)
     return entries
 
 
