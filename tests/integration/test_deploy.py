@@ -151,7 +151,7 @@ def test_one_changed_file_sends_only_it_and_an_unchanged_tree_is_a_no_op(
 def test_dirty_tree_is_recorded_with_its_patch_and_refused_when_clean_is_required(
     testbed: Testbed, profile: ClusterProfile, transport: RecordingTransport, source: Path
 ) -> None:
-    edited = source / "src" / "GlobTimDeployFixture.jl"
+    edited = source / "src" / "Globtim.jl"
     edited.write_text(edited.read_text() + "# a local experiment\n")
     (source / "scratch.jl").write_text("# untracked, not ignored\n")
 
@@ -175,7 +175,7 @@ def test_dirty_tree_is_recorded_with_its_patch_and_refused_when_clean_is_require
     assert record["dirty"] is True and record["patch_file"] == "DEPLOY.patch"
     assert record["untracked"] == ["scratch.jl"]
     patch = testbed.as_user("falcon", f"cat {report.remote_dir}/DEPLOY.patch").stdout
-    assert "+# a local experiment" in patch and "src/GlobTimDeployFixture.jl" in patch
+    assert "+# a local experiment" in patch and "src/Globtim.jl" in patch
     shipped = testbed.as_user("falcon", f"cat {report.remote_dir}/scratch.jl").stdout
     assert "untracked" in shipped
     with Store.open() as store:

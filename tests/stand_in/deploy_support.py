@@ -129,7 +129,7 @@ def _lower_bound(spec: str | None) -> str:
     if not spec:
         return "0.1.0"
     first = spec.split(",")[0].strip().lstrip("^~=>")
-    parts = (first.split(".") + ["0", "0"])[:3]
+    parts = [*first.split("."), "0", "0"][:3]
     return ".".join(parts)
 
 

@@ -15,7 +15,6 @@ from typing import Any
 from standin_io import heartbeat
 from standin_loading import JuliaError
 
-
 DIRECTIVE = re.compile(r"^\s*#\s*stand-in:\s*([a-z-]+)\s*(.*?)\s*$")
 DEFINES_RUN_CUSTOM = re.compile(r"^\s*(function\s+run_custom\s*\(|run_custom\s*\(.*\)\s*=)", re.M)
 MIB = 1024 * 1024

@@ -121,7 +121,7 @@ def run_degree(
             for step in (-1, 1):
                 j = index[d] + step
                 if 0 <= j < per_dim:
-                    neighbours.append(values[index[:d] + (j,) + index[d + 1 :]])
+                    neighbours.append(values[(*index[:d], j, *index[d + 1 :])])
         if all(value < n for n in neighbours):
             found.append((index, "minimum"))
         elif all(value > n for n in neighbours):

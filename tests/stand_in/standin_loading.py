@@ -25,13 +25,7 @@ from typing import Any
 DEFAULT_JULIA_VERSION = "1.12.1"
 
 # The standard library of Julia 1.12 (its stdlib/ folder): loadable from any project.
-STDLIBS = frozenset("""
-    ArgTools Artifacts Base64 CRC32c Dates DelimitedFiles Distributed Downloads FileWatching
-    Future InteractiveUtils JuliaSyntaxHighlighting LazyArtifacts LibCURL LibGit2 Libdl
-    LinearAlgebra Logging Markdown Mmap NetworkOptions Pkg Printf Profile REPL Random SHA
-    Serialization SharedArrays Sockets SparseArrays Statistics StyledStrings SuiteSparse TOML
-    Tar Test UUIDs Unicode
-""".split())
+STDLIBS = frozenset(["ArgTools", "Artifacts", "Base64", "CRC32c", "Dates", "DelimitedFiles", "Distributed", "Downloads", "FileWatching", "Future", "InteractiveUtils", "JuliaSyntaxHighlighting", "LazyArtifacts", "LibCURL", "LibGit2", "Libdl", "LinearAlgebra", "Logging", "Markdown", "Mmap", "NetworkOptions", "Pkg", "Printf", "Profile", "REPL", "Random", "SHA", "Serialization", "SharedArrays", "Sockets", "SparseArrays", "Statistics", "StyledStrings", "SuiteSparse", "TOML", "Tar", "Test", "UUIDs", "Unicode"])
 BUILTIN_MODULES = frozenset({"Base", "Core", "Main"})
 
 
@@ -58,7 +52,7 @@ def version_tuple(text: str) -> tuple[int, int, int]:
 
 
 def _bump(parts: list[int], index: int) -> tuple[int, int, int]:
-    out = parts[:index] + [parts[index] + 1]
+    out = [*parts[:index], parts[index] + 1]
     out += [0] * (3 - len(out))
     return out[0], out[1], out[2]
 

@@ -11,8 +11,6 @@ from typing import Any
 from standin_loading import JuliaError
 
 
-
-
 def _camel(x: Sequence[float]) -> float:
     a, b = x[0], x[1]
     return (4 - 2.1 * a**2 + a**4 / 3) * a**2 + a * b + (-4 + 4 * b**2) * b**2
@@ -81,7 +79,7 @@ def lotka_volterra_objective(params: dict[str, Any]) -> Callable[[Sequence[float
         traj = _lv_trajectory(p, u0, t_end, n_obs, steps)
         if len(traj) != len(reference):
             return 1.0e12
-        total = sum((a - b) ** 2 for a, b in zip(traj, reference))
+        total = sum((a - b) ** 2 for a, b in zip(traj, reference, strict=True))
         return total if math.isfinite(total) else 1.0e12
 
     return misfit

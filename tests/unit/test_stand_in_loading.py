@@ -136,7 +136,7 @@ def test_enable_hessian_and_tol_dist_are_honoured(tmp_path: Path) -> None:
     for name in "abc":
         (tmp_path / name).mkdir()
     _, with_h = run_benchmark(tmp_path / "a", env, function="shubert_4d", degree=8, degree_max=8)
-    _, without = run_benchmark(tmp_path / "b", env, function="shubert_4d", degree=8, degree_max=8, enable_hessian=False)
+    run_benchmark(tmp_path / "b", env, function="shubert_4d", degree=8, degree_max=8, enable_hessian=False)
     rows_h = _csv(tmp_path / "a" / "out" / "critical_points_deg_8.csv")
     rows_n = _csv(tmp_path / "b" / "out" / "critical_points_deg_8.csv")
     assert "critical_point_type" in rows_h[0] and "critical_point_type" not in rows_n[0]
