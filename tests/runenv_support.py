@@ -35,3 +35,30 @@ def make_run_env(root: Path, *, fixture: Path = FIXTURE) -> dict[str, str]:
     )
     assert done.returncode == 0, done.stderr
     return variables
+
+
+def make_default_env(depot: Path, julia_minor: str = "1.12") -> Path:
+    """The depot's default environment (environments/v1.12) with what the driver loads.
+
+    A run without a deployment has no JULIA_PROJECT, so Julia loads packages from here: the
+    environment of a user who ran ``Pkg.add`` and ``Pkg.develop(path=...)`` by hand. Globtim
+    is developed from a copy of the fixture in <depot>/dev/Globtim.
+    """
+    env_dir = depot / "environments" / f"v{julia_minor}"
+    if (env_dir / "Manifest.toml").is_file():
+        return env_dir
+    dev = depot / "dev" / "Globtim"
+    shutil.rmtree(dev, ignore_errors=True)
+    shutil.copytree(FIXTURE, dev)
+    env_dir.mkdir(parents=True, exist_ok=True)
+    text = runenv.project_toml(read_project(FIXTURE))
+    (env_dir / "Project.toml").write_text(
+        text.replace('{path = "../.."}', '{path = "../../dev/Globtim"}')
+    )
+    variables = {"JULIA_PROJECT": str(env_dir), "JULIA_DEPOT_PATH": str(depot)}
+    done = subprocess.run(
+        [str(STAND_IN), str(DEPLOY_ENV), str(depot / ".default_env_result.json")],
+        env={**os.environ, **variables}, capture_output=True, text=True, check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return env_dir

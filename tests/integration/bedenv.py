@@ -86,32 +86,16 @@ def install_default_env() -> Path:
 
     A run submitted without a deployment has no JULIA_PROJECT, so Julia (and the stand-in)
     loads packages from the depot's default environment, environments/v<major.minor>: the
-    one a user who ran ``Pkg.add`` and ``Pkg.develop(path=...)`` by hand has. Globtim is
-    developed from a copy of the fixture in <depot>/dev/Globtim. Written with the stand-in's
-    own deploy_env.jl, owned by the bed's user like the rest of the remote root.
+    one a user who ran ``Pkg.add`` and ``Pkg.develop(path=...)`` by hand has
+    (tests/runenv_support.py), owned by the bed's user like the rest of the remote root.
     """
-    from globtim_hpc.julia import runenv
-    from globtim_hpc.julia.compat import read_project
+    from tests.runenv_support import make_default_env
 
     root = _backing(remote_root())
     owner = root.parent.stat()
     depot = root / "depot"
-    env_dir = depot / "environments" / "v1.12"
-    if (env_dir / "Manifest.toml").is_file():
-        return env_dir
-    fixture = REPO / "tests" / "fixtures" / "globtim_project"
-    dev = depot / "dev" / "Globtim"
-    shutil.rmtree(dev, ignore_errors=True)
-    shutil.copytree(fixture, dev)
-    env_dir.mkdir(parents=True, exist_ok=True)
-    text = runenv.project_toml(read_project(fixture)).replace('{path = "../.."}', '{path = "../../dev/Globtim"}')
-    (env_dir / "Project.toml").write_text(text)
-    subprocess.run(
-        [sys.executable, str(REPO / "tests" / "stand_in" / "julia"),
-         str(REPO / "julia" / "deploy_env.jl"), str(root / ".default_env_result.json")],
-        env={**os.environ, "JULIA_PROJECT": str(env_dir), "JULIA_DEPOT_PATH": str(depot)},
-        check=True, capture_output=True,
-    )
+    depot.mkdir(parents=True, exist_ok=True)
+    env_dir = make_default_env(depot)
     os.chown(root, owner.st_uid, owner.st_gid)
     for folder, dirs, names in os.walk(depot):
         for name in [*dirs, *names, "."]:
