@@ -26,6 +26,9 @@ GLOBTIM = "Globtim"
 SOLVER_EXTENSION = "GlobtimHomotopyContinuationExt"
 # The Globtim releases whose API julia/globtim_api.json describes (checked at 527db3b9, v1.2.1).
 SUPPORTED_GLOBTIM = "1.2"
+# The julia compat of those releases (Globtim 1.2.1 Project.toml [compat] julia = "1.12"); the
+# deployed tree's own [compat] decides when there is one.
+SUPPORTED_GLOBTIM_JULIA = "1.12"
 
 
 @dataclass(frozen=True)
