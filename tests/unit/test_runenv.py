@@ -38,7 +38,7 @@ def test_a_users_project_adds_its_packages(tmp_path: Path) -> None:
 def test_an_unsupported_globtim_is_refused(tmp_path: Path) -> None:
     text = (FIXTURE / "Project.toml").read_text().replace('version = "1.2.1"', 'version = "1.1.2"')
     (tmp_path / "Project.toml").write_text(text)
-    with pytest.raises(ConfigError, match="Globtim 1.1.2 is not a version"):
+    with pytest.raises(ConfigError, match=r"Globtim 1\.1\.2 is not a version"):
         runenv.check_globtim_project(read_project(tmp_path))
     (tmp_path / "Project.toml").write_text(text.replace('name = "Globtim"', 'name = "Other"'))
     with pytest.raises(ConfigError, match="not Globtim"):

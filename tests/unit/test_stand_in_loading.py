@@ -152,3 +152,19 @@ def test_columns_are_in_dimension_order_from_ten_dimensions(tmp_path: Path) -> N
 
     header = standin_degree.csv_header(10, True)
     assert header[:11] == [f"x{i}" for i in range(1, 11)] + ["z"]
+
+
+def test_the_contract_names_every_per_degree_field_and_csv_column(tmp_path: Path) -> None:
+    """docs/output-contract.md, the schema and what the stand-in writes agree."""
+    import standin_degree
+
+    doc = (REPO / "docs" / "output-contract.md").read_text()
+    schema = json.loads((REPO / "schemas" / "results.schema.json").read_text())
+    degree_keys = set(schema["$defs"]["degree"]["properties"])
+    for key in degree_keys:
+        assert f"`{key}`" in doc, key
+    for column in standin_degree.csv_header(2, True)[5:]:
+        assert f"`{column}`" in doc, column
+    env = make_run_env(tmp_path / "dep")
+    _, data = run_benchmark(tmp_path, env)
+    assert set(data["degrees"][0]) == degree_keys
