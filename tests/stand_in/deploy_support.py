@@ -73,8 +73,18 @@ def _toml_minimal(text: str) -> dict[str, Any]:
                 table = table.setdefault(head, {})
         elif "=" in line:
             key, value = (part.strip() for part in line.split("=", 1))
-            table[key.strip('"')] = value.strip('"')
+            table[key.strip('"')] = _toml_value(value)
     return data
+
+
+def _toml_value(value: str) -> Any:
+    """A string, an array of strings or an inline table of strings (what Pkg writes)."""
+    if value.startswith("{") and value.endswith("}"):
+        pairs = (item.split("=", 1) for item in value[1:-1].split(",") if "=" in item)
+        return {k.strip().strip('"'): v.strip().strip('"') for k, v in pairs}
+    if value.startswith("[") and value.endswith("]"):
+        return [item.strip().strip('"') for item in value[1:-1].split(",") if item.strip()]
+    return value.strip('"')
 
 
 def _read(path: str) -> dict[str, Any]:
