@@ -1,13 +1,17 @@
-# Install and precompile the deployed project's dependencies into JULIA_DEPOT_PATH.
+# Install and precompile the run environment's packages into JULIA_DEPOT_PATH.
 #
 # Shipped by deploy_julia.py into <code dir>/.globtim-hpc/ and run where the network is (the
 # login node, or a job when compute nodes can reach the package servers):
 #
-#     JULIA_DEPOT_PATH=<depot> julia --project=<code dir> deploy_env.jl <result.json>
+#     JULIA_DEPOT_PATH=<depot> julia --project=<run env> deploy_env.jl <result.json>
 #
-# Writes <result.json> (ok, julia_version, elapsed_s, packages, error) and exits 0 on success.
+# The run environment (<code dir>/.globtim-hpc/runenv, globtim_hpc/julia/runenv.py) has no
+# Manifest.toml yet: Pkg.instantiate resolves it and writes one; its sha256 is reported.
+# Writes <result.json> (ok, julia_version, elapsed_s, packages, manifest_sha256, error) and
+# exits 0 on success.
 
 import Pkg
+import SHA
 
 include(joinpath(@__DIR__, "common_io.jl"))
 
@@ -31,6 +35,8 @@ function main(args)
             end
         end
         result["packages"] = packages
+        manifest = joinpath(dirname(Base.active_project()), "Manifest.toml")
+        isfile(manifest) && (result["manifest_sha256"] = bytes2hex(open(SHA.sha256, manifest)))
     catch err
         ok = false
         result["error"] = sprint(showerror, err)

@@ -1,10 +1,13 @@
 # globtim-hpc driver: runs one task of a job on a cluster node.
 #
-#   JULIA_PROJECT=<deployed GlobTim project> \
+#   JULIA_PROJECT=<the deployment's run environment> \
 #   julia --color=no --startup-file=no globtim_driver.jl <params.json> <output_dir>
 #
 # Reads one parameters file (written by globtim_hpc.jobs.plan), runs the GlobTim pipeline
-#   TestInput -> Constructor -> solve_polynomial_system -> process_crit_pts -> analyze_critical_points
+#   TestInput -> Constructor -> solve_polynomial_system_from_approx -> process_crit_pts
+#   -> analyze_critical_points
+# (Globtim 1.2.1; every call, keyword and field used is in julia/globtim_api.json, checked by
+# tests/unit/test_globtim_api.py)
 # for every degree of the task, and writes into <output_dir>:
 #   critical_points_deg_<d>.csv   one per finished degree
 #   results.json                  after every degree (RUNNING) and at the end
@@ -13,8 +16,8 @@
 #
 # Exit status: 0 COMPLETED, 1 FAILED, 2 bad command line, 3 PARTIAL, 130 interrupted.
 #
-# Packages needed in the project: Globtim, HomotopyContinuation, DynamicPolynomials, DataFrames,
-# CSV. JSON is read and written by the small functions below so that a broken or missing JSON
+# Packages needed in the active project's [deps] (the run environment, globtim_hpc/julia/
+# runenv.py): Globtim, HomotopyContinuation, DynamicPolynomials, DataFrames, CSV. JSON is read and written by the small functions below so that a broken or missing JSON
 # package can never prevent the FAILED record from being written.
 
 using Dates
@@ -195,6 +198,11 @@ try
     using DynamicPolynomials
     using HomotopyContinuation  # Globtim's solver extension needs it loaded explicitly
     using Globtim
+    # Without the extension every solve errors later (src/poly_solver.jl:169-174); say so now.
+    Base.get_extension(Globtim, :GlobtimHomotopyContinuationExt) === nothing && error(
+        "Globtim's solver extension GlobtimHomotopyContinuationExt did not load: Globtim needs " *
+        "HomotopyContinuation in the active project (the run environment) to build it",
+    )
 catch err
     LOAD_ERROR[] = err
 end
@@ -218,11 +226,14 @@ end
 # Right-hand side of the Lotka-Volterra model: prey u, predator v, parameters (α, β, γ, δ).
 lv_rhs(u, v, p) = (p[1] * u - p[2] * u * v, p[4] * u * v - p[3] * v)
 
+# Built with the element type of the parameters, so ForwardDiff's Duals (Globtim's gradients
+# and Hessians in analyze_critical_points) pass through instead of failing to convert.
 function lv_trajectory(p, u0::Vector{Float64}, t_end::Float64, n_obs::Int, steps::Int)
     per_obs = max(1, cld(steps, n_obs))
     h = t_end / (n_obs * per_obs)
-    u, v = u0[1], u0[2]
-    out = Matrix{Float64}(undef, 2, n_obs)
+    T = promote_type(eltype(p), Float64)
+    u, v = T(u0[1]), T(u0[2])
+    out = Matrix{T}(undef, 2, n_obs)
     for k in 1:n_obs
         for _ in 1:per_obs
             k1 = lv_rhs(u, v, p)
@@ -248,7 +259,7 @@ function lotka_volterra_objective(params::Dict{String,Any})
         traj = lv_trajectory(p, u0, t_end, n_obs, steps)
         total = sum(abs2, traj .- reference)
         # A blown-up trajectory would poison the least-squares fit with Inf.
-        return isfinite(total) ? total : 1.0e12
+        return isfinite(total) ? total : oftype(total, 1.0e12)
     end
     return misfit
 end
@@ -264,9 +275,8 @@ function objective_for(params::Dict{String,Any})
 end
 
 function make_test_input(f, params::Dict{String,Any})
-    constructor = isdefined(Globtim, :TestInput) ? Globtim.TestInput : globtim_symbol("test_input")
     dim = Int(params["dim"])
-    return constructor(
+    return Globtim.TestInput(
         f;
         dim = dim,
         center = Float64.(params["center"]),
@@ -281,17 +291,22 @@ function make_variables(dim::Int)
     return Core.eval(Main, :__globtim_x)
 end
 
-# Real critical points of the polynomial: the convenience method taking the ApproxPoly where
-# this GlobTim has it, else the (x, n, d, coeffs) form that every 1.x release provides.
-function solve_critical_points(x, pol, dim::Int, degree::Int)
-    solve = Globtim.solve_polynomial_system
-    solutions = if hasmethod(solve, Tuple{typeof(x),typeof(pol)})
-        solve(x, pol)
-    else
-        solve(x, dim, degree, pol.coeffs; basis = pol.basis)
-    end
-    # Some releases return (solutions, system) together.
-    return solutions isa Tuple ? first(solutions) : solutions
+# Real critical points of the polynomial, solved through the approximant so that its own
+# basis, normalisation and precision are used (src/poly_solver.jl:354, 367-370).
+solve_critical_points(x, pol) = Globtim.solve_polynomial_system_from_approx(x, pol)
+
+# The solutions live on the reference box [-1, 1]^n. process_crit_pts keeps points outside it
+# when every one lies outside (src/ParsingOutputs.jl:40-51); the contract says critical points
+# lie in the sampled box, so those are dropped here and counted.
+in_box(p) = all(c -> -1 <= c <= 1, p)
+
+# Columns in dimension order: process_crit_pts builds its DataFrame from a Dict, which sorts
+# x1, x10, x2, ... (src/ParsingOutputs.jl:118-123).
+function ordered_columns(df, dim::Int)
+    first_cols = vcat(["x$i" for i in 1:dim], ["z"])
+    present = string.(DataFrames.names(df))
+    lead = [c for c in first_cols if c in present]
+    return df[:, vcat(lead, [c for c in present if !(c in lead)])]
 end
 
 function point_columns(df, dim::Int, prefix::String)
@@ -323,6 +338,8 @@ function run_degree!(state::Dict{String,Any}, outdir::String, f, TR, params, deg
         "basis_size" => nothing,
         "l2_error" => nothing,
         "condition_number" => nothing,
+        "n_solutions" => nothing,
+        "n_outside_box" => nothing,
         "n_critical_points" => nothing,
         "n_minima" => nothing,
         "best_value" => nothing,
@@ -336,12 +353,9 @@ function run_degree!(state::Dict{String,Any}, outdir::String, f, TR, params, deg
     try
         heartbeat(stage; degree = degree)
         t = time()
-        pol = Globtim.Constructor(
-            TR,
-            degree;
-            basis = Symbol(params["basis"]),
-            precision = globtim_symbol(string(params["precision"])),
-        )
+        # Globtim 1.2.1 fits in Float64 whatever `precision` says, so the driver offers none
+        # (docs/output-contract.md) and Constructor keeps its default.
+        pol = Globtim.Constructor(TR, degree; basis = Symbol(params["basis"]))
         timings["construct"] = time() - t
         entry["l2_error"] = finite_or_nothing(pol.nrm)
         hasproperty(pol, :cond_vandermonde) &&
@@ -353,13 +367,16 @@ function run_degree!(state::Dict{String,Any}, outdir::String, f, TR, params, deg
         heartbeat(stage; degree = degree)
         t = time()
         x = make_variables(dim)
-        solutions = solve_critical_points(x, pol, dim, degree)
+        solutions = solve_critical_points(x, pol)
         timings["solve"] = time() - t
+        inside = filter(in_box, solutions)
+        entry["n_solutions"] = length(solutions)
+        entry["n_outside_box"] = length(solutions) - length(inside)
 
         stage = "process"
         heartbeat(stage; degree = degree)
         t = time()
-        df = Globtim.process_crit_pts(solutions, f, TR)
+        df = Globtim.process_crit_pts(inside, f, TR)
         timings["process"] = time() - t
         entry["n_critical_points"] = DataFrames.nrow(df)
 
@@ -367,7 +384,7 @@ function run_degree!(state::Dict{String,Any}, outdir::String, f, TR, params, deg
         heartbeat(stage; degree = degree)
         t = time()
         df_min = nothing
-        if DataFrames.nrow(df) > 0 && isdefined(Globtim, :analyze_critical_points)
+        if DataFrames.nrow(df) > 0
             df, df_min = Globtim.analyze_critical_points(
                 f,
                 df,
@@ -377,9 +394,10 @@ function run_degree!(state::Dict{String,Any}, outdir::String, f, TR, params, deg
                 verbose = false,
             )
             entry["n_minima"] = DataFrames.nrow(df_min)
-        elseif DataFrames.nrow(df) == 0
+        else
             entry["n_minima"] = 0
         end
+        df = ordered_columns(df, dim)
         timings["analyze"] = time() - t
         best_value, best_point = best_of(df_min, dim, "value", "x")
         if best_value === nothing

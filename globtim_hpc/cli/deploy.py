@@ -66,6 +66,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="how long to wait for the verification job (default: 1800)",
     )
+    parser.add_argument(
+        "--env-project",
+        type=Path,
+        metavar="DIR",
+        help="a Julia project whose [deps] and [compat] join the run environment "
+        "(for a custom script that loads more packages)",
+    )
     parser.add_argument("--check", action="store_true", help="run the cluster doctor instead")
     parser.add_argument(
         "--probe-timeout",
@@ -105,6 +112,7 @@ def _body(args: argparse.Namespace, out: Output) -> int:
             require_clean=args.require_clean,
             force=args.force,
             verify_timeout_s=args.verify_timeout,
+            extra_project=args.env_project,
         )
         report = cluster.deploy(options=options, notify=notify)
     _print_deploy(out, report)

@@ -133,6 +133,7 @@ def render_script(plan: JobPlan, profile: ClusterProfile, inputs: ScriptInputs) 
         "modules": list(profile.julia_modules),
         "depot_path": profile.depot_path,
         "julia_project": inputs.julia_project,
+        "julia_cpu_target": profile.julia_cpu_target,
         "cpus": plan.resources.cpus,
     }
     try:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -137,6 +137,12 @@ def parse_julia_version(output: str) -> Version:
     return (int(match.group(1)), int(match.group(2)), int(match.group(3)))
 
 
+def parse_version(text: str) -> Version:
+    """``1.2.1`` (or ``v1.2``) as a version triple; a pre-release counts as its release."""
+    core = re.split(r"[-+]", text.strip(), maxsplit=1)[0]
+    return _pad(_parse_parts(core, text))
+
+
 def format_version(version: Version) -> str:
     return ".".join(str(part) for part in version)
 
@@ -152,6 +158,11 @@ class ProjectInfo:
     version: str | None
     deps: tuple[str, ...]
     julia_compat: str | None
+    uuid: str | None = None
+    dep_uuids: dict[str, str] = field(default_factory=dict)
+    compat: dict[str, str] = field(default_factory=dict)
+    weakdeps: tuple[str, ...] = ()
+    extensions: tuple[str, ...] = ()
 
 
 _HEADER = re.compile(r"^\[\s*([A-Za-z0-9_.\-\"]+)\s*\]\s*(?:#.*)?$")
@@ -210,15 +221,27 @@ def read_project(path: Path) -> ProjectInfo:
         data = _load_toml(candidate.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise ConfigError(f"cannot read {candidate}: {exc}", "fix the TOML syntax") from exc
-    deps = data.get("deps") or {}
-    compat = data.get("compat") or {}
-    julia = compat.get("julia") if isinstance(compat, dict) else None
+    deps = _table(data, "deps")
+    compat = _table(data, "compat")
+    julia = compat.get("julia")
     return ProjectInfo(
         name=data.get("name") if isinstance(data.get("name"), str) else None,
         version=data.get("version") if isinstance(data.get("version"), str) else None,
-        deps=tuple(sorted(deps)) if isinstance(deps, dict) else (),
-        julia_compat=julia if isinstance(julia, str) else None,
+        deps=tuple(sorted(deps)),
+        julia_compat=julia,
+        uuid=data.get("uuid") if isinstance(data.get("uuid"), str) else None,
+        dep_uuids=deps,
+        compat=compat,
+        weakdeps=tuple(sorted(_table(data, "weakdeps"))),
+        extensions=tuple(sorted(_table(data, "extensions"))),
     )
+
+
+def _table(data: dict[str, Any], name: str) -> dict[str, str]:
+    table = data.get(name)
+    if not isinstance(table, dict):
+        return {}
+    return {str(k): v for k, v in table.items() if isinstance(v, str)}
 
 
 def check_julia_compat(version: Version, project: ProjectInfo, *, where: str) -> str | None:

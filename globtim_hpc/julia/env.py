@@ -70,6 +70,9 @@ def bash_argv(script: str) -> list[str]:
 
 def julia_env(profile: ClusterProfile, code_dir: str, *, offline: bool) -> dict[str, str]:
     env = {"JULIA_DEPOT_PATH": profile.depot_path, "JULIA_PROJECT": code_dir}
+    if profile.julia_cpu_target:
+        # The same target when precompiling and in jobs: otherwise every job rebuilds caches.
+        env["JULIA_CPU_TARGET"] = profile.julia_cpu_target
     if offline:
         env["JULIA_PKG_OFFLINE"] = "true"
     return env

@@ -198,6 +198,9 @@ def build_metadata(
         "git_sha": version.git_sha,
         "git_dirty": version.git_dirty,
         "gitcommit": version.gitcommit,
+        # Which package versions made the results: the run environment's manifest hash.
+        "run_env_manifest_sha256": _str_or_none((submission or {}).get("run_env_manifest_sha256")),
+        "globtim_version": _str_or_none((submission or {}).get("globtim_version")),
         "submission": dict(submission) if submission is not None else None,
         "submitted_at": submitted_at,
         "complete": finished == len(tasks),

@@ -106,6 +106,12 @@ SCHEMA: dict[str, dict[str, Field]] = {
             ("login", "job"),
             nullable=False,
         ),
+        "cpu_target": Field(
+            "str",
+            None,
+            "JULIA_CPU_TARGET for set-up and jobs (e.g. 'generic;skylake-avx512,clone_all'), so "
+            "caches built on the login node serve compute nodes of another CPU type",
+        ),
     },
     "slurm": {
         "partition": Field("str", None, "default partition"),
@@ -152,6 +158,7 @@ class ClusterProfile:
     slurm_max_array_parallel: int | None
     slurm_test_only: bool
     description: str = ""
+    julia_cpu_target: str | None = None
     resolved: Resolved | None = field(default=None, compare=False, repr=False)
 
     @property
@@ -373,6 +380,7 @@ def _build(
         julia_modules=tuple(julia["modules"]),
         depot_path=depot,
         precompile_on=julia["precompile_on"],
+        julia_cpu_target=julia["cpu_target"],
         slurm_partition=slurm["partition"],
         slurm_account=slurm["account"],
         slurm_qos=slurm["qos"],

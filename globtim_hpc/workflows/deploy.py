@@ -27,6 +27,7 @@ from typing import Any
 from globtim_hpc import paths
 from globtim_hpc.errors import JobFailedError, RemoteCommandError, TransferError
 from globtim_hpc.julia import env as juliaenv
+from globtim_hpc.julia import runenv
 from globtim_hpc.julia.compat import (
     ProjectInfo,
     check_julia_compat,
@@ -43,8 +44,6 @@ from globtim_hpc.transport.base import Transport
 from globtim_hpc.workflows import codeship, gitsource, jobwait
 
 PATCH_FILE = "DEPLOY.patch"
-# Packages whose loading proves a GlobTim environment works, when the project lists them.
-VERIFIED_DEPS = ("GlobTim", "Globtim", "HomotopyContinuation")
 ENV_RESULT = "env_result.json"
 VERIFY_RESULT = "verify_result.json"
 # Settings that make an environment what it is: a change means setting it up again.
@@ -60,6 +59,8 @@ class DeployOptions:
     force: bool = False  # set up and verify again even if a verified record exists
     env_timeout_s: float = 7200.0
     verify_timeout_s: float = 1800.0
+    # A user's own Julia project whose [deps] and [compat] join the run environment.
+    extra_project: Path | None = None
 
 
 @dataclass
@@ -109,10 +110,17 @@ def toolkit_scripts() -> list[codeship.ExtraFile]:
     return out
 
 
-def packages_to_verify(project: ProjectInfo) -> list[str]:
-    names = [project.name] if project.name else []
-    names += [dep for dep in VERIFIED_DEPS if dep in project.deps and dep not in names]
-    return names
+def packages_to_verify(extra: ProjectInfo | None = None) -> list[str]:
+    """What the driver loads (and a user's own project adds), then the solver extension."""
+    names = runenv.driver_package_names()
+    if extra is not None:
+        names += [dep for dep in extra.deps if dep not in names]
+    return [*names, "--extension", f"{runenv.GLOBTIM}:{runenv.SOLVER_EXTENSION}"]
+
+
+def runenv_file(project: ProjectInfo, extra: ProjectInfo | None) -> codeship.ExtraFile:
+    text = runenv.project_toml(project, extra)
+    return codeship.ExtraFile(f"{juliaenv.TOOL_DIR}/{runenv.RUNENV_DIR}/Project.toml", text.encode())
 
 
 def env_settings(profile: ClusterProfile) -> dict[str, Any]:
@@ -178,8 +186,10 @@ class Deployer:
         if options.require_clean:
             gitsource.require_clean(snap)
         project = read_project(snap.root)
+        runenv.check_globtim_project(project)
+        extra = runenv.read_extra_project(options.extra_project)
         notes = [f"submodule {path} is not deployed" for path in snap.skipped]
-        extras = toolkit_scripts()
+        extras = [*toolkit_scripts(), runenv_file(project, extra)]
         if snap.dirty:
             extras.append(codeship.ExtraFile(PATCH_FILE, snap.patch))
         self.notify(
@@ -198,7 +208,7 @@ class Deployer:
             )
         else:
             self.notify(f"code already in {shipped.remote_dir}; setting up its environment again")
-        record = self._setup_and_verify(snap, project, shipped.remote_dir, options, notes)
+        record = self._setup_and_verify(snap, project, extra, shipped.remote_dir, options, notes)
         verified = bool(record["verified"])
         payload = json.dumps(record, indent=2, sort_keys=True).encode("utf-8") + b"\n"
         self.transport.put_bytes(payload, posixpath.join(shipped.remote_dir, codeship.DEPLOY_JSON))
@@ -218,6 +228,7 @@ class Deployer:
         self,
         snap: gitsource.SourceSnapshot,
         project: ProjectInfo,
+        extra: ProjectInfo | None,
         code_dir: str,
         options: DeployOptions,
         notes: list[str],
@@ -231,8 +242,8 @@ class Deployer:
         )
         env_result = self._setup_env(code_dir, options)
         self.notify("environment set up; verifying on a compute node")
-        verification = self._verify(code_dir, project, options)
-        manifest = verification.get("manifest_sha256")
+        verification = self._verify(code_dir, extra, options)
+        manifest = verification.get("manifest_sha256") or env_result.get("manifest_sha256")
         return {
             "deploy_id": snap.deploy_id,
             "cluster": self.profile.name,
@@ -249,7 +260,14 @@ class Deployer:
                 "version": project.version,
                 "julia_compat": project.julia_compat,
             },
+            # The run environment's Manifest.toml: exactly which package versions jobs load.
             "manifest_sha256": manifest,
+            "run_env": {
+                "dir": self._runenv(code_dir),
+                "manifest": posixpath.join(self._runenv(code_dir), "Manifest.toml"),
+                "manifest_sha256": manifest,
+                "globtim_version": project.version,
+            },
             "julia_version": format_version(version),
             "julia_version_line": version_line,
             **env_settings(self.profile),
@@ -275,13 +293,18 @@ class Deployer:
     def _tool_dir(self, code_dir: str) -> str:
         return posixpath.join(code_dir, juliaenv.TOOL_DIR)
 
+    def _runenv(self, code_dir: str) -> str:
+        return runenv.runenv_dir(code_dir, juliaenv.TOOL_DIR)
+
     def _julia_line(self, code_dir: str, script: str, args: list[str], *, offline: bool) -> str:
+        # Both set-up and verification run in the run environment, as jobs will.
+        project = self._runenv(code_dir)
         return juliaenv.shell_script(
             self.profile.julia_modules,
             juliaenv.julia_argv(
-                self.profile, code_dir, juliaenv.tool_script(code_dir, script), args
+                self.profile, project, juliaenv.tool_script(code_dir, script), args
             ),
-            juliaenv.julia_env(self.profile, code_dir, offline=offline),
+            juliaenv.julia_env(self.profile, project, offline=offline),
         )
 
     def _setup_env(self, code_dir: str, options: DeployOptions) -> dict[str, Any]:
@@ -335,16 +358,17 @@ class Deployer:
             "ok": True,
             "elapsed_s": reported.get("elapsed_s"),
             "packages": reported.get("packages"),
+            "manifest_sha256": reported.get("manifest_sha256"),
         }
 
     def _verify(
-        self, code_dir: str, project: ProjectInfo, options: DeployOptions
+        self, code_dir: str, extra: ProjectInfo | None, options: DeployOptions
     ) -> dict[str, Any]:
         name, job_dir = jobwait.new_job_dir(
             posixpath.join(self._tool_dir(code_dir), "jobs"), "deploy_verify"
         )
         result_path = posixpath.join(job_dir, VERIFY_RESULT)
-        packages = packages_to_verify(project)
+        packages = packages_to_verify(extra)
         line = self._julia_line(
             code_dir, juliaenv.VERIFY_ENV_JL, [result_path, *packages], offline=True
         )
@@ -362,7 +386,8 @@ class Deployer:
         ok = outcome.ok and bool(reported.get("ok"))
         failures = {
             pkg: entry.get("error")
-            for pkg, entry in (reported.get("packages") or {}).items()
+            for table in ("packages", "extensions")
+            for pkg, entry in (reported.get(table) or {}).items()
             if isinstance(entry, dict) and not entry.get("loaded")
         }
         error = None
@@ -389,6 +414,11 @@ class Deployer:
             "packages": {
                 pkg: entry.get("version")
                 for pkg, entry in (reported.get("packages") or {}).items()
+                if isinstance(entry, dict)
+            },
+            "extensions": {
+                ext: bool(entry.get("loaded"))
+                for ext, entry in (reported.get("extensions") or {}).items()
                 if isinstance(entry, dict)
             },
             "manifest_sha256": reported.get("manifest_sha256"),

@@ -20,7 +20,8 @@ from globtim_hpc.errors import (
     HostKeyError,
 )
 from globtim_hpc.julia import env as juliaenv
-from globtim_hpc.julia.compat import check_julia_compat, read_project
+from globtim_hpc.julia import runenv
+from globtim_hpc.julia.compat import ProjectInfo, check_julia_compat, read_project
 from globtim_hpc.layout import RemoteLayout
 from globtim_hpc.scheduler.base import Scheduler
 from globtim_hpc.settings.profile import ClusterProfile
@@ -293,6 +294,16 @@ class Doctor:
                 self.add("Julia", FAIL, exc.message, exc.hint)
                 return
             detail += "; " + (note or f"satisfies the [compat] of {self.source}")
+        else:
+            # No checkout to read: the Julia that the supported Globtim releases need.
+            needed = ProjectInfo(None, None, (), runenv.SUPPORTED_GLOBTIM_JULIA)
+            try:
+                check_julia_compat(version, needed, where=transport.label)
+            except ConfigError as exc:
+                self.add("Julia", FAIL, f"{exc.message}, as Globtim {runenv.SUPPORTED_GLOBTIM}.x "
+                         "needs", exc.hint)
+                return
+            detail += f"; Globtim {runenv.SUPPORTED_GLOBTIM}.x needs julia {needed.julia_compat}"
         self.add("Julia", OK, detail)
 
     def _check_scheduler(self, transport: Transport, root_ok: bool) -> None:

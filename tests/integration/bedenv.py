@@ -79,6 +79,28 @@ def install_stand_in(*, force: bool = False) -> Path:
     return target
 
 
+def install_default_env() -> Path:
+    """Give this checkout's depot a default environment with what the driver loads.
+
+    A run submitted without a deployment has no JULIA_PROJECT, so Julia (and the stand-in)
+    loads packages from the depot's default environment, environments/v<major.minor>: the
+    one a user who ran ``Pkg.add`` and ``Pkg.develop(path=...)`` by hand has
+    (tests/runenv_support.py), owned by the bed's user like the rest of the remote root.
+    """
+    from tests.runenv_support import make_default_env
+
+    root = _backing(remote_root())
+    owner = root.parent.stat()
+    depot = root / "depot"
+    depot.mkdir(parents=True, exist_ok=True)
+    env_dir = make_default_env(depot)
+    os.chown(root, owner.st_uid, owner.st_gid)
+    for folder, dirs, names in os.walk(depot):
+        for name in [*dirs, *names, "."]:
+            os.chown(os.path.join(folder, name), owner.st_uid, owner.st_gid)
+    return env_dir
+
+
 @contextmanager
 def bed_lock(*, exclusive: bool) -> Iterator[None]:
     """Shared for ordinary integration tests, exclusive for those that disturb the bed."""

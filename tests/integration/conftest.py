@@ -122,6 +122,7 @@ def testbed() -> Iterator[Testbed]:
         if not ok:
             pytest.fail(f"the test bed is not healthy after up.sh:\n{report}")
     bedenv.install_stand_in(force=True)  # this checkout's stand-in, as it is now
+    bedenv.install_default_env()  # for runs submitted without a deployment
     yield Testbed(dir=_testbed_dir())
 
 

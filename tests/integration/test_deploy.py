@@ -94,18 +94,23 @@ def test_deploy_puts_code_on_falcon_verifies_under_slurm_and_records(
     record = remote_json(testbed, f"{report.remote_dir}/DEPLOY.json")
     assert record["deploy_id"] == report.deploy_id and record["git_sha"] == head
     assert record["dirty"] is False and record["verified"] is True
-    assert record["julia_version"] == "1.10.0"
+    assert record["julia_version"] == "1.12.1"
     assert record["depot_path"] == profile.depot_path
-    assert record["manifest_sha256"] == subprocess.run(
-        ["sha256sum", str(source / "Manifest.toml")], capture_output=True, text=True, check=True
-    ).stdout.split()[0]
+    # the run environment beside the code: its Manifest.toml, written by instantiating it
+    run_env = record["run_env"]
+    assert run_env["dir"] == f"{report.remote_dir}/.globtim-hpc/runenv"
+    assert run_env["globtim_version"] == "1.2.1"
+    remote_sha = testbed.as_user("falcon", f"sha256sum {run_env['manifest']}").stdout.split()[0]
+    assert record["manifest_sha256"] == run_env["manifest_sha256"] == remote_sha
     verification = record["verification"]
     assert verification["ok"] is True and verification["offline"] is True
     assert verification["job_id"].isdigit()  # a SLURM job id, not a direct run
     assert verification["hostname"] == "falcon"
     assert verification["packages"] == {
-        "GlobTim": "1.1.2", "HomotopyContinuation": "2.12.0", "GlobTimDeployFixture": "0.1.0",
+        "Globtim": "1.2.1", "HomotopyContinuation": "2.0.0", "DataFrames": "1.6.0",
+        "CSV": "0.10.0", "DynamicPolynomials": "0.6.0",
     }
+    assert verification["extensions"] == {"GlobtimHomotopyContinuationExt": True}
     assert record["tool"]["name"] == "globtim-hpc" and record["created_at"]
     # SLURM knows the verification job by the name it was submitted with
     shown = testbed.as_user("falcon", f"scontrol show job {verification['job_id']}").stdout
@@ -151,7 +156,7 @@ def test_one_changed_file_sends_only_it_and_an_unchanged_tree_is_a_no_op(
 def test_dirty_tree_is_recorded_with_its_patch_and_refused_when_clean_is_required(
     testbed: Testbed, profile: ClusterProfile, transport: RecordingTransport, source: Path
 ) -> None:
-    edited = source / "src" / "GlobTimDeployFixture.jl"
+    edited = source / "src" / "Globtim.jl"
     edited.write_text(edited.read_text() + "# a local experiment\n")
     (source / "scratch.jl").write_text("# untracked, not ignored\n")
 
@@ -175,7 +180,7 @@ def test_dirty_tree_is_recorded_with_its_patch_and_refused_when_clean_is_require
     assert record["dirty"] is True and record["patch_file"] == "DEPLOY.patch"
     assert record["untracked"] == ["scratch.jl"]
     patch = testbed.as_user("falcon", f"cat {report.remote_dir}/DEPLOY.patch").stdout
-    assert "+# a local experiment" in patch and "src/GlobTimDeployFixture.jl" in patch
+    assert "+# a local experiment" in patch and "src/Globtim.jl" in patch
     shipped = testbed.as_user("falcon", f"cat {report.remote_dir}/scratch.jl").stdout
     assert "untracked" in shipped
     with Store.open() as store:
@@ -187,23 +192,24 @@ def test_dirty_tree_is_recorded_with_its_patch_and_refused_when_clean_is_require
 def test_a_failed_verification_is_recorded_unverified(
     testbed: Testbed, profile: ClusterProfile, transport: RecordingTransport, source: Path
 ) -> None:
-    # HomotopyContinuation is a dependency but missing from the Manifest: it never gets
-    # installed, so loading it offline on the compute node fails.
-    manifest = source / "Manifest.toml"
-    text = manifest.read_text()
-    manifest.write_text(text[: text.index("[[deps.HomotopyContinuation]]")])
-    git(source, "commit", "-qam", "drop a package from the manifest")
+    # Without its [extensions] entry Globtim never builds the solver extension: the packages
+    # all load on the compute node, but the extension does not, and verification names it.
+    project = source / "Project.toml"
+    project.write_text(project.read_text().replace(
+        '[extensions]\nGlobtimHomotopyContinuationExt = "HomotopyContinuation"\n', ""))
+    git(source, "commit", "-qam", "drop the solver extension")
     with Store.open() as store:
         store.record_deployment(
             deploy_id="older", cluster=profile.name, git_sha=None, dirty=False,
             remote_dir="/nowhere", verified=True, info={},
         )
-    with pytest.raises(JobFailedError, match="HomotopyContinuation") as caught:
+    with pytest.raises(JobFailedError, match="GlobtimHomotopyContinuationExt") as caught:
         run_deploy(profile, transport, source)
     assert caught.value.exit_code == 6
     deploy_id = git(source, "rev-parse", "HEAD").strip()[:12]
     record = remote_json(testbed, f"{testbed.remote_root}/code/{deploy_id}/DEPLOY.json")
     assert record["verified"] is False and record["verification"]["exit_code"] == 1
+    assert record["verification"]["extensions"] == {"GlobtimHomotopyContinuationExt": False}
     with Store.open() as store:
         assert store.latest_deployment(profile.name)["deploy_id"] == "older"  # type: ignore[index]
         unverified = store.latest_deployment(profile.name, verified_only=False)

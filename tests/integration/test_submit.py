@@ -26,6 +26,7 @@ from globtim_hpc.transport.ssh.chain import SshTransport
 from globtim_hpc.workflows.submit import SubmitContext, submit_plan
 from tests.integration.conftest import Testbed
 from tests.integration.hooks import AfterCommand
+from tests.runenv_support import make_default_env
 
 pytestmark = pytest.mark.integration
 
@@ -400,6 +401,8 @@ def test_local_profile_runs_the_stand_in_without_ssh_or_slurm(tmp_path: Path) ->
         "PATH": f"{REPO / 'tests' / 'stand_in'}{os.pathsep}{os.environ['PATH']}",
         "XDG_DATA_HOME": str(tmp_path / "data"),
     }
+    # No deployment: the job loads the driver's packages from the depot's default environment.
+    make_default_env(tmp_path / "data" / "globtim-hpc" / "local" / "depot")
     proc = cli(
         "submit_julia_job.py",
         "--problem",

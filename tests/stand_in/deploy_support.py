@@ -43,7 +43,7 @@ def _depot() -> str:
     return first or os.path.expanduser("~/.julia")
 
 
-def _toml(text: str) -> dict[str, Any]:
+def toml_loads(text: str) -> dict[str, Any]:
     try:
         import tomllib
     except ImportError:  # Python 3.10: the few shapes Pkg writes are enough
@@ -73,13 +73,23 @@ def _toml_minimal(text: str) -> dict[str, Any]:
                 table = table.setdefault(head, {})
         elif "=" in line:
             key, value = (part.strip() for part in line.split("=", 1))
-            table[key.strip('"')] = value.strip('"')
+            table[key.strip('"')] = _toml_value(value)
     return data
+
+
+def _toml_value(value: str) -> Any:
+    """A string, an array of strings or an inline table of strings (what Pkg writes)."""
+    if value.startswith("{") and value.endswith("}"):
+        pairs = (item.split("=", 1) for item in value[1:-1].split(",") if "=" in item)
+        return {k.strip().strip('"'): v.strip().strip('"') for k, v in pairs}
+    if value.startswith("[") and value.endswith("]"):
+        return [item.strip().strip('"') for item in value[1:-1].split(",") if item.strip()]
+    return value.strip('"')
 
 
 def _read(path: str) -> dict[str, Any]:
     with open(path, encoding="utf-8") as handle:
-        return _toml(handle.read())
+        return toml_loads(handle.read())
 
 
 def _manifest_path(project: str) -> str:
@@ -124,8 +134,87 @@ def _mark(folder: str, name: str, payload: dict[str, Any]) -> None:
     _write_json(os.path.join(folder, name), payload)
 
 
+def _lower_bound(spec: str | None) -> str:
+    """The lowest version a compat entry allows: what the stand-in "resolves" to."""
+    if not spec:
+        return "0.1.0"
+    first = spec.split(",")[0].strip().lstrip("^~=>")
+    parts = [*first.split("."), "0", "0"][:3]
+    return ".".join(parts)
+
+
+def _resolve(project: str, info: dict[str, Any], julia_version: str) -> dict[str, dict[str, Any]]:
+    """Manifest entries for the project's [deps], as Pkg.resolve would choose them.
+
+    Fails like Pkg when a package from a path source is missing or when a julia compat entry
+    (the project's own, or a path source's) excludes the running Julia.
+    """
+    import standin_loading as loading
+
+    def check_julia(name: str, uuid: str, data: dict[str, Any]) -> None:
+        spec = (data.get("compat") or {}).get("julia")
+        if isinstance(spec, str) and not loading.compat_allows(spec, julia_version):
+            short = uuid[:8]
+            raise loading.JuliaError(
+                "Pkg.Resolve.ResolverError",
+                f"Unsatisfiable requirements detected for package {name} [{short}]:\n"
+                f" {name} [{short}] log:\n"
+                f" ├─{name} [{short}] compat julia = \"{spec}\"\n"
+                f" └─restricted by julia compatibility requirements to versions: uninstalled "
+                f"— no versions left (julia is {julia_version})",
+            )
+
+    sources = info.get("sources") if isinstance(info.get("sources"), dict) else {}
+    compat = info.get("compat") if isinstance(info.get("compat"), dict) else {}
+    entries: dict[str, dict[str, Any]] = {}
+    for name, uuid in sorted((info.get("deps") or {}).items()):
+        if name in loading.STDLIBS:
+            continue
+        source = sources.get(name)
+        if isinstance(source, dict) and isinstance(source.get("path"), str):
+            folder = os.path.normpath(os.path.join(project, source["path"]))
+            toml = os.path.join(folder, "Project.toml")
+            if not os.path.isfile(toml):
+                raise loading.JuliaError(
+                    "Pkg.Types.PkgError", f"expected package `{name}` to exist at path `{folder}`"
+                )
+            data = _read(toml)
+            check_julia(name, str(uuid), data)
+            entry: dict[str, Any] = {"uuid": uuid, "path": source["path"],
+                                     "version": str(data.get("version", "0.0.0"))}
+            if data.get("weakdeps"):
+                entry["weakdeps"] = sorted(data["weakdeps"])
+            if data.get("extensions"):
+                entry["extensions"] = dict(data["extensions"])
+        else:
+            entry = {"uuid": uuid, "version": _lower_bound(compat.get(name))}
+        entries[name] = entry
+    check_julia(str(info.get("name") or "julia"), str(info.get("uuid") or "1222c4b2"), info)
+    return entries
+
+
+def _write_manifest(path: str, julia_version: str, entries: dict[str, dict[str, Any]]) -> None:
+    lines = ["# stand-in manifest (written by the julia stand-in, not Pkg)\n",
+             f'julia_version = "{julia_version}"\n', 'manifest_format = "2.0"\n']
+    for name, entry in sorted(entries.items()):
+        lines.append(f"\n[[deps.{name}]]\n")
+        for key in ("path", "uuid", "version"):
+            if key in entry:
+                lines.append(f'{key} = "{entry[key]}"\n')
+        if "weakdeps" in entry:
+            lines.append("weakdeps = [" + ", ".join(f'"{w}"' for w in entry["weakdeps"]) + "]\n")
+        if "extensions" in entry:
+            lines.append(f"\n    [deps.{name}.extensions]\n")
+            for ext, trigger in sorted(entry["extensions"].items()):
+                lines.append(f'    {ext} = "{trigger}"\n')
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.writelines(lines)
+
+
 def make_deploy_env(julia_version: str) -> Handler:
     def deploy_env(args: list[str], threads: int) -> int:
+        import standin_loading as loading
+
         started = time.monotonic()
         project, depot = _project_dir(), _depot()
         result: dict[str, Any] = {
@@ -138,15 +227,10 @@ def make_deploy_env(julia_version: str) -> Handler:
         ok = True
         try:
             info = _read(os.path.join(project, "Project.toml"))
+            manifest = _manifest_path(project)
+            if not os.path.isfile(manifest):
+                _write_manifest(manifest, julia_version, _resolve(project, info, julia_version))
             packages = _manifest_packages(project)
-            if not packages and info.get("deps"):
-                packages = {name: "0.1.0" for name in info["deps"]}
-                lines = ['# stand-in manifest (written by the julia stand-in, not Pkg)\n',
-                         f'julia_version = "{julia_version}"\n', 'manifest_format = "2.0"\n']
-                for name, version in sorted(packages.items()):
-                    lines += [f"\n[[deps.{name}]]\n", f'version = "{version}"\n']
-                with open(_manifest_path(project), "w", encoding="utf-8") as handle:
-                    handle.writelines(lines)
             offline = os.environ.get("JULIA_PKG_OFFLINE", "") == "true"
             for name, version in sorted(packages.items()):
                 installed = os.path.join(depot, "packages", name, _slug(name, version))
@@ -158,7 +242,13 @@ def make_deploy_env(julia_version: str) -> Handler:
             if isinstance(info.get("name"), str):
                 _mark(_compiled_dir(depot, julia_version, info["name"]), "stand_in_compiled.json",
                       {"name": info["name"], "version": info.get("version")})
-            result["packages"] = packages
+            result["packages"] = {k: v for k, v in packages.items() if k in (info.get("deps") or {})}
+            with open(manifest, "rb") as handle:
+                result["manifest_sha256"] = hashlib.sha256(handle.read()).hexdigest()
+        except loading.JuliaError as exc:
+            ok = False
+            result["error"] = exc.message
+            print(f"ERROR: {exc.message}", file=sys.stderr)
         except (OSError, RuntimeError, ValueError) as exc:
             ok = False
             result["error"] = f"{type(exc).__name__}: {exc}"
@@ -172,42 +262,67 @@ def make_deploy_env(julia_version: str) -> Handler:
     return deploy_env
 
 
+def _verify_args(args: list[str]) -> tuple[list[str], list[tuple[str, str]]]:
+    packages: list[str] = []
+    extensions: list[tuple[str, str]] = []
+    rest = iter(args)
+    for arg in rest:
+        if arg == "--extension":
+            owner, _, ext = next(rest, ":").partition(":")
+            extensions.append((owner, ext))
+        else:
+            packages.append(arg)
+    return packages, extensions
+
+
 def make_verify_env(julia_version: str) -> Handler:
     def verify_env(args: list[str], threads: int) -> int:
+        import standin_loading as loading
+
         if not args:
-            print("usage: verify_env.jl RESULT.json PACKAGE...", file=sys.stderr)
+            print("usage: verify_env.jl RESULT.json PACKAGE... [--extension PKG:EXT]...",
+                  file=sys.stderr)
             return 2
         project, depot = _project_dir(), _depot()
-        info = _read(os.path.join(project, "Project.toml"))
-        manifest = _manifest_packages(project)
+        env = loading.Environment.load(project)
         failing = os.environ.get("GLOBTIM_STAND_IN_VERIFY_FAIL", "")
+        names, extensions = _verify_args(args[1:])
         packages: dict[str, Any] = {}
-        for name in args[1:]:
-            if name == info.get("name"):
-                version = info.get("version")
-                installed = True
-            else:
-                version = manifest.get(name)
-                installed = version is not None and os.path.isdir(
-                    os.path.join(depot, "packages", name, _slug(name, version))
-                )
-            compiled = os.path.isdir(_compiled_dir(depot, julia_version, name))
-            if name == failing:
-                packages[name] = {"loaded": False, "error": f"stand-in told to fail loading {name}"}
-            elif version is None or not installed or not compiled:
-                packages[name] = {
+        loaded: set[str] = set()
+        for name in names:
+            try:
+                if name == failing:
+                    raise loading.JuliaError("ErrorException", f"stand-in told to fail loading {name}")
+                env.require(name)
+                if name not in loading.STDLIBS and not os.path.isdir(
+                    _compiled_dir(depot, julia_version, name)
+                ):
+                    raise loading.JuliaError(
+                        "ErrorException", f"{name} is not precompiled and JULIA_PKG_OFFLINE=true"
+                    )
+            except loading.JuliaError as exc:
+                packages[name] = {"loaded": False, "error": exc.message}
+                continue
+            loaded.add(name)
+            packages[name] = {"loaded": True, "version": env.version(name)}
+        found: dict[str, Any] = {}
+        for owner, ext in extensions:
+            if ext == failing or owner not in loaded or not env.extension_loads(owner, ext, loaded):
+                found[ext] = {
                     "loaded": False,
-                    "error": f"ArgumentError: Package {name} not found in current path",
+                    "package": owner,
+                    "error": f"Base.get_extension({owner}, :{ext}) returned nothing: the "
+                    f"extension did not load",
                 }
             else:
-                packages[name] = {"loaded": True, "version": version}
+                found[ext] = {"loaded": True, "package": owner}
         manifest_file = _manifest_path(project)
         sha = None
         if os.path.isfile(manifest_file):
             with open(manifest_file, "rb") as handle:
                 sha = hashlib.sha256(handle.read()).hexdigest()
-        ok = all(entry["loaded"] for entry in packages.values())
-        for name, entry in packages.items():
+        ok = all(entry["loaded"] for entry in (*packages.values(), *found.values()))
+        for name, entry in (*packages.items(), *found.items()):
             if not entry["loaded"]:
                 print(f"cannot load {name}: {entry['error']}", file=sys.stderr)
         _write_json(args[0], {
@@ -219,6 +334,7 @@ def make_verify_env(julia_version: str) -> Handler:
             "offline": os.environ.get("JULIA_PKG_OFFLINE", "") == "true",
             "manifest_sha256": sha,
             "packages": packages,
+            "extensions": found,
             "stand_in": True,
         })
         return 0 if ok else 1

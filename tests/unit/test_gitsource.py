@@ -33,7 +33,7 @@ def repo(tmp_path: Path) -> Path:
     root = tmp_path / "GlobTim.jl"
     shutil.copytree(FIXTURE, root)
     (root / "docs").mkdir()
-    os.symlink("../src/GlobTimDeployFixture.jl", root / "docs" / "main.jl")
+    os.symlink("../src/Globtim.jl", root / "docs" / "main.jl")
     git(root, "init", "-q")
     git(root, "add", "-A")
     git(root, "commit", "-qm", "fixture")
@@ -51,18 +51,18 @@ def test_clean_tree(repo: Path) -> None:
     assert by_path["scripts/run_local.sh"].executable
     assert not by_path["Project.toml"].executable
     link = by_path["docs/main.jl"]
-    assert link.kind == "symlink" and link.link_target == "../src/GlobTimDeployFixture.jl"
+    assert link.kind == "symlink" and link.link_target == "../src/Globtim.jl"
     require_clean(snap)
 
 
 def test_local_changes_make_a_dirty_id_from_the_content(repo: Path) -> None:
     clean_id = snapshot(repo).deploy_id
-    source = repo / "src" / "GlobTimDeployFixture.jl"
+    source = repo / "src" / "Globtim.jl"
     source.write_text(source.read_text() + "\n# tweak\n")
     first = snapshot(repo)
     assert first.dirty
     assert first.deploy_id.startswith(clean_id + "-dirty-")
-    assert b"+# tweak" in first.patch and b"src/GlobTimDeployFixture.jl" in first.patch
+    assert b"+# tweak" in first.patch and b"src/Globtim.jl" in first.patch
     assert snapshot(repo).deploy_id == first.deploy_id  # same bytes, same id
     source.write_text(source.read_text() + "# another\n")
     assert snapshot(repo).deploy_id != first.deploy_id
@@ -141,18 +141,18 @@ def test_upload_builds_the_tree_and_sends_only_new_content(repo: Path, tmp_path:
             assert shipped.stat().st_nlink >= 2  # a hard link into .objects
     assert not list(code_root.glob(".staging-*"))
 
-    changed = repo / "src" / "GlobTimDeployFixture.jl"
+    changed = repo / "src" / "Globtim.jl"
     changed.write_text(changed.read_text() + "# one more line\n")
     second = snapshot(repo)
     stats2, size2 = _upload(second, code_root)
-    assert stats2.new_objects == 1 and stats2.new_paths == ["src/GlobTimDeployFixture.jl"]
+    assert stats2.new_objects == 1 and stats2.new_paths == ["src/Globtim.jl"]
     assert stats2.payload_bytes == changed.stat().st_size
     assert stats2.reused_objects == stats.new_objects - 1
-    assert (code_root / second.deploy_id / "src" / "GlobTimDeployFixture.jl").read_bytes() == (
+    assert (code_root / second.deploy_id / "src" / "Globtim.jl").read_bytes() == (
         changed.read_bytes()
     )
     # the first deployment is untouched by the second
-    assert (tree / "src" / "GlobTimDeployFixture.jl").read_bytes() != changed.read_bytes()
+    assert (tree / "src" / "Globtim.jl").read_bytes() != changed.read_bytes()
 
     probe = subprocess.run(
         codeship.probe_argv(str(code_root), second.deploy_id), capture_output=True, text=True,

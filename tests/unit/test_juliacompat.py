@@ -71,10 +71,12 @@ def test_julia_version_lines() -> None:
 
 def test_fixture_project_is_read() -> None:
     project = read_project(FIXTURE)
-    assert project.name == "GlobTimDeployFixture"
-    assert project.version == "0.1.0"
-    assert project.deps == ("GlobTim", "HomotopyContinuation")
-    assert project.julia_compat == "1.10"
+    assert project.name == "Globtim"
+    assert project.version == "1.2.1"
+    assert "HomotopyContinuation" not in project.deps  # a weak dependency, as upstream
+    assert project.weakdeps == ("HomotopyContinuation",)
+    assert project.extensions == ("GlobtimHomotopyContinuationExt",)
+    assert project.julia_compat == "1.12"
 
 
 def test_minimal_reader_agrees_with_tomllib_on_the_fixture() -> None:

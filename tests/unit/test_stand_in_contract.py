@@ -16,12 +16,25 @@ import jsonschema
 import pytest
 
 from globtim_hpc.jobs.plan import JobPlan, build_plan
+from tests.runenv_support import make_run_env
 
 REPO = Path(__file__).resolve().parents[2]
 STAND_IN = REPO / "tests" / "stand_in" / "julia"
 DRIVER = REPO / "julia" / "globtim_driver.jl"
 SCHEMA = json.loads((REPO / "schemas" / "results.schema.json").read_text())
 VALIDATOR = jsonschema.Draft202012Validator(SCHEMA)
+
+
+@pytest.fixture(scope="module")
+def run_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    return make_run_env(tmp_path_factory.mktemp("deployment"))
+
+
+@pytest.fixture(autouse=True)
+def in_run_env(run_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every driver run here is a job of a deployment: JULIA_PROJECT is its run environment."""
+    for key, value in run_env.items():
+        monkeypatch.setenv(key, value)
 
 
 def stage_run_folder(run_dir: Path, plan: JobPlan) -> list[Path]:
@@ -118,7 +131,7 @@ def test_it_uses_only_the_standard_library() -> None:
 def test_version() -> None:
     done = subprocess.run([str(STAND_IN), "--version"], capture_output=True, text=True, check=False)
     assert done.returncode == 0
-    assert done.stdout.strip() == "julia version 1.10.0 (globtim-hpc stand-in, not Julia)"
+    assert done.stdout.strip() == "julia version 1.12.1 (globtim-hpc stand-in, not Julia)"
 
 
 def test_eval_is_refused_plainly() -> None:

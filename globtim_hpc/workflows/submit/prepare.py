@@ -137,6 +137,18 @@ def _user() -> str:
         return os.environ.get("USER", "unknown")
 
 
+def _run_env(deployment: dict[str, Any] | None) -> dict[str, Any]:
+    """The deployment's run environment (JULIA_PROJECT for its jobs) from its record.
+
+    A deployment recorded before run environments existed runs in its code folder.
+    """
+    if not deployment:
+        return {}
+    info = deployment.get("info") or {}
+    found = info.get("run_env") if isinstance(info.get("run_env"), dict) else None
+    return dict(found) if found else {"dir": deployment["remote_dir"]}
+
+
 def prepare_run(
     plan: JobPlan,
     profile: ClusterProfile,
@@ -149,7 +161,8 @@ def prepare_run(
     scheduler needs in it, see ``Scheduler.run_files``)."""
     run_id = run_id or new_run_id(plan.problem)
     run_dir = RemoteLayout(profile.remote_root).run_dir(run_id)
-    julia_project = deployment["remote_dir"] if deployment else None
+    run_env = _run_env(deployment)
+    julia_project = run_env.get("dir") if deployment else None
     script = render_script(plan, profile, ScriptInputs(run_id, run_dir, julia_project))
     files: dict[str, bytes] = {JOB_SCRIPT: script.encode()}
     files.update(_driver_files(plan))
@@ -178,6 +191,8 @@ def prepare_run(
         "git_sha": code_git_sha,
         "code_dirty": deployment.get("dirty") if deployment else None,
         "julia_project": julia_project,
+        "run_env_manifest_sha256": run_env.get("manifest_sha256"),
+        "globtim_version": run_env.get("globtim_version"),
         "julia_executable": profile.julia_executable,
         "julia_modules": list(profile.julia_modules),
         "depot_path": profile.depot_path,
