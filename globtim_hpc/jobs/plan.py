@@ -25,6 +25,7 @@ from globtim_hpc.jobs.problems import (
     unknown_problem_error,
 )
 from globtim_hpc.jobs.resources import Resources, apply_resources, resource_presets
+from globtim_hpc.jobs.retry import RetryPolicy
 from globtim_hpc.jobs.sizing import MANY_PATHS, MAX_SAMPLES, TaskSize, task_size
 from globtim_hpc.layout import task_id_for
 from globtim_hpc.settings.yamlio import KeyPath, YamlDoc, load_yaml_file, unknown_key_error
@@ -420,6 +421,8 @@ def plan_from_dict(data: Mapping[str, Any]) -> JobPlan:
     """The inverse of ``JobPlan.to_dict`` (the registry keeps plans so): a rerun renders its
     attempt's script from the plan the run was submitted with, not from today's config."""
     resources = {key: value for key, value in data["resources"].items() if key in _RESOURCE_FIELDS}
+    if resources.get("retry") is not None:
+        resources["retry"] = RetryPolicy.from_dict(resources["retry"])
     return JobPlan(
         problem=str(data["problem"]),
         description=str(data.get("description") or ""),

@@ -29,6 +29,36 @@ class AttemptsMixin:
     def _tx(self) -> AbstractContextManager[sqlite3.Connection]:  # pragma: no cover - Store's
         raise NotImplementedError
 
+    def claim_attempt(
+        self,
+        run_id: str,
+        seen: Mapping[int, int],
+        resources: Mapping[str, Any],
+        cause: str,
+    ) -> int | None:
+        """Record the next attempt over the tasks in ``seen`` (index -> the attempt they were
+        seen in), in one transaction; None when another command got there first: an attempt
+        of this run is still being submitted, or a task has moved on to a later attempt. Two
+        commands that see the same failure at once so make one rerun, not two."""
+        with self._tx() as db:
+            busy = db.execute(
+                "SELECT 1 FROM attempts WHERE run_id=? AND phase=?", (run_id, SUBMITTING)
+            ).fetchone()
+            if busy:
+                return None
+            now = {
+                r["task_index"]: r["attempt"]
+                for r in db.execute("SELECT task_index, attempt FROM tasks WHERE run_id=?", (run_id,))
+            }
+            if any(now.get(index) != attempt for index, attempt in seen.items()):
+                return None
+            row = db.execute(
+                "SELECT MAX(attempt) AS last FROM attempts WHERE run_id=?", (run_id,)
+            ).fetchone()
+            number = max(int(row["last"] or 1), 1) + 1
+            self._insert_attempt(db, run_id, number, sorted(seen), resources, cause)
+            return number
+
     def record_attempt(
         self,
         run_id: str,
@@ -38,12 +68,23 @@ class AttemptsMixin:
         cause: str,
     ) -> None:
         with self._tx() as db:
-            db.execute(
-                "INSERT INTO attempts (run_id, attempt, task_indices, resources_json, cause, phase,"
-                " created_at) VALUES (?,?,?,?,?,?,?)",
-                (run_id, attempt, json.dumps(list(task_indices)),
-                 json.dumps(dict(resources), sort_keys=True), cause, SUBMITTING, utc_now()),
-            )  # fmt: skip
+            self._insert_attempt(db, run_id, attempt, task_indices, resources, cause)
+
+    @staticmethod
+    def _insert_attempt(
+        db: sqlite3.Connection,
+        run_id: str,
+        attempt: int,
+        task_indices: Sequence[int],
+        resources: Mapping[str, Any],
+        cause: str,
+    ) -> None:
+        db.execute(
+            "INSERT INTO attempts (run_id, attempt, task_indices, resources_json, cause, phase,"
+            " created_at) VALUES (?,?,?,?,?,?,?)",
+            (run_id, attempt, json.dumps(list(task_indices)),
+             json.dumps(dict(resources), sort_keys=True), cause, SUBMITTING, utc_now()),
+        )  # fmt: skip
 
     def set_attempt_error(self, run_id: str, attempt: int, error: str | None) -> None:
         with self._tx() as db:

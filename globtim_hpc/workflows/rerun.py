@@ -251,6 +251,7 @@ def build_spec(
     resources = attempt_resources([current[i] for i in chosen], request)
     plan = plan_from_dict(run.plan)
     fields = {k: v for k, v in resources.items() if k in Resources.__dataclass_fields__}
+    fields.pop("retry", None)  # the policy decides about attempts; the script does not carry it
     plan = replace(plan, resources=Resources(**fields))
     julia_project = (run.submission or {}).get("julia_project")
     indices = tuple(chosen)
@@ -290,9 +291,15 @@ def dry_result(spec: AttemptSpec, reasons: dict[int, str]) -> AttemptResult:
 
 
 def rerun_run(
-    cluster: RerunCluster, run: RunRecord, request: RerunRequest, *, dry_run: bool = False
+    cluster: RerunCluster,
+    run: RunRecord,
+    request: RerunRequest,
+    *,
+    dry_run: bool = False,
+    view: RunView | None = None,
 ) -> AttemptResult:
-    """Choose, record and submit the next attempt of ``run`` (or resume an interrupted one)."""
+    """Choose, record and submit the next attempt of ``run`` (or resume an interrupted one);
+    ``view``: the run as a poll has just seen it (else it is polled here)."""
     from globtim_hpc.workflows.collect.snapshot import fetch_manifest
     from globtim_hpc.workflows.submit import SubmitContext
     from globtim_hpc.workflows.submit.attempt import submit_attempt
@@ -317,7 +324,8 @@ def rerun_run(
             "known; the selection and resources given now were not used"
         )
         return result
-    (view,) = cluster.poll([run])
+    if view is None:
+        (view,) = cluster.poll([run])
     tasks = {t.status.task_index: t.status for t in view.tasks}
     task_ids = {t.status.task_index: t.task_id for t in view.tasks}
     missing = None
@@ -328,7 +336,15 @@ def rerun_run(
     spec = build_spec(store, profile, run, chosen, request)
     if dry_run:
         return dry_result(spec, chosen)
-    store.record_attempt(run.run_id, spec.attempt, spec.task_indices, spec.resources, spec.cause)
+    seen = {index: tasks[index].attempt for index in spec.task_indices}
+    number = store.claim_attempt(run.run_id, seen, spec.resources, spec.cause)
+    if number is None:
+        raise UsageError(
+            f"another command is rerunning tasks of run {run.run_id} right now",
+            "look with monitor_jobs.py --run-id " + run.run_id + " in a moment",
+        )
+    if number != spec.attempt:
+        spec = build_spec(store, profile, run, chosen, request, attempt=number)
     result = submit_attempt(ctx, run, spec, resumed=False)
     result.reasons = chosen
     return result

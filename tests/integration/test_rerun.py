@@ -126,3 +126,46 @@ def test_a_rerun_of_the_failed_tasks_with_more_room(
         found = run.rerun("missing", dry_run=True)
         assert found.task_indices == [5] and "results.json" in found.reasons[5], found.to_dict()
         assert found.dry_run and not found.job_ids and "--array=5" in found.script
+
+
+def test_a_retry_policy_reruns_an_oom_task_with_twice_the_memory_under_wait(
+    testbed: Testbed, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GLOBTIM_HPC_POLL_FLOOR_S", "1")
+    script = tmp_path / "hog.jl"
+    script.write_text(
+        "function run_custom(params, outdir)\n    nothing\nend\n"
+        "# stand-in: task 1: allocate-mb 300\n# stand-in: task 1: sleep 6\n"
+    )
+    config = tmp_path / "retry.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "parameters": {"script": str(script), "case": [0, 1]},
+                "resources": {
+                    "time_min": 2, "mem_gb": 0.2, "cpus": 1,
+                    "retry": {"on": ["OUT_OF_MEMORY"], "max": 2, "mem_factor": 2},
+                },
+            }
+        )
+    )  # fmt: skip
+    with Cluster("testbed") as cluster:
+        run = cluster.submit(cluster.plan("custom", config))
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "monitor_jobs.py"), "--cluster", "testbed", "--run-id",
+         run.run_id, "--wait", "--interval", "2", "--json"],
+        capture_output=True, text=True, env=dict(os.environ), timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr
+    with Cluster("testbed") as cluster:
+        run = cluster.run(run_id=run.run_id)
+        (attempt,) = cluster.store.attempts(run.run_id)
+        assert attempt.task_indices == (1,) and attempt.resources["mem_gb"] == pytest.approx(0.4)
+        assert attempt.cause == "retry policy: OUT_OF_MEMORY, retry 1 of 2"
+        folder = run.collect(tmp_path / "results")
+    metadata = json.loads((folder / "metadata.json").read_text())
+    task = metadata["tasks"][1]
+    assert [(a["state"], a["mem_gb"]) for a in task["attempts"]] == [
+        ("OUT_OF_MEMORY", 0.2), ("COMPLETED", pytest.approx(0.4))
+    ]
+    assert "retry policy: OUT_OF_MEMORY, retry 1 of 2" in (folder / "summary.md").read_text()
