@@ -61,6 +61,8 @@ def parse_retry(doc: YamlDoc, keypath: KeyPath, section: Any) -> RetryPolicy | N
     if not isinstance(section, Mapping):
         raise doc.error(keypath, f"expected a mapping, got {type(section).__name__}",
                         "write e.g. 'retry: {on: [OUT_OF_MEMORY], max: 2, mem_factor: 2}'")  # fmt: skip
+    # YAML 1.1 reads a bare ``on`` key as the boolean true: that is the 'on' written here.
+    section = {("on" if key is True else key): value for key, value in section.items()}
     for key in section:
         if key not in RETRY_KEYS:
             raise unknown_key_error(doc, (*keypath, str(key)), RETRY_KEYS)
