@@ -169,3 +169,39 @@ def test_a_retry_policy_reruns_an_oom_task_with_twice_the_memory_under_wait(
         ("OUT_OF_MEMORY", 0.2), ("COMPLETED", pytest.approx(0.4))
     ]
     assert "retry policy: OUT_OF_MEMORY, retry 1 of 2" in (folder / "summary.md").read_text()
+
+
+def test_a_rerun_whose_answer_was_lost_is_adopted_not_submitted_twice(
+    testbed: Testbed, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from globtim_hpc.workflows.rerun import RerunRequest, build_spec
+    from globtim_hpc.workflows.submit import SubmitContext
+    from globtim_hpc.workflows.submit.attempt import _submit_command
+
+    monkeypatch.setenv("GLOBTIM_HPC_POLL_FLOOR_S", "1")
+    script = tmp_path / "once.jl"
+    script.write_text(
+        "function run_custom(params, outdir)\n    nothing\nend\n# stand-in: task 1 attempt 1: exit 3\n"
+    )
+    config = tmp_path / "once.yaml"
+    config.write_text(yaml.safe_dump({"parameters": {"script": str(script), "case": [0, 1]},
+                                      "resources": {"time_min": 2, "mem_gb": 0.5, "cpus": 1}}))  # fmt: skip
+    with Cluster("testbed") as cluster:
+        run = cluster.submit(cluster.plan("custom", config))
+        run.wait(timeout_s=600, interval_s=2)
+        record, store = run.record, cluster.store
+        # The rerun was recorded and its command reached SLURM, but the answer never came back.
+        spec = build_spec(store, cluster.profile, record, {1: "FAILED"}, RerunRequest())
+        assert store.claim_attempt(record.run_id, {1: 1}, spec.resources, spec.cause) == 2
+        ctx = SubmitContext(cluster.profile, cluster.scheduler, store)
+        lost = _submit_command(ctx, record, spec)
+        assert store.task_attempt_numbers(record.run_id)[1] == 1  # the registry never heard
+        again = run.rerun("failed")
+        assert again.resumed and again.adopted and again.job_ids == [lost], again.to_dict()
+        view = run.wait(timeout_s=600, interval_s=2)
+        assert view.all_completed, view.counts()
+    named = testbed.inhost(
+        "falcon", "sacct", "-n", "-X", "-P", "-o", "JobID", f"--name={record.run_id}.a2",
+        "-S", "now-1hours",
+    ).stdout.split()
+    assert {line.split("_", 1)[0] for line in named} == {lost}, named
