@@ -11,7 +11,10 @@ Remote (under the profile's remote_root)::
       driver/                   the Julia driver (and a custom user script) that ran
       logs/slurm-<job>_<task>.out
       status/<task_id>.json     written by the job itself
-      output/<task_id>/         what the driver writes
+      output/<task_id>/         what the driver writes (always the task's latest attempt)
+      attempts/<n>/job.sbatch   the script of rerun attempt n (n >= 2), over the chosen tasks
+      attempts/<n>/status/<task_id>.json, attempts/<n>/output/<task_id>/
+                                attempt n's files, moved here when the task was run again
 
 Local::
 
@@ -42,6 +45,15 @@ DRIVER_DIR = "driver"
 JOB_SCRIPT = "job.sbatch"
 SUBMISSION_JSON = "submission.json"
 DIRECT_DIR = "direct"
+
+
+ATTEMPTS_DIR = "attempts"
+
+
+def attempt_job_name(run_id: str, attempt: int) -> str:
+    """The job name of an attempt: the run id for the first (as every run had before reruns
+    existed), ``<run id>.a<n>`` for later ones, so each attempt's job is found by its name."""
+    return run_id if attempt <= 1 else f"{run_id}.a{attempt}"
 
 
 def task_id_width(task_count: int) -> int:
@@ -164,6 +176,13 @@ class RunLayout:
     @property
     def direct_dir(self) -> str:
         return self._join(DIRECT_DIR)
+
+    def attempt_dir(self, attempt: int) -> str:
+        return self._join(ATTEMPTS_DIR, str(attempt))
+
+    def attempt_script(self, attempt: int) -> str:
+        """Where attempt ``attempt``'s batch script is (the first one's is job.sbatch)."""
+        return self.job_script if attempt <= 1 else self._join(ATTEMPTS_DIR, str(attempt), JOB_SCRIPT)
 
 
 def local_run_dir(results_root: Path, problem: str, run_id: str) -> Path:

@@ -125,6 +125,7 @@ class StatusFile:
     signal: str | None
     state: str  # RUNNING | EXITED | SIGNALLED
     julia_version: str | None
+    attempt: int = 1  # which attempt of the task wrote it (files of older jobs have none: 1)
 
     @property
     def ended(self) -> bool:
@@ -183,6 +184,7 @@ class StatusFile:
             signal=_opt_str(data, "signal"),
             state=state,
             julia_version=_opt_str(data, "julia_version"),
+            attempt=_opt_int(data.get("attempt")) or 1,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -200,9 +202,8 @@ class StatusFile:
             "signal": self.signal,
             "state": self.state,
             "julia_version": self.julia_version,
+            "attempt": self.attempt,
         }
-
-
 
 
 def parse_iso(text: str | None) -> datetime | None:
@@ -263,6 +264,7 @@ class TaskStatus:
     awaiting_since: str | None = None  # when a poll first waited for the accounting record
     lost: bool = False  # the scheduler no longer knows this task
     status_file: StatusFile | None = None  # the task's own record, as last read
+    attempt: int = 1  # which attempt of the task this is (a rerun is a new attempt)
 
     @property
     def julia_version(self) -> str | None:
@@ -289,6 +291,7 @@ class TaskStatus:
             "lost": self.lost,
             "julia_version": self.julia_version,
             "status_file": self.status_file.to_dict() if self.status_file else None,
+            "attempt": self.attempt,
         }
 
     @classmethod
@@ -320,4 +323,5 @@ class TaskStatus:
             awaiting_since=data.get("awaiting_since"),
             lost=bool(pick("lost", "gone")),
             status_file=status_file_from_dict(pick("status_file", "status_file")),
+            attempt=int(data.get("attempt") or 1),
         )

@@ -261,7 +261,30 @@ class Cluster:
             for view in views:
                 view.changes = self.store.changes_since_seen(view.run.run_id, mark_seen=mark_seen)
             return views
-        return poll_runs(self.store, self.scheduler, records, mark_seen=mark_seen)
+        views = poll_runs(self.store, self.scheduler, records, mark_seen=mark_seen)
+        return self._retry(views)
+
+    def _retry(self, views: list[RunView]) -> list[RunView]:
+        """Apply the runs' retry policies to what a poll has just seen (see workflows.retry):
+        a retried task shows as PENDING in its new attempt at once."""
+        from globtim_hpc.workflows.monitor import stored_view
+        from globtim_hpc.workflows.retry import apply_retries, policy_of
+
+        if not any(policy_of(view) for view in views):
+            return views
+        made = {result.run_id: result for result in apply_retries(self, views)}
+        out = []
+        for view in views:
+            if view.run.run_id not in made:
+                out.append(view)
+                continue
+            result = made[view.run.run_id]
+            fresh = stored_view(self.store, self.store.get_run(view.run.run_id) or view.run)
+            fresh.polled, fresh.changes = view.polled, view.changes
+            fresh.notes = [*view.notes, f"retried task(s) {result.array} as attempt "
+                           f"{result.attempt} (job {', '.join(result.job_ids)}): {result.cause}"]  # fmt: skip
+            out.append(fresh)
+        return out
 
     def wait(
         self,
@@ -330,13 +353,19 @@ class Cluster:
         ``<local_dir>/<problem>/<date>_<run_id>/``; collecting again fetches only what changed."""
         from globtim_hpc.workflows.collect import CollectOptions, collect_run
 
+        record = self._record(run)
+        if (record.plan.get("resources") or {}).get("retry"):
+            # A failure collect sees is retried like one --wait sees (no command more without
+            # a retry policy).
+            self.poll([record], mark_seen=False)
+            record = self._record(record)
         # Absolute: the registry records where the run went, for whoever looks later, anywhere.
         options = CollectOptions(
             results_root=Path(local_dir).absolute(), clean_remote=clean_remote,
             require_complete=require_complete,
         )  # fmt: skip
         return collect_run(
-            self._record(run), store=self.store, scheduler=self.scheduler,
+            self.store.get_run(record.run_id) or record, store=self.store, scheduler=self.scheduler,
             remote_root=self.profile.remote_root, options=options, observer=observer,
         )  # fmt: skip
 

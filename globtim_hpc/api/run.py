@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from globtim_hpc.workflows.collect import CollectObserver, CollectResult
     from globtim_hpc.workflows.monitor import RunView
     from globtim_hpc.workflows.submit import SubmitResult
+    from globtim_hpc.workflows.submit.attempt import AttemptResult
 
 
 class Run:
@@ -93,3 +94,28 @@ class Run:
         self.last_collection = result
         assert result.local_dir is not None  # only --all collections skip unfinished runs
         return Path(result.local_dir)
+
+    def rerun(
+        self,
+        only: str = "failed",
+        *,
+        mem_gb: float | None = None,
+        mem_factor: float | None = None,
+        time_min: int | None = None,
+        time_factor: float | None = None,
+        dry_run: bool = False,
+        cause: str | None = None,
+    ) -> AttemptResult:
+        """Run some tasks again as the run's next attempt: one array job over only them.
+
+        ``only``: ``failed``, ``missing``, ``unfinished`` or indices like ``3,17,40-44`` (see
+        ``workflows.rerun``); more room with ``mem_gb``/``mem_factor`` and
+        ``time_min``/``time_factor``. An interrupted rerun of this run is resumed first (never
+        submitted twice). ``dry_run`` says what would run and shows the script."""
+        from globtim_hpc.workflows.rerun import RerunRequest, rerun_run
+
+        request = RerunRequest(
+            only=only, mem_gb=mem_gb, mem_factor=mem_factor, time_min=time_min,
+            time_factor=time_factor, cause=cause,
+        )  # fmt: skip
+        return rerun_run(self.cluster, self.record, request, dry_run=dry_run)

@@ -25,6 +25,7 @@ examples:
   ./submit_julia_job.py --problem 4d_benchmark --config configs/4d_benchmark.yaml --dry-run
   ./submit_julia_job.py --problem 4d_benchmark --config configs/4d_benchmark.yaml --cluster testbed
   ./submit_julia_job.py --list-problems
+  ./submit_julia_job.py --rerun RUN_ID --only failed --mem-factor 2 --time-factor 2 --dry-run
 then:
   ./monitor_jobs.py --run-id RUN_ID --watch
   ./collect_results.py --run-id RUN_ID --local-dir results/"""
@@ -54,6 +55,24 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--list-problems", action="store_true", help="list the problem library and exit"
     )
+    rerun = parser.add_argument_group(
+        "rerun", "run some tasks of a run again, as its next attempt (one array job over them)"
+    )
+    rerun.add_argument("--rerun", metavar="RUN_ID", help="the run whose tasks to run again")
+    rerun.add_argument(
+        "--only",
+        metavar="WHICH",
+        default="failed",
+        help="failed (default: FAILED, TIMEOUT, OUT_OF_MEMORY, NODE_FAIL, PREEMPTED, "
+        "CANCELLED), missing (no status file, or outputs absent or changed on the cluster), "
+        "unfinished (every ended task not COMPLETED), or task indices like 3,17,40-44",
+    )
+    mem = rerun.add_mutually_exclusive_group()
+    mem.add_argument("--mem-gb", type=float, metavar="N", help="memory per task for the rerun")
+    mem.add_argument("--mem-factor", type=float, metavar="F", help="multiply the memory by F")
+    time = rerun.add_mutually_exclusive_group()
+    time.add_argument("--time-min", type=int, metavar="N", help="time limit for the rerun")
+    time.add_argument("--time-factor", type=float, metavar="F", help="multiply the time limit by F")
     return parser
 
 
@@ -72,6 +91,8 @@ def _list_problems(out: Output) -> int:
 def _body(args: argparse.Namespace, out: Output) -> int:
     if args.list_problems:
         return _list_problems(out)
+    if args.rerun:
+        return _rerun(args, out)
     if not args.problem:
         raise UsageError("no problem given", "pass --problem NAME (see --list-problems)")
     from globtim_hpc.api import Cluster
@@ -150,6 +171,46 @@ def _print_dry_run(out: Output, plan: Any, profile: Any, prepared: Any, warnings
     out.info("\n--- job.sbatch ---")
     out.console.print(prepared.script, markup=False)
     out.info("(dry run: nothing was sent anywhere)")
+    return ExitCode.OK
+
+
+def _rerun(args: argparse.Namespace, out: Output) -> int:
+    if args.problem or args.config:
+        raise UsageError("--rerun takes the run's own problem and config", "drop --problem/--config")
+    from globtim_hpc.api import Cluster
+
+    with Cluster(args.cluster) as cluster:
+        run = cluster.run(run_id=args.rerun)
+        result = run.rerun(
+            args.only, mem_gb=args.mem_gb, mem_factor=args.mem_factor, time_min=args.time_min,
+            time_factor=args.time_factor, dry_run=args.dry_run,
+        )  # fmt: skip
+    for warning in result.warnings:
+        out.warn(warning)
+    if out.json_mode:
+        data = {"ok": True, **result.to_dict()}
+        if result.dry_run:
+            data["script"] = result.script
+        out.emit_json(data)
+        return ExitCode.OK
+    res = result.resources
+    what = "would submit" if result.dry_run else ("adopted" if result.adopted else "submitted")
+    jobs = ", ".join(result.job_ids) or "(dry run)"
+    out.info(
+        f"attempt {result.attempt} of run {result.run_id}: {what} job {jobs} over "
+        f"{len(result.task_indices)} task(s), --array={result.array}"
+    )
+    out.info(f"  resources: {res['time_min']} min, {float(res['mem_gb']):g} GB, {res['cpus']} CPU(s)")
+    out.info(f"  why:       {result.cause}")
+    for index, why in sorted(result.reasons.items()):
+        out.console.print(f"  task {index}: {why}", markup=False)
+    if result.dry_run:
+        out.info(f"\n--- {result.script_path} ---")
+        out.console.print(result.script, markup=False)
+        out.info("(dry run: nothing was submitted)")
+    else:
+        flag = f" --cluster {args.cluster}" if args.cluster else ""
+        out.info(f"next: ./monitor_jobs.py{flag} --run-id {result.run_id} --wait")
     return ExitCode.OK
 
 

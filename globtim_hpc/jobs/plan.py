@@ -25,6 +25,7 @@ from globtim_hpc.jobs.problems import (
     unknown_problem_error,
 )
 from globtim_hpc.jobs.resources import Resources, apply_resources, resource_presets
+from globtim_hpc.jobs.retry import RetryPolicy
 from globtim_hpc.jobs.sizing import MANY_PATHS, MAX_SAMPLES, TaskSize, task_size
 from globtim_hpc.layout import task_id_for
 from globtim_hpc.settings.yamlio import KeyPath, YamlDoc, load_yaml_file, unknown_key_error
@@ -414,3 +415,27 @@ def check_plan(plan: JobPlan) -> list[str]:
             f"{paths_size.paths:,} homotopy paths; expect a long solve"
         )
     return warnings
+
+
+def plan_from_dict(data: Mapping[str, Any]) -> JobPlan:
+    """The inverse of ``JobPlan.to_dict`` (the registry keeps plans so): a rerun renders its
+    attempt's script from the plan the run was submitted with, not from today's config."""
+    resources = {key: value for key, value in data["resources"].items() if key in _RESOURCE_FIELDS}
+    if resources.get("retry") is not None:
+        resources["retry"] = RetryPolicy.from_dict(resources["retry"])
+    return JobPlan(
+        problem=str(data["problem"]),
+        description=str(data.get("description") or ""),
+        driver=str(data["driver"]),
+        tasks=tuple(
+            TaskSpec(int(task["index"]), str(task["task_id"]), dict(task["params"]))
+            for task in data["tasks"]
+        ),
+        resources=Resources(**resources),
+        config_path=data.get("config_path"),
+        config_hash=str(data["config_hash"]),
+        extra_files=tuple((str(pair[0]), str(pair[1])) for pair in data.get("extra_files") or ()),
+    )
+
+
+_RESOURCE_FIELDS = frozenset(Resources.__dataclass_fields__)

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from globtim_hpc import paths, quoting
 from globtim_hpc.errors import TemplateError
-from globtim_hpc.layout import RunLayout, task_id_width
+from globtim_hpc.layout import RunLayout, attempt_job_name, task_id_width
 
 if TYPE_CHECKING:
     from globtim_hpc.jobs.plan import JobPlan
@@ -38,6 +38,8 @@ class ScriptInputs:
     run_id: str
     run_dir: str
     julia_project: str | None  # the deployed code folder, or None without a deployment
+    attempt: int = 1  # a rerun is attempt 2, 3, ...
+    task_indices: tuple[int, ...] | None = None  # a rerun's chosen tasks (None: every task)
 
 
 def format_time_limit(time_min: int) -> str:
@@ -59,11 +61,39 @@ def array_spec(task_count: int, max_parallel: int | None) -> str:
     return spec
 
 
+def compress_indices(indices: Sequence[int]) -> str:
+    """``3,17,40-44``: sorted, distinct, runs of consecutive indices as ranges."""
+    ordered = sorted(set(indices))
+    parts: list[str] = []
+    start = previous = None
+    for index in [*ordered, None]:
+        if index is not None and previous is not None and index == previous + 1:
+            previous = index
+            continue
+        if start is not None and previous is not None:
+            parts.append(str(start) if start == previous else f"{start}-{previous}")
+        start = previous = index
+    return ",".join(parts)
+
+
+def indices_spec(indices: Sequence[int], max_parallel: int | None) -> str:
+    """The ``--array`` list of a rerun: only the chosen indices, with the throttle."""
+    spec = compress_indices(indices)
+    if max_parallel is not None and len(set(indices)) > 1:
+        spec += f"%{max_parallel}"
+    return spec
+
+
 def sbatch_options(plan: JobPlan, profile: ClusterProfile, inputs: ScriptInputs) -> dict[str, str]:
     resources = plan.resources
     run = RunLayout(inputs.run_dir)
+    throttle = resources.max_parallel or profile.slurm_max_array_parallel or DEFAULT_ARRAY_THROTTLE
+    if inputs.task_indices is not None:
+        array = indices_spec(inputs.task_indices, throttle)
+    else:
+        array = array_spec(len(plan.tasks), throttle)
     options: dict[str, str] = {
-        "job-name": inputs.run_id,
+        "job-name": attempt_job_name(inputs.run_id, inputs.attempt),
         "comment": f"globtim-hpc:{inputs.run_id}",
         "output": run.log_pattern,
         "error": run.log_pattern,
@@ -71,10 +101,7 @@ def sbatch_options(plan: JobPlan, profile: ClusterProfile, inputs: ScriptInputs)
         "mem": format_mem(resources.mem_gb),
         "cpus-per-task": str(resources.cpus),
         "ntasks": "1",
-        "array": array_spec(
-            len(plan.tasks),
-            resources.max_parallel or profile.slurm_max_array_parallel or DEFAULT_ARRAY_THROTTLE,
-        ),
+        "array": array,
     }
     if resources.time_min >= GRACE_SIGNAL_MIN_TIME_MIN:
         # Julia cannot catch SIGTERM, but the driver turns SIGINT into an orderly stop that
@@ -135,6 +162,7 @@ def render_script(plan: JobPlan, profile: ClusterProfile, inputs: ScriptInputs) 
         "julia_project": inputs.julia_project,
         "julia_cpu_target": profile.julia_cpu_target,
         "cpus": plan.resources.cpus,
+        "attempt": inputs.attempt,
     }
     try:
         return str(_environment().get_template(TEMPLATE_NAME).render(**context))

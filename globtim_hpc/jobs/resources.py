@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
+from globtim_hpc.jobs.retry import RetryPolicy, parse_retry
 from globtim_hpc.settings.yamlio import KeyPath, YamlDoc, suggest, unknown_key_error
 
 
@@ -19,9 +20,10 @@ class Resources:
     account: str | None = None
     max_parallel: int | None = None  # array throttle (%N)
     preset: str | None = None
+    retry: RetryPolicy | None = None  # failures run again by themselves (jobs.retry)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "time_min": self.time_min,
             "mem_gb": self.mem_gb,
             "cpus": self.cpus,
@@ -30,6 +32,9 @@ class Resources:
             "max_parallel": self.max_parallel,
             "preset": self.preset,
         }
+        if self.retry is not None:  # only then: configs without one keep their config hash
+            out["retry"] = self.retry.to_dict()
+        return out
 
 
 _PRESETS: dict[str, Resources] = {
@@ -46,7 +51,9 @@ MAX_MEM_GB = 4096.0
 MAX_CPUS = 256
 MAX_PARALLEL = 10_000
 
-RESOURCE_KEYS = ("preset", "time_min", "mem_gb", "cpus", "partition", "account", "max_parallel")
+RESOURCE_KEYS = (
+    "preset", "time_min", "mem_gb", "cpus", "partition", "account", "max_parallel", "retry",
+)
 
 
 def resource_presets() -> dict[str, Resources]:
@@ -155,4 +162,6 @@ def apply_resources(base: Resources, doc: YamlDoc, keypath: KeyPath, section: An
     for key in ("partition", "account"):
         if key in section:
             changes[key] = _name(doc, (*keypath, key), section[key])
+    if "retry" in section:
+        changes["retry"] = parse_retry(doc, (*keypath, "retry"), section["retry"])
     return replace(out, **changes) if changes else out

@@ -42,3 +42,28 @@ class StateChange:
     old_state: str | None
     new_state: str
     at: str
+
+
+@dataclass(frozen=True)
+class AttemptRecord:
+    """One attempt of a run: which tasks, with what resources, why, and its job (once known)."""
+
+    run_id: str
+    attempt: int
+    task_indices: tuple[int, ...]
+    resources: dict[str, Any]
+    cause: str
+    phase: str  # "submitting" until its job is recorded, then "submitted"
+    error: str | None
+    created_at: str
+    job_ids: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class JobRow:
+    """One scheduler job of a run; ``task_indices`` None: every task of the run."""
+
+    job_id: str
+    attempt: int
+    task_indices: tuple[int, ...] | None
+    submitted_at: str

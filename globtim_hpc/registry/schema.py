@@ -4,13 +4,20 @@ Version 2 keys a run's jobs by (run, job id): SLURM starts its ids at 1 again af
 controller is rebuilt, so one (cluster, job id) may belong to several runs over time, and none
 of them may be dropped. It also records each run's ``inputs_hash`` (what its upload was made
 from), so an interrupted submission is resumed only with the same inputs.
+
+Version 3 adds attempts: a rerun is a new attempt of the same run, one array job over only the
+chosen tasks. ``attempts`` holds one row per attempt (recorded before anything remote happens,
+so an interrupted rerun is resumed, never doubled); ``jobs`` say which attempt they belong to
+and which task indices they hold (NULL: every task, as every version-2 job did); ``tasks`` say
+which attempt their state is of; ``task_attempts`` keeps each earlier attempt's final status.
+Every version-2 job and task is attempt 1.
 """
 
 from __future__ import annotations
 
 import sqlite3
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 SCHEMA = """
@@ -40,6 +47,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     run_id TEXT NOT NULL REFERENCES runs(run_id),
     submitted_at TEXT NOT NULL,
     adopted INTEGER NOT NULL DEFAULT 0,
+    attempt INTEGER NOT NULL DEFAULT 1,
+    task_indices TEXT,
     PRIMARY KEY (run_id, job_id)
 );
 CREATE INDEX IF NOT EXISTS jobs_by_id ON jobs (cluster, job_id);
@@ -50,7 +59,27 @@ CREATE TABLE IF NOT EXISTS tasks (
     state TEXT NOT NULL,
     status_json TEXT,
     updated_at TEXT NOT NULL,
+    attempt INTEGER NOT NULL DEFAULT 1,
     PRIMARY KEY (run_id, task_index)
+);
+CREATE TABLE IF NOT EXISTS attempts (
+    run_id TEXT NOT NULL REFERENCES runs(run_id),
+    attempt INTEGER NOT NULL,
+    task_indices TEXT NOT NULL,
+    resources_json TEXT NOT NULL,
+    cause TEXT NOT NULL,
+    phase TEXT NOT NULL,
+    error TEXT,
+    created_at TEXT NOT NULL,
+    PRIMARY KEY (run_id, attempt)
+);
+CREATE TABLE IF NOT EXISTS task_attempts (
+    run_id TEXT NOT NULL REFERENCES runs(run_id),
+    task_index INTEGER NOT NULL,
+    attempt INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    status_json TEXT,
+    PRIMARY KEY (run_id, task_index, attempt)
 );
 CREATE TABLE IF NOT EXISTS state_changes (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -108,7 +137,20 @@ def _v1_to_v2(db: sqlite3.Connection) -> None:
         db.execute("ALTER TABLE runs ADD COLUMN inputs_hash TEXT")
 
 
-MIGRATIONS = {1: _v1_to_v2}  # from version -> the step to the next one
+def _v2_to_v3(db: sqlite3.Connection) -> None:
+    # The new tables came with SCHEMA; the old ones get their attempt columns (everything in a
+    # version-2 file is the first attempt of its run).
+    for table, column, kind in (
+        ("jobs", "attempt", "INTEGER NOT NULL DEFAULT 1"),
+        ("jobs", "task_indices", "TEXT"),
+        ("tasks", "attempt", "INTEGER NOT NULL DEFAULT 1"),
+    ):
+        columns = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+        if column not in columns:
+            db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+
+
+MIGRATIONS = {1: _v1_to_v2, 2: _v2_to_v3}  # from version -> the step to the next one
 
 
 def create_or_upgrade(db: sqlite3.Connection) -> int | None:

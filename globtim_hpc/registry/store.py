@@ -16,11 +16,12 @@ from typing import Any
 from globtim_hpc import paths
 from globtim_hpc.errors import StoreError
 from globtim_hpc.models import JobState, RunPhase, TaskStatus
+from globtim_hpc.registry.attempts import AttemptsMixin
 from globtim_hpc.registry.records import RunRecord, StateChange, utc_now
 from globtim_hpc.registry.schema import SCHEMA_VERSION, create_or_upgrade
 
 
-class Store:
+class Store(AttemptsMixin):
     """The registry. Open with ``Store.open()``; use as a context manager to close it."""
 
     def __init__(self, path: Path) -> None:
@@ -260,14 +261,18 @@ class Store:
         stored: list[TaskStatus] = []
         with self._tx() as db:
             current = {
-                r["task_index"]: (r["state"], r["status_json"])
+                r["task_index"]: (r["state"], r["status_json"], r["attempt"])
                 for r in db.execute(
-                    "SELECT task_index, state, status_json FROM tasks WHERE run_id=?", (run_id,)
+                    "SELECT task_index, state, status_json, attempt FROM tasks WHERE run_id=?",
+                    (run_id,),
                 )
             }
             for status in statuses:
-                old, old_json = current.get(status.task_index, (None, None))
-                if old is not None and JobState.parse(old).is_final and not status.state.is_final:
+                old, old_json, attempt = current.get(status.task_index, (None, None, 1))
+                stale = status.attempt < attempt  # decided from an attempt a rerun replaced
+                if stale or (
+                    old is not None and JobState.parse(old).is_final and not status.state.is_final
+                ):
                     kept = json.loads(old_json) if old_json else {"state": old}
                     stored.append(TaskStatus.from_dict({**kept, "task_index": status.task_index}))
                     continue

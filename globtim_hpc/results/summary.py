@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from globtim_hpc.models import TaskStatus
+from globtim_hpc.results.attempts import render_attempts
 from globtim_hpc.results.manifest import ManifestEntry
 
 METADATA_SCHEMA_ID = "globtim-hpc/metadata/1"
@@ -41,6 +42,7 @@ class TaskRecord:
     results_note: str | None = None
     log_path: str | None = None  # relative to the run folder
     log_tail: list[str] = field(default_factory=list)
+    attempts: list[dict[str, Any]] = field(default_factory=list)  # results.attempts entries
 
 
 @dataclass(frozen=True)
@@ -161,6 +163,7 @@ def build_metadata(
     tool_version: str,
     collected_at: str,
     notes: Sequence[str] = (),
+    attempts: Sequence[Mapping[str, Any]] = (),
 ) -> dict[str, Any]:
     """The content of ``metadata.json`` (see schemas/metadata.schema.json)."""
     task_items = []
@@ -182,6 +185,7 @@ def build_metadata(
                 "results": result_summary(task.results),
                 "results_note": task.results_note,
                 "log": task.log_path,
+                "attempts": task.attempts,
             }
         )
     finished = sum(1 for t in tasks if t.finished)
@@ -214,6 +218,7 @@ def build_metadata(
         "tool_version": tool_version,
         "collected_at": collected_at,
         "notes": list(notes),
+        "attempts": [dict(a) for a in attempts],
     }
 
 
@@ -330,6 +335,7 @@ def render_summary(metadata: Mapping[str, Any], log_tails: Mapping[str, Sequence
             _number(results.get("best_value")),
         )) + " |")
 
+    out += render_attempts(tasks, format_bytes, format_duration)
     failed = [t for t in tasks if t["finished"] and t["state"] != "COMPLETED"]
     if failed:
         out += ["", "## Failures", ""]

@@ -38,12 +38,23 @@ class TrackedJob:
     run_id: str
     job_id: str
     run_dir: str  # the run folder on the cluster (see layout.RunLayout)
-    task_ids: tuple[str, ...]  # task_ids[i] is the id of array index i
+    task_ids: tuple[str, ...]  # task_ids[i] is the id of task (array index) i, for the whole run
     submitted_at: str | None = None
+    # The array indices this job holds (a rerun holds only the chosen tasks); None: all of them.
+    task_indices: tuple[int, ...] | None = None
+    job_name: str | None = None  # the job's name when it is not the run id (a later attempt)
 
     @property
     def task_count(self) -> int:
         return len(self.task_ids)
+
+    @property
+    def indices(self) -> tuple[int, ...]:
+        return self.task_indices if self.task_indices is not None else tuple(range(self.task_count))
+
+    @property
+    def name(self) -> str:
+        return self.job_name or self.run_id
 
 
 @dataclass
@@ -75,6 +86,7 @@ class Scheduler(Protocol):
     transport: Transport
     runs_on: str  # where the tasks run, in words: "compute node", "target host"
     needs_bash_4_3: bool  # whether the target host's bash must have ``wait -n``
+    reruns_tasks: bool  # whether a later attempt can run only some of a run's tasks
 
     # ---- what a run folder needs -------------------------------------------------------------
 

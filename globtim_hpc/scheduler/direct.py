@@ -187,6 +187,7 @@ class DirectScheduler:
     name = "direct"
     runs_on = "target host"
     needs_bash_4_3 = True  # the runner's ``wait -n``
+    reruns_tasks = False  # one runner per run folder, over every task
 
     def __init__(self, transport: Transport, *, timeout_s: float = 120.0) -> None:
         self.transport = transport

@@ -90,6 +90,7 @@ class SlurmScheduler:
     name = "slurm"
     runs_on = "compute node"
     needs_bash_4_3 = False
+    reruns_tasks = True  # the attempt's script carries its own --array list
 
     def __init__(self, transport: Transport, *, timeout_s: float = 120.0) -> None:
         self.transport = transport
@@ -215,17 +216,17 @@ class SlurmScheduler:
                 "(final states of jobs SLURM has forgotten are read from status files only)"
             )
         for job in jobs:
-            per_task: dict[int, TaskStatus] = {}
-            for index in range(job.task_count):
+            # Several jobs of one run (its attempts) each report their own tasks.
+            per_task = poll.tasks.setdefault(job.run_id, {})
+            for index in job.indices:
                 key = TaskKey(job.job_id, index)
                 merged = _merge_views(
-                    _ours(queue.tasks, queue.names, key, job.run_id),
-                    _ours(accounting.tasks, accounting.names, key, job.run_id) if accounting else None,
+                    _ours(queue.tasks, queue.names, key, job.name),
+                    _ours(accounting.tasks, accounting.names, key, job.name) if accounting else None,
                     accounting_ok=accounting is not None,
                 )
                 if merged is not None:
                     per_task[index] = merged
-            poll.tasks[job.run_id] = per_task
         return poll
 
     def poll(self, jobs: Sequence[TrackedJob]) -> PollResult:

@@ -22,6 +22,11 @@ Scheduler view S (None: the scheduler no longer knows the task), status file F, 
    stands (RUNNING when F says the task started and P had it PENDING or knew nothing).
 7. A task recorded as final is never turned back into a non-final or UNKNOWN state by a later
    look that has lost track of it (SLURM forgets jobs after MinJobAge).
+8. Attempts: a rerun starts a task's next attempt, and the task's state is its latest
+   attempt's. A status file written by an earlier attempt (its ``attempt`` is lower) is not
+   this attempt's word and counts as no file; a previous state of an earlier attempt is no
+   previous state (so rule 7 never keeps an old attempt's verdict). The scheduler's view is of
+   the latest attempt's job only (the monitor asks about that job alone).
 
 A final state still waiting for its accounting record is not yet *settled*: monitors poll again
 for up to ``ACCOUNTING_WAIT_S`` after the first such poll (a count of polls would depend on how
@@ -130,8 +135,13 @@ def decide(
     scheduler_asked: bool,
     status_file: StatusFile | None,
     time_limit_s: float | None = None,
+    attempt: int = 1,
 ) -> TaskStatus:
-    """The state of task ``index`` now (rules: module docstring)."""
+    """The state of task ``index`` now, in its attempt ``attempt`` (rules: module docstring)."""
+    if status_file is not None and status_file.attempt < attempt:
+        status_file = None  # rule 8: an earlier attempt's file
+    if previous is not None and previous.attempt < attempt:
+        previous = None
     limits = [
         scheduler.time_limit_s if scheduler else None,
         previous.time_limit_s if previous else None,
@@ -158,6 +168,7 @@ def decide(
             task.elapsed_s = status_file.elapsed_s
     if task.time_limit_s is None:
         task.time_limit_s = limit_s
+    task.attempt = attempt
     if previous is not None and previous.state.is_final and not task.state.is_final:
         return previous  # rule 7: never forget a final state
     if task.awaiting_accounting:

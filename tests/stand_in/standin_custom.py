@@ -15,7 +15,10 @@ from typing import Any
 from standin_io import heartbeat
 from standin_loading import JuliaError
 
-DIRECTIVE = re.compile(r"^\s*#\s*stand-in:\s*([a-z-]+)\s*(.*?)\s*$")
+DIRECTIVE = re.compile(
+    r"^\s*#\s*stand-in:\s*(?:((?:(?:task|attempt)\s+[\d,]+\s*)+):\s*)?([a-z-]+)\s*(.*?)\s*$"
+)
+CONDITION = re.compile(r"(task|attempt)\s+([\d,]+)")
 DEFINES_RUN_CUSTOM = re.compile(r"^\s*(function\s+run_custom\s*\(|run_custom\s*\(.*\)\s*=)", re.M)
 MIB = 1024 * 1024
 _HELD: list[bytearray] = []  # allocations held until the process ends
@@ -75,6 +78,18 @@ def run_directive(name: str, arg: str, outdir: str) -> None:
         raise JuliaError("ErrorException", f"unknown stand-in directive '{name}'")
 
 
+def _applies(conditions: str) -> bool:
+    """Whether a directive's ``task N,M`` / ``attempt N`` conditions hold for this task."""
+    here = {
+        "task": int(os.environ.get("GLOBTIM_HPC_TASK_ID") or 0),
+        "attempt": int(os.environ.get("GLOBTIM_HPC_ATTEMPT") or 1),
+    }
+    for name, values in CONDITION.findall(conditions):
+        if here[name] not in {int(v) for v in values.split(",") if v}:
+            return False
+    return True
+
+
 def run_dir(params_path: str) -> str:
     override = os.environ.get("GLOBTIM_RUN_DIR")
     if override:
@@ -99,9 +114,9 @@ def run_custom(state: dict[str, Any], params: dict[str, Any], params_path: str, 
     performed = []
     for line in text.splitlines():
         match = DIRECTIVE.match(line)
-        if match:
-            run_directive(match.group(1), match.group(2), outdir)
-            performed.append(f"{match.group(1)} {match.group(2)}".strip())
+        if match and _applies(match.group(1) or ""):
+            run_directive(match.group(2), match.group(3), outdir)
+            performed.append(f"{match.group(2)} {match.group(3)}".strip())
     state["custom"] = {"stand_in": True, "directives": performed}
     state["timings_s"]["custom"] = time.monotonic() - t
     state["status"] = "COMPLETED"

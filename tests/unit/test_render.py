@@ -59,14 +59,22 @@ slurm: {partition: batch, account: physics}
 """
 
 
-@pytest.mark.parametrize("name,task_count", [("array4", 4), ("single", 1)])
-def test_rendered_script_matches_golden_file(tmp_path: Path, name: str, task_count: int) -> None:
+@pytest.mark.parametrize(
+    "name,task_count,attempt,indices",
+    [("array4", 4, 1, None), ("single", 1, 1, None), ("rerun3", 50, 3, (3, 17, 40, 41, 42, 43, 44))],
+)
+def test_rendered_script_matches_golden_file(
+    tmp_path: Path, name: str, task_count: int, attempt: int, indices: tuple[int, ...] | None
+) -> None:
     profile = _profile(tmp_path, PROFILE)
     script = render_script(
         _plan(task_count, max_parallel=2),
         profile,
-        ScriptInputs(RUN_ID, f"/projects/g/hpc/runs/{RUN_ID}", "/projects/g/hpc/code/abc123"),
-    )
+        ScriptInputs(
+            RUN_ID, f"/projects/g/hpc/runs/{RUN_ID}", "/projects/g/hpc/code/abc123",
+            attempt=attempt, task_indices=indices,
+        ),
+    )  # fmt: skip
     golden = GOLDEN / f"{name}.sbatch"
     if os.environ.get("GLOBTIM_UPDATE_GOLDEN") == "1":  # after a template change, then review
         golden.write_text(script)

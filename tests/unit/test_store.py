@@ -213,3 +213,72 @@ def test_deployments_latest_verified(tmp_path: Path) -> None:
         assert latest is not None and latest["deploy_id"] == "a"
         unverified = store.latest_deployment("c", verified_only=False)
         assert unverified is not None and unverified["deploy_id"] == "b"
+
+
+def test_a_version_2_registry_becomes_attempt_1_of_each_run(tmp_path: Path) -> None:
+    db = sqlite3.connect(tmp_path / "registry.sqlite3")
+    db.executescript(V2_SCHEMA)
+    db.execute("INSERT INTO meta VALUES ('schema_version', '2')")
+    db.execute(
+        "INSERT INTO runs VALUES (?, 'x', 'c', 'slurm', '/r', 'submitted', 2, 'h', NULL, NULL,"
+        " '{}', NULL, '2026-01-01T00:00:00+00:00', '2026-01-01T00:00:00+00:00', NULL, NULL)",
+        (RUN,),
+    )
+    db.execute("INSERT INTO jobs VALUES ('c', '7', ?, '2026-01-01T00:00:00+00:00', 0)", (RUN,))
+    for index in (0, 1):
+        db.execute(
+            "INSERT INTO tasks VALUES (?, ?, ?, 'FAILED', NULL, '2026-01-01T00:00:00+00:00')",
+            (RUN, index, f"{index:04d}"),
+        )
+    db.commit()
+    db.close()
+    with Store.open(tmp_path) as store:
+        assert store.schema_version() == SCHEMA_VERSION == 3
+        (job,) = store.run_jobs(RUN)
+        assert (job.job_id, job.attempt, job.task_indices) == ("7", 1, None)
+        assert store.task_attempt_numbers(RUN) == {0: 1, 1: 1}
+        assert store.attempts(RUN) == [] and store.next_attempt(RUN) == 2
+
+
+def test_an_attempt_restarts_only_its_tasks_and_keeps_the_earlier_state(tmp_path: Path) -> None:
+    with Store.open(tmp_path) as store:
+        add(store, tasks=3)
+        store.record_job(RUN, "c", "7")
+        store.update_tasks(RUN, [TaskStatus(0, JobState.COMPLETED), TaskStatus(1, JobState.FAILED),
+                                 TaskStatus(2, JobState.TIMEOUT)])  # fmt: skip
+        store.record_attempt(RUN, 2, [1, 2], {"mem_gb": 2.0, "time_min": 2}, "rerun --only failed")
+        assert store.unfinished_attempt(RUN) is not None
+        store.start_attempt(RUN, "c", 2, [("9", [1, 2])])
+        store.start_attempt(RUN, "c", 2, [("9", [1, 2])])  # recorded twice: no change
+        assert store.unfinished_attempt(RUN) is None
+        assert store.task_attempt_numbers(RUN) == {0: 1, 1: 2, 2: 2}
+        states = {i: s for i, _, s, _ in store.task_rows(RUN)}
+        assert states == {0: "COMPLETED", 1: "PENDING", 2: "PENDING"}
+        earlier = store.earlier_attempts(RUN)
+        assert [s.state for s in earlier[1]] == [JobState.FAILED] and 0 not in earlier
+        # News of the replaced attempt (a monitor that polled before the rerun) is refused.
+        stored, changes = store.update_tasks(RUN, [TaskStatus(1, JobState.FAILED)])
+        assert stored[0].state is JobState.PENDING and stored[0].attempt == 2 and not changes
+        news = TaskStatus(1, JobState.COMPLETED, attempt=2)
+        assert store.update_tasks(RUN, [news])[0][0].state is JobState.COMPLETED
+        (attempt,) = store.attempts(RUN)
+        assert attempt.job_ids == ("9",) and attempt.task_indices == (1, 2)
+        assert [(j.job_id, j.attempt, j.task_indices) for j in store.run_jobs(RUN)] == [
+            ("7", 1, None), ("9", 2, (1, 2))
+        ]
+
+
+V2_SCHEMA = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE runs (run_id TEXT PRIMARY KEY, problem TEXT NOT NULL, cluster TEXT NOT NULL,
+    scheduler TEXT NOT NULL, remote_dir TEXT NOT NULL, phase TEXT NOT NULL,
+    task_count INTEGER NOT NULL, config_hash TEXT NOT NULL, deploy_id TEXT, git_sha TEXT,
+    plan_json TEXT NOT NULL, submission_json TEXT, created_at TEXT NOT NULL, submitted_at TEXT,
+    error TEXT, inputs_hash TEXT);
+CREATE TABLE jobs (cluster TEXT NOT NULL, job_id TEXT NOT NULL,
+    run_id TEXT NOT NULL REFERENCES runs(run_id), submitted_at TEXT NOT NULL,
+    adopted INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (run_id, job_id));
+CREATE TABLE tasks (run_id TEXT NOT NULL REFERENCES runs(run_id), task_index INTEGER NOT NULL,
+    task_id TEXT NOT NULL, state TEXT NOT NULL, status_json TEXT, updated_at TEXT NOT NULL,
+    PRIMARY KEY (run_id, task_index));
+"""

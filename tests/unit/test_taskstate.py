@@ -394,6 +394,7 @@ class FixedScheduler:
     name = "fixed"
     runs_on = "nowhere"
     needs_bash_4_3 = False
+    reruns_tasks = False
 
     def __init__(self, transport: ScriptedTransport, states: list[dict[int, TaskStatus]]) -> None:
         self.transport = transport

@@ -19,6 +19,7 @@ from globtim_hpc.layout import (
 from globtim_hpc.models import JobState, TaskStatus
 from globtim_hpc.registry.records import RunRecord, utc_now
 from globtim_hpc.registry.store import Store
+from globtim_hpc.results.attempts import attempt_entry
 from globtim_hpc.results.manifest import (
     MANIFEST_NAME,
     ManifestEntry,
@@ -104,7 +105,9 @@ def fill_task_files(
         if not task.collected:
             continue
         candidates = logs.get(task.task_index, [])
-        preferred = f"{LOGS_DIR}/slurm-{run.job_id}_{task.task_index}.out"
+        # The latest attempt's log: its own job's (a rerun is another job than the run's first).
+        job_id = (task.status_file or {}).get("array_job_id") or run.job_id
+        preferred = f"{LOGS_DIR}/slurm-{job_id}_{task.task_index}.out"
         task.log_path = preferred if preferred in candidates else (candidates[-1] if candidates else None)
         results_rel = f"{OUTPUT_DIR}/{task.task_id}/{RESULTS_NAME}"
         if results_rel in paths:
@@ -126,6 +129,7 @@ def write_descriptions(
     entries: Sequence[ManifestEntry],
     digest: str,
     notes: Sequence[str],
+    attempts: Sequence[dict[str, Any]] = (),
 ) -> None:
     submission = snapshot.submission
     submitted_at = run.submitted_at or (submission or {}).get("created_at")
@@ -146,6 +150,7 @@ def write_descriptions(
         tool_version=__version__,
         collected_at=utc_now(),
         notes=notes,
+        attempts=attempts,
     )
     (work / MANIFEST_NAME).write_bytes(format_sha256sum(entries))
     _write(work / METADATA_NAME, json.dumps(metadata, indent=2, ensure_ascii=False) + "\n")
@@ -164,6 +169,7 @@ def build_task_records(
     by_index = {state.task_index: state for state in states}
     tasks: list[TaskRecord] = []
     exclude: list[str] = []
+    history = task_attempts(store, run, by_index)
     for index, task_id, _, _ in store.task_rows(run.run_id):
         state = by_index.get(index) or TaskStatus(index, JobState.UNKNOWN)
         finished = outputs_final(state)
@@ -178,9 +184,43 @@ def build_task_records(
                 params=snapshot.params.get(task_id) or planned.get(task_id),
                 status_file=status_file.to_dict() if status_file is not None else None,
                 scheduler=state,
+                attempts=history.get(index, []),
             )
         )
         if not finished:
             # Files of a running task are still changing: their hashes would not hold.
             exclude += [f"{OUTPUT_DIR}/{task_id}", f"{STATUS_DIR}/{task_id}.json"]
     return tasks, exclude
+
+
+def task_attempts(
+    store: Store, run: RunRecord, current: dict[int, TaskStatus]
+) -> dict[int, list[dict[str, Any]]]:
+    """Every attempt of every task, oldest first (the last is the task's current state)."""
+    records = {a.attempt: a for a in store.attempts(run.run_id)}
+    first_jobs = [job.job_id for job in store.run_jobs(run.run_id) if job.attempt == 1]
+    plan_resources = run.plan.get("resources") or {}
+    out: dict[int, list[dict[str, Any]]] = {}
+    earlier = store.earlier_attempts(run.run_id)
+    for index in sorted(set(earlier) | set(current)):
+        statuses = [*earlier.get(index, []), *([current[index]] if index in current else [])]
+        items = []
+        for status in statuses:
+            record = records.get(status.attempt)
+            items.append(attempt_entry(
+                status,
+                record.resources if record else plan_resources,
+                record.cause if record else "submitted",
+                (record.job_ids[0] if record and record.job_ids else None)
+                if record else (first_jobs[0] if first_jobs else run.job_id),
+            ))  # fmt: skip
+        out[index] = items
+    return out
+
+
+def run_attempts(store: Store, run: RunRecord) -> list[dict[str, Any]]:
+    return [
+        {"attempt": a.attempt, "task_indices": list(a.task_indices), "resources": a.resources,
+         "cause": a.cause, "job_ids": list(a.job_ids), "created_at": a.created_at}
+        for a in store.attempts(run.run_id)
+    ]  # fmt: skip

@@ -31,6 +31,7 @@ from globtim_hpc.transport.base import Transport
 from globtim_hpc.workflows.collect.describe import (
     build_task_records,
     fill_task_files,
+    run_attempts,
     wanted_entries,
     write_descriptions,
 )
@@ -165,7 +166,10 @@ def collect_run(
             verify_placed(work, entries)
             fill_task_files(work, run, tasks, entries)
             result.notes = [*notes, *result.notes]
-            write_descriptions(work, run, snapshot, tasks, entries, digest, result.notes)
+            write_descriptions(
+                work, run, snapshot, tasks, entries, digest, result.notes,
+                run_attempts(store, run),
+            )  # fmt: skip
             if options.fsync:
                 sync_filesystem(work)
             place_folder(work, target)

@@ -9,7 +9,7 @@ from globtim_hpc.workflows.monitor.poll import (
     needs_poll,
     poll_runs,
     stored_view,
-    tracked_job,
+    tracked_jobs,
 )
 
 __all__ = [
@@ -24,5 +24,5 @@ __all__ = [
     "poll_floor_s",
     "poll_runs",
     "stored_view",
-    "tracked_job",
+    "tracked_jobs",
 ]

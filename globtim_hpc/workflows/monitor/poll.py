@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from globtim_hpc.jobs.statusfile import read_status_files
+from globtim_hpc.layout import attempt_job_name
 from globtim_hpc.models import JobState, RunPhase, StatusFile, TaskStatus
-from globtim_hpc.registry.records import RunRecord, StateChange
+from globtim_hpc.registry.records import JobRow, RunRecord, StateChange
 from globtim_hpc.registry.store import Store
 from globtim_hpc.scheduler.base import PollResult, Scheduler, TrackedJob
 from globtim_hpc.workflows.taskstate import decide, is_settled
@@ -126,15 +127,34 @@ def plan_time_limit_s(run: RunRecord) -> float | None:
     return None
 
 
-def tracked_job(view: RunView) -> TrackedJob:
-    assert view.job_id is not None
-    return TrackedJob(
-        run_id=view.run.run_id,
-        job_id=view.job_id,
-        run_dir=view.run.remote_dir,
-        task_ids=tuple(t.task_id for t in view.tasks),
-        submitted_at=view.run.submitted_at,
-    )
+def tracked_jobs(store: Store, view: RunView) -> list[TrackedJob]:
+    """The jobs a poll asks about: for each task, the job of its latest attempt only."""
+    task_ids = tuple(t.task_id for t in view.tasks)
+    by_attempt: dict[int, list[int]] = {}
+    for task_view in view.tasks:
+        by_attempt.setdefault(task_view.status.attempt, []).append(task_view.status.task_index)
+    rows = store.run_jobs(view.run.run_id)
+    if not rows and view.job_id is not None:
+        rows = [JobRow(view.job_id, 1, None, view.run.submitted_at or "")]
+    jobs = []
+    for row in rows:
+        current = by_attempt.get(row.attempt, [])
+        held = set(row.task_indices) if row.task_indices is not None else None
+        indices = tuple(i for i in current if held is None or i in held)
+        if not indices:
+            continue  # every task of this job has been rerun since
+        jobs.append(
+            TrackedJob(
+                run_id=view.run.run_id,
+                job_id=row.job_id,
+                run_dir=view.run.remote_dir,
+                task_ids=task_ids,
+                submitted_at=row.submitted_at or view.run.submitted_at,
+                task_indices=None if row.task_indices is None and row.attempt == 1 else indices,
+                job_name=attempt_job_name(view.run.run_id, row.attempt),
+            )
+        )
+    return jobs
 
 
 def _needs_status_files(view: RunView, sched: Mapping[int, TaskStatus]) -> bool:
@@ -167,7 +187,8 @@ def poll_runs(
     active = [view for view in views if needs_poll(view) or status_files is not None]
     active = [view for view in active if view.job_id is not None]
     if active:
-        polled = scheduler.poll([tracked_job(v) for v in active]) if ask_scheduler else None
+        jobs = [job for view in active for job in tracked_jobs(store, view)]
+        polled = scheduler.poll(jobs) if ask_scheduler else None
         _apply_poll(store, scheduler, active, polled, status_files or {})
     for view in views:
         view.changes = store.changes_since_seen(view.run.run_id, mark_seen=mark_seen)
@@ -211,6 +232,7 @@ def _apply_poll(
                 scheduler_asked=polled is not None,
                 status_file=status_file,
                 time_limit_s=plan_limit_s,
+                attempt=previous.attempt,
             )
             merged.append(task)
         # What is stored wins: another command may have recorded a final state meanwhile.

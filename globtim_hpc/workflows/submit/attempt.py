@@ -1,0 +1,226 @@
+"""A rerun attempt, submitted exactly once: one command moves the chosen tasks' earlier files
+aside, writes the attempt's script and submits it as one array job over only those tasks.
+
+The attempt is recorded in the registry (phase ``submitting``) before anything remote happens.
+When the answer is lost, recovery asks the scheduler for a job carrying the attempt's name
+(``<run id>.a<n>``, see ``layout.attempt_job_name``) and adopts it; only when there is none is
+the command run again. Moving files aside is idempotent (a file already moved stays moved), and
+a refusal by the scheduler moves them back, so the run reads as before.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from globtim_hpc.errors import ConnectError, SchedulerError
+from globtim_hpc.layout import ATTEMPTS_DIR, JOB_SCRIPT, OUTPUT_DIR, STATUS_DIR, attempt_job_name
+from globtim_hpc.registry.records import RunRecord
+from globtim_hpc.scheduler.base import SubmitRequest
+from globtim_hpc.transport.base import CommandResult
+from globtim_hpc.workflows.submit.exactly_once import (
+    MAX_RECOVERY_ATTEMPTS,
+    SubmitContext,
+    _recovery_lock,
+)
+
+# $1 run folder, $2 attempt, $3 script path (relative), then task_id:earlier_attempt pairs,
+# "--", then the scheduler's submit argv. The script text arrives on stdin.
+_SUBMIT_ATTEMPT = r"""
+run_dir=$1 attempt=$2 script=$3; shift 3
+cd -- "$run_dir" || exit 95
+moves=""
+while [ "$#" -gt 0 ] && [ "$1" != "--" ]; do moves="$moves $1"; shift; done
+shift
+mkdir -p -- "ATTEMPTS/$attempt" || exit 90
+tmp="$script.tmp.$$"
+if ! { cat > "$tmp" && mv -f -- "$tmp" "$script"; }; then rm -f -- "$tmp"; exit 92; fi
+moved=""
+for m in $moves; do
+    tid=${m%%:*} prev=${m#*:}
+    dest="ATTEMPTS/$prev"
+    mkdir -p -- "$dest/STATUS" "$dest/OUTPUT" || exit 90
+    if [ -e "STATUS/$tid.json" ] && [ ! -e "$dest/STATUS/$tid.json" ]; then
+        mv -- "STATUS/$tid.json" "$dest/STATUS/$tid.json" && moved="$moved s:$m"
+    fi
+    if [ -e "OUTPUT/$tid" ] && [ ! -e "$dest/OUTPUT/$tid" ]; then
+        mv -T -- "OUTPUT/$tid" "$dest/OUTPUT/$tid" && moved="$moved o:$m"
+    fi
+done
+out="ATTEMPTS/$attempt/.submit.out.$$" err="ATTEMPTS/$attempt/.submit.err.$$"
+"$@" > "$out" 2> "$err"
+rc=$?
+cat -- "$out"; cat -- "$err" >&2
+rm -f -- "$out" "$err"
+if [ "$rc" -ne 0 ]; then
+    # Refused: nothing runs, so the earlier attempt's files go back where readers look.
+    for m in $moved; do
+        kind=${m%%:*} rest=${m#*:}
+        tid=${rest%%:*} prev=${rest#*:}
+        case $kind in
+            s) mv -- "ATTEMPTS/$prev/STATUS/$tid.json" "STATUS/$tid.json" ;;
+            o) mv -T -- "ATTEMPTS/$prev/OUTPUT/$tid" "OUTPUT/$tid" ;;
+        esac
+    done
+fi
+exit "$rc"
+""".replace("ATTEMPTS", ATTEMPTS_DIR).replace("STATUS", STATUS_DIR).replace("OUTPUT", OUTPUT_DIR)
+
+
+@dataclass
+class AttemptSpec:
+    """What one attempt runs: the chosen tasks (index -> task id and its current attempt)."""
+
+    run_id: str
+    attempt: int
+    task_indices: tuple[int, ...]
+    task_ids: dict[int, str]
+    earlier: dict[int, int]  # index -> the attempt whose files are moved aside
+    resources: dict[str, Any]
+    cause: str
+    script: str
+
+    @property
+    def job_name(self) -> str:
+        return attempt_job_name(self.run_id, self.attempt)
+
+    def script_rel(self) -> str:
+        return posixpath.join(ATTEMPTS_DIR, str(self.attempt), JOB_SCRIPT)
+
+
+@dataclass
+class AttemptResult:
+    run_id: str
+    attempt: int
+    job_ids: list[str]
+    task_indices: list[int]
+    array: str
+    resources: dict[str, Any]
+    cause: str
+    job_name: str
+    script_path: str
+    adopted: bool = False
+    resumed: bool = False
+    dry_run: bool = False
+    remote_commands: int = 0
+    reasons: dict[int, str] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    script: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        data = {key: value for key, value in asdict(self).items() if key != "script"}
+        data["reasons"] = {str(k): v for k, v in self.reasons.items()}
+        return data
+
+
+def _request(record: RunRecord, spec: AttemptSpec) -> SubmitRequest:
+    return SubmitRequest(
+        run_id=spec.job_name,
+        run_dir=record.remote_dir,
+        script_path=posixpath.join(record.remote_dir, spec.script_rel()),
+        task_count=len(spec.task_indices),
+        max_parallel=int(spec.resources.get("max_parallel") or 1),
+        time_limit_s=int(spec.resources["time_min"]) * 60,
+        cpus=int(spec.resources["cpus"]),
+        job_tag=f"a{spec.attempt}",
+    )
+
+
+def _submit_command(ctx: SubmitContext, record: RunRecord, spec: AttemptSpec) -> str:
+    pairs = [f"{spec.task_ids[i]}:{spec.earlier[i]}" for i in spec.task_indices]
+    argv = [
+        "sh", "-c", _SUBMIT_ATTEMPT, "globtim-rerun", record.remote_dir, str(spec.attempt),
+        spec.script_rel(), *pairs, "--", *ctx.scheduler.submit_argv(_request(record, spec)),
+    ]  # fmt: skip
+    result = ctx.run(argv, stdin=spec.script.encode())
+    return _accept(ctx, record, spec, result)
+
+
+def _accept(ctx: SubmitContext, record: RunRecord, spec: AttemptSpec, result: CommandResult) -> str:
+    if result.exit_status < 0:
+        raise ConnectError(
+            "the rerun's submit command ended without an exit status",
+            hop=ctx.label,
+            transient=True,
+        )
+    if result.exit_status in (90, 92, 95):
+        result.check(
+            f"writing attempt {spec.attempt} of run {record.run_id} into {record.remote_dir}",
+            "check free space and permissions under remote_root; nothing was submitted",
+        )
+    try:
+        return ctx.scheduler.parse_submit(result)
+    except SchedulerError as exc:
+        if result.exit_status == 0 or exc.transient:
+            found = ctx.scheduler.find_job(spec.job_name, record.remote_dir)
+            if found:
+                return str(found)
+        ctx.store.set_attempt_error(record.run_id, spec.attempt, exc.message)
+        raise
+
+
+def submit_attempt(
+    ctx: SubmitContext, record: RunRecord, spec: AttemptSpec, *, resumed: bool
+) -> AttemptResult:
+    """Submit ``spec`` (already recorded in the registry) exactly once."""
+    with _recovery_lock(spec.job_name):
+        done = next(
+            (a for a in ctx.store.attempts(record.run_id) if a.attempt == spec.attempt), None
+        )
+        if done is not None and done.phase == "submitted" and done.job_ids:
+            return _result(ctx, spec, list(done.job_ids), resumed=True, adopted=False)
+        job_id: str | None = None
+        adopted = False
+        look_first = resumed
+        tries = 0
+        while job_id is None:
+            tries += 1
+            try:
+                if look_first:
+                    ctx.commands += 1
+                    found = ctx.scheduler.find_job(spec.job_name, record.remote_dir)
+                    if found:
+                        job_id, adopted = str(found), True
+                        break
+                look_first = True  # after any lost answer, look before submitting again
+                job_id = _submit_command(ctx, record, spec)
+            except ConnectError as exc:
+                if not exc.transient or tries >= MAX_RECOVERY_ATTEMPTS:
+                    ctx.store.set_attempt_error(record.run_id, spec.attempt, str(exc))
+                    raise ConnectError(
+                        f"the connection dropped while submitting attempt {spec.attempt} of run "
+                        f"{record.run_id}: {exc.message}",
+                        "run the same rerun command again: it finds the attempt's job if SLURM "
+                        "got it, and submits it otherwise (never twice)",
+                        hop=None,
+                    ) from exc
+                time.sleep(min(2.0 * tries, 8.0))
+        ctx.store.start_attempt(
+            record.run_id, record.cluster, spec.attempt, [(job_id, spec.task_indices)],
+            adopted=adopted,
+        )  # fmt: skip
+        return _result(ctx, spec, [job_id], resumed=resumed, adopted=adopted)
+
+
+def _result(
+    ctx: SubmitContext, spec: AttemptSpec, job_ids: list[str], *, resumed: bool, adopted: bool
+) -> AttemptResult:
+    from globtim_hpc.jobs.render import compress_indices
+
+    return AttemptResult(
+        run_id=spec.run_id,
+        attempt=spec.attempt,
+        job_ids=job_ids,
+        task_indices=list(spec.task_indices),
+        array=compress_indices(spec.task_indices),
+        resources=spec.resources,
+        cause=spec.cause,
+        job_name=spec.job_name,
+        script_path=spec.script_rel(),
+        adopted=adopted,
+        resumed=resumed,
+        remote_commands=ctx.commands,
+        script=spec.script,
+    )
