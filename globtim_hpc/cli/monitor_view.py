@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from rich.console import RenderableType
 
 MAX_TASK_ROWS = 40  # beyond this, --json lists every task
-MAX_CHANGE_LINES = 12
+MAX_CHANGE_LINES = 12  # groups, in the live view
 STATE_STYLES = {
     JobState.COMPLETED: "green",
     JobState.RUNNING: "cyan",
@@ -77,15 +77,12 @@ def run_title(view: RunView) -> str:
 
 
 def change_lines(changes: Sequence[StateChange]) -> list[str]:
-    """One line per change; many changes of one run fold into counts per transition."""
-    if len(changes) <= MAX_CHANGE_LINES:
-        return [
-            f"{c.run_id} task {c.task_index}: {c.old_state or '-'} -> {c.new_state} ({c.at})"
-            for c in changes
-        ]
-    folded = Counter((c.run_id, c.old_state or "-", c.new_state) for c in changes)
+    """One line per (run, before, after): ``RUN: tasks 0-11, 14: PENDING -> COMPLETED (at)``."""
+    from globtim_hpc.workflows.monitor.changes import group_changes
+
     return [
-        f"{run_id}: {n} task(s) {old} -> {new}" for (run_id, old, new), n in sorted(folded.items())
+        f"{g.run_id}: {g.tasks_text}: {g.old_state or '-'} -> {g.new_state} ({g.last_at})"
+        for g in group_changes(changes)
     ]
 
 
