@@ -8,6 +8,7 @@ results. The connection opens on first need and is reused until ``close`` (or th
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime, timezone
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -26,6 +27,8 @@ if TYPE_CHECKING:
     from globtim_hpc.workflows.deploy import DeployOptions, DeployReport
     from globtim_hpc.workflows.doctor import DoctorReport
     from globtim_hpc.workflows.monitor import RunView
+    from globtim_hpc.workflows.monitor.cancel import CancelResult
+    from globtim_hpc.workflows.monitor.history import RunSummary
     from globtim_hpc.workflows.submit import PreparedRun
 
 Notify = Callable[[str], None]
@@ -237,17 +240,45 @@ class Cluster:
 
         return Run(self, find_run(self.store, self.profile.name, job_id=job_id, run_id=run_id))
 
-    def runs(self, *, active: bool | None = None, uncollected: bool = False) -> list[Run]:
-        """This cluster's runs, oldest first: all, only ``active`` ones, or those not yet
-        collected completely."""
+    def runs(
+        self,
+        *,
+        active: bool | None = None,
+        uncollected: bool = False,
+        since: str | datetime | None = None,
+        problem: str | None = None,
+        state: str | None = None,
+        newest_first: bool = False,
+    ) -> list[Run]:
+        """This cluster's runs from the registry alone (no connection), oldest first unless
+        ``newest_first``: all, only ``active`` ones, those not yet collected completely, those
+        submitted ``since`` (a datetime, a date, or an age like ``3d``), of one ``problem``, or
+        in one ``state`` (a run state: ACTIVE, COMPLETED, FAILED, ...; or any task's state)."""
         from globtim_hpc.api.run import Run
         from globtim_hpc.registry.lookup import uncollected_runs
+        from globtim_hpc.workflows.monitor.history import check_state, matches, parse_since
 
         if uncollected:
             records = uncollected_runs(self.store, self.profile.name)
         else:
             records = self.store.list_runs(cluster=self.profile.name, active_only=bool(active))
+        after = parse_since(since) if isinstance(since, str) else since
+        if after is not None and after.tzinfo is None:
+            after = after.replace(tzinfo=timezone.utc)
+        word = check_state(state) if state is not None else None
+        if after is not None or problem is not None or word is not None:
+            records = [
+                record for record in records
+                if matches(self._summary(record), since=after, problem=problem, state=word)
+            ]  # fmt: skip
+        if newest_first:
+            records.reverse()
         return [Run(self, record) for record in records]
+
+    def _summary(self, record: RunRecord) -> RunSummary:
+        from globtim_hpc.workflows.monitor.history import summarize
+
+        return summarize(self.store, record)
 
     # ---- watching and collecting several runs at once ----------------------------------------
 
@@ -339,6 +370,31 @@ class Cluster:
             self._record(run), store=self.store, scheduler=self.scheduler,
             remote_root=self.profile.remote_root, options=options, observer=observer,
         )  # fmt: skip
+
+    def cancel(
+        self,
+        runs: Sequence[Run | RunRecord],
+        tasks: Sequence[int] | str | None = None,
+        *,
+        dry_run: bool = False,
+    ) -> CancelResult:
+        """Cancel the unfinished tasks of ``runs`` (or only ``tasks``: indices or ``"0-3,7"``,
+        the same for each run) in ONE scheduler command, pending and running alike, then poll
+        once so the registry records the scheduler's own states."""
+        from globtim_hpc.indices import parse_index_list
+        from globtim_hpc.workflows.monitor.cancel import cancel_runs
+
+        chosen = parse_index_list(tasks) if isinstance(tasks, str) else tasks
+        records = [self._record(run) for run in runs]
+        scheduler = self._offline_scheduler() if dry_run else self.scheduler
+        return cancel_runs(self.store, scheduler, records, chosen, dry_run=dry_run)
+
+    def _offline_scheduler(self) -> Scheduler:
+        """The scheduler's pure half only (a dry run builds commands, never sends them)."""
+        from globtim_hpc.scheduler.factory import make_scheduler
+        from globtim_hpc.transport.offline import OfflineTransport
+
+        return make_scheduler(self.profile, OfflineTransport(self.profile.name))
 
     def _record(self, run: Run | RunRecord) -> RunRecord:
         if isinstance(run, RunRecord):

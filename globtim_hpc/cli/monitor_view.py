@@ -42,13 +42,27 @@ def format_exit(status: TaskStatus) -> str:
     return "-" if status.exit_code is None else str(status.exit_code)
 
 
+NEVER_STARTS_TEXT = (
+    "a run it waits on (--after) did not complete, so it will never start; "
+    "cancel it (--cancel) and submit again"
+)
+
+
+def reason_text(status: TaskStatus) -> str:
+    from globtim_hpc.workflows.taskstate import never_starts
+
+    if never_starts(status):
+        return f"{status.reason}: {NEVER_STARTS_TEXT}"
+    return status.reason or ""
+
+
 def task_row(task: TaskView) -> tuple[str, ...]:
     status = task.status
     limit = format_duration(status.time_limit_s) if status.time_limit_s is not None else "-"
     return (
         f"{status.task_index} ({task.task_id})",
         status.state.value,
-        status.reason or "",
+        reason_text(status),
         status.node or "",
         f"{format_duration(status.elapsed_s)} / {limit}",
         format_exit(status),

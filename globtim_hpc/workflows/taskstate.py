@@ -23,6 +23,10 @@ Scheduler view S (None: the scheduler no longer knows the task), status file F, 
 7. A task recorded as final is never turned back into a non-final or UNKNOWN state by a later
    look that has lost track of it (SLURM forgets jobs after MinJobAge).
 
+A task held PENDING by a dependency that can never be met (SLURM's reason
+``DependencyNeverSatisfied``: a run it was chained to with ``--after`` did not complete) is
+settled too: it will never start, so waiting for it would never end.
+
 A final state still waiting for its accounting record is not yet *settled*: monitors poll again
 for up to ``ACCOUNTING_WAIT_S`` after the first such poll (a count of polls would depend on how
 often a caller polls; the database's lag does not). A task's *outputs are final* once its state is final,
@@ -41,6 +45,7 @@ SCHEDULER_WINS = FINAL_STATES - {JobState.COMPLETED, JobState.FAILED}
 TIME_LIMIT_ROUNDING_S = 1.0  # status file timestamps have one-second resolution
 ACCOUNTING_WAIT_S = 60.0  # then the squeue verdict stands (the record may never come)
 SIGTERM = 15
+NEVER_STARTS_REASON = "DependencyNeverSatisfied"
 
 
 def _copy(task: TaskStatus) -> TaskStatus:
@@ -171,7 +176,9 @@ def _now() -> str:
 
 
 def is_settled(task: TaskStatus, now: datetime | None = None) -> bool:
-    """Final (and accounted, or waited for long enough), or lost for good."""
+    """Final (and accounted, or waited for long enough), lost for good, or never to start."""
+    if never_starts(task):
+        return True
     if task.state.is_final:
         if not task.awaiting_accounting:
             return True
@@ -179,6 +186,11 @@ def is_settled(task: TaskStatus, now: datetime | None = None) -> bool:
         moment = now or datetime.now(timezone.utc)
         return since is None or (moment - since).total_seconds() >= ACCOUNTING_WAIT_S
     return task.state is JobState.UNKNOWN and task.lost
+
+
+def never_starts(task: TaskStatus) -> bool:
+    """Pending on a dependency that can never be met (a chained-to run failed)."""
+    return task.state is JobState.PENDING and (task.reason or "").startswith(NEVER_STARTS_REASON)
 
 
 def outputs_final(task: TaskStatus) -> bool:
