@@ -211,9 +211,12 @@ class Cluster:
         resources: Mapping[str, Any] | None = None,
         new: bool = False,
         use_deployment: bool = True,
+        after: Sequence[Run | str] = (),
     ) -> Run:
         """Submit exactly once; an interrupted submission of the same config is resumed unless
-        ``new``. Returns the run (``run.submission`` holds what happened)."""
+        ``new``. ``after`` (runs or run ids) holds the new run until every job of each of those
+        runs completed well (SLURM ``--dependency=afterok``). Returns the run
+        (``run.submission`` holds what happened)."""
         from globtim_hpc.workflows.submit import SubmitContext, submit_plan
 
         plan = problem if not isinstance(problem, str) else self.plan(
@@ -223,13 +226,45 @@ class Cluster:
             from globtim_hpc.api.local import check_local_julia
 
             check_local_julia(self.profile.julia_executable)
+        waits_on, notes = self._after(after)
         ctx = SubmitContext(profile=self.profile, scheduler=self.scheduler, store=self.store)
         result = submit_plan(
-            plan, ctx, deployment=self._deployment(use_deployment), resume=not new
-        )
+            plan, ctx, deployment=self._deployment(use_deployment), resume=not new,
+            after=waits_on,
+        )  # fmt: skip
+        result.warnings.extend(notes)
         run = self.run(run_id=result.run_id)
         run.submission = result
         return run
+
+    def _after(self, parents: Sequence[Run | str]) -> tuple[dict[str, list[str]], list[str]]:
+        """The job ids to wait on, per parent run, after one poll of the parents: a parent that
+        already completed needs no waiting (SLURM may have forgotten its jobs), and one that
+        ended otherwise is refused (the new run could never start)."""
+        if not parents:
+            return {}, []
+        runs = [self.run(parent) if isinstance(parent, str) else parent for parent in parents]
+        waits_on: dict[str, list[str]] = {}
+        notes: list[str] = []
+        for view in self.poll(runs, mark_seen=False):
+            run_id = view.run.run_id
+            job_ids = self.store.job_ids(run_id)
+            if not job_ids:
+                raise UsageError(
+                    f"run {run_id} (--after) has no job yet", "submit it first, then chain to it"
+                )
+            if view.all_settled and view.all_completed:
+                notes.append(f"run {run_id} (--after) has already completed; nothing to wait for")
+            elif view.all_settled:
+                failed = {s: n for s, n in view.counts().items() if s != "COMPLETED"}
+                raise UsageError(
+                    f"run {run_id} (--after) has ended without completing ({failed}): a run "
+                    "chained to it would never start",
+                    f"rerun what failed in {run_id} first, or submit without --after",
+                )
+            else:
+                waits_on[run_id] = job_ids
+        return waits_on, notes
 
     # ---- the registry -----------------------------------------------------------------------
 
