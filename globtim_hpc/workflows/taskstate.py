@@ -23,6 +23,10 @@ Scheduler view S (None: the scheduler no longer knows the task), status file F, 
 7. A task recorded as final is never turned back into a non-final or UNKNOWN state by a later
    look that has lost track of it (SLURM forgets jobs after MinJobAge).
 
+8. A task this tool has just cancelled that the scheduler no longer knows and that left no status
+   file is CANCELLED: SLURM drops pending array tasks it cancels from its records at once (squeue
+   and sacct then know only the tasks left), so nobody else will ever say so (``after_cancel``).
+
 A task held PENDING by a dependency that can never be met (SLURM's reason
 ``DependencyNeverSatisfied``: a run it was chained to with ``--after`` did not complete) is
 settled too: it will never start, so waiting for it would never end.
@@ -186,6 +190,17 @@ def is_settled(task: TaskStatus, now: datetime | None = None) -> bool:
         moment = now or datetime.now(timezone.utc)
         return since is None or (moment - since).total_seconds() >= ACCOUNTING_WAIT_S
     return task.state is JobState.UNKNOWN and task.lost
+
+
+def after_cancel(task: TaskStatus) -> TaskStatus:
+    """Rule 8: a task this tool cancelled, then lost without a status file, was cancelled."""
+    if task.state is JobState.UNKNOWN and task.lost and task.status_file is None:
+        cancelled = _copy(task)
+        cancelled.state = JobState.CANCELLED
+        cancelled.reason = "cancelled before it started (the scheduler keeps no record of it)"
+        cancelled.sources.append("cancel")
+        return cancelled
+    return task
 
 
 def never_starts(task: TaskStatus) -> bool:

@@ -141,3 +141,14 @@ def test_cancel_plan_skips_final_tasks_and_names_bad_ones(isolated_state: Path) 
             plan_cancel(store, slurm, [mixed], [3, 4])
         with pytest.raises(UsageError, match="nothing to cancel"):
             plan_cancel(store, slurm, [done])
+
+
+def test_a_cancelled_task_the_scheduler_forgot_is_cancelled_and_others_stay() -> None:
+    from globtim_hpc.workflows.taskstate import after_cancel, is_settled
+
+    forgotten = TaskStatus(0, JobState.UNKNOWN, lost=True)
+    assert after_cancel(forgotten).state is JobState.CANCELLED
+    running = TaskStatus(1, JobState.RUNNING)
+    assert after_cancel(running) is running
+    held = TaskStatus(2, JobState.PENDING, reason="DependencyNeverSatisfied")
+    assert is_settled(held) and not is_settled(TaskStatus(3, JobState.PENDING, reason="Dependency"))

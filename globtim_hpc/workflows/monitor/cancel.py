@@ -13,11 +13,12 @@ from typing import Any
 
 from globtim_hpc.errors import UsageError
 from globtim_hpc.indices import compress_indices
-from globtim_hpc.models import RunPhase
+from globtim_hpc.models import JobState, RunPhase
 from globtim_hpc.registry.records import RunRecord
 from globtim_hpc.registry.store import Store
 from globtim_hpc.scheduler.base import Scheduler, TrackedJob
 from globtim_hpc.workflows.monitor.poll import RunView, poll_runs, stored_view, tracked_job
+from globtim_hpc.workflows.taskstate import after_cancel
 
 
 @dataclass
@@ -126,4 +127,15 @@ def cancel_runs(
     selection = {j: found for j, found in plan.indices.items() if j not in plan.whole}
     scheduler.cancel(plan.jobs, selection)
     result.views = poll_runs(store, scheduler, runs, force=True)
+    chosen_by_run = {job.run_id: set(plan.indices[job.job_id]) for job in plan.jobs}
+    for view in result.views:
+        chosen = chosen_by_run.get(view.run.run_id, set())
+        fixed = [after_cancel(t.status) for t in view.tasks if t.status.task_index in chosen]
+        changed = [task for task in fixed if task.state is JobState.CANCELLED]
+        if changed:
+            stored, news = store.update_tasks(view.run.run_id, changed)
+            by_index = {task.task_index: task for task in stored}
+            for task_view in view.tasks:
+                task_view.status = by_index.get(task_view.status.task_index, task_view.status)
+            view.changes.extend(store.changes_since_seen(view.run.run_id) if news else [])
     return result
