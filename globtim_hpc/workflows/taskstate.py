@@ -23,9 +23,10 @@ Scheduler view S (None: the scheduler no longer knows the task), status file F, 
 7. A task recorded as final is never turned back into a non-final or UNKNOWN state by a later
    look that has lost track of it (SLURM forgets jobs after MinJobAge).
 
-8. A task this tool has just cancelled that the scheduler no longer knows and that left no status
-   file is CANCELLED: SLURM drops pending array tasks it cancels from its records at once (squeue
-   and sacct then know only the tasks left), so nobody else will ever say so (``after_cancel``).
+8. A task this tool asked the scheduler to cancel that left no status file, and that squeue no
+   longer knows (lost, or only sacct's stale PENDING line), is CANCELLED: SLURM drops pending
+   array tasks it cancels from its records at once (squeue, then sacct, know only the tasks
+   left), so nobody else will ever say so.
 
 A task held PENDING by a dependency that can never be met (SLURM's reason
 ``DependencyNeverSatisfied``: a run it was chained to with ``--after`` did not complete) is
@@ -167,6 +168,12 @@ def decide(
             task.elapsed_s = status_file.elapsed_s
     if task.time_limit_s is None:
         task.time_limit_s = limit_s
+    if previous is not None and previous.cancel_requested_at:
+        task.cancel_requested_at = previous.cancel_requested_at
+        if _cancelled_and_forgotten(task, status_file):
+            task.state, task.lost = JobState.CANCELLED, False
+            task.reason = "cancelled before it started (the scheduler keeps no record of it)"
+            task.sources = [*task.sources, "cancel"]
     if previous is not None and previous.state.is_final and not task.state.is_final:
         return previous  # rule 7: never forget a final state
     if task.awaiting_accounting:
@@ -192,15 +199,12 @@ def is_settled(task: TaskStatus, now: datetime | None = None) -> bool:
     return task.state is JobState.UNKNOWN and task.lost
 
 
-def after_cancel(task: TaskStatus) -> TaskStatus:
-    """Rule 8: a task this tool cancelled, then lost without a status file, was cancelled."""
-    if task.state is JobState.UNKNOWN and task.lost and task.status_file is None:
-        cancelled = _copy(task)
-        cancelled.state = JobState.CANCELLED
-        cancelled.reason = "cancelled before it started (the scheduler keeps no record of it)"
-        cancelled.sources.append("cancel")
-        return cancelled
-    return task
+def _cancelled_and_forgotten(task: TaskStatus, status: StatusFile | None) -> bool:
+    """Rule 8's test: cancelled by this tool, never started, and no live record left."""
+    if status is not None or task.state.is_final:
+        return False
+    sacct_only = task.sources == ["sacct"] and task.state is JobState.PENDING
+    return (task.state is JobState.UNKNOWN and task.lost) or sacct_only
 
 
 def never_starts(task: TaskStatus) -> bool:

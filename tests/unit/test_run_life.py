@@ -144,11 +144,19 @@ def test_cancel_plan_skips_final_tasks_and_names_bad_ones(isolated_state: Path) 
 
 
 def test_a_cancelled_task_the_scheduler_forgot_is_cancelled_and_others_stay() -> None:
-    from globtim_hpc.workflows.taskstate import after_cancel, is_settled
+    from globtim_hpc.workflows.taskstate import decide, is_settled
 
-    forgotten = TaskStatus(0, JobState.UNKNOWN, lost=True)
-    assert after_cancel(forgotten).state is JobState.CANCELLED
-    running = TaskStatus(1, JobState.RUNNING)
-    assert after_cancel(running) is running
+    asked = TaskStatus(0, JobState.PENDING, cancel_requested_at="2026-12-02T10:00:00+00:00")
+    forgotten = decide(0, previous=asked, scheduler=None, scheduler_asked=True, status_file=None)
+    assert forgotten.state is JobState.CANCELLED and not forgotten.lost
+    stale = TaskStatus(0, JobState.PENDING, sources=["sacct"])  # squeue dropped it already
+    assert decide(0, previous=asked, scheduler=stale, scheduler_asked=True,
+                  status_file=None).state is JobState.CANCELLED  # fmt: skip
+    running = TaskStatus(0, JobState.RUNNING, sources=["squeue"])
+    kept = decide(0, previous=asked, scheduler=running, scheduler_asked=True, status_file=None)
+    assert kept.state is JobState.RUNNING and kept.cancel_requested_at == asked.cancel_requested_at
+    never_asked = decide(0, previous=TaskStatus(0, JobState.PENDING), scheduler=None,
+                         scheduler_asked=True, status_file=None)  # fmt: skip
+    assert never_asked.state is JobState.UNKNOWN
     held = TaskStatus(2, JobState.PENDING, reason="DependencyNeverSatisfied")
     assert is_settled(held) and not is_settled(TaskStatus(3, JobState.PENDING, reason="Dependency"))

@@ -8,17 +8,16 @@ one poll, so the states recorded are the scheduler's, never assumed.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from globtim_hpc.errors import UsageError
 from globtim_hpc.indices import compress_indices
-from globtim_hpc.models import JobState, RunPhase
-from globtim_hpc.registry.records import RunRecord
+from globtim_hpc.models import RunPhase
+from globtim_hpc.registry.records import RunRecord, utc_now
 from globtim_hpc.registry.store import Store
 from globtim_hpc.scheduler.base import Scheduler, TrackedJob
 from globtim_hpc.workflows.monitor.poll import RunView, poll_runs, stored_view, tracked_job
-from globtim_hpc.workflows.taskstate import after_cancel
 
 
 @dataclass
@@ -125,17 +124,24 @@ def cancel_runs(
     if dry_run:
         return result
     selection = {j: found for j, found in plan.indices.items() if j not in plan.whole}
+    _mark_requested(store, runs, plan)
     scheduler.cancel(plan.jobs, selection)
     result.views = poll_runs(store, scheduler, runs, force=True)
-    chosen_by_run = {job.run_id: set(plan.indices[job.job_id]) for job in plan.jobs}
-    for view in result.views:
-        chosen = chosen_by_run.get(view.run.run_id, set())
-        fixed = [after_cancel(t.status) for t in view.tasks if t.status.task_index in chosen]
-        changed = [task for task in fixed if task.state is JobState.CANCELLED]
-        if changed:
-            stored, news = store.update_tasks(view.run.run_id, changed)
-            by_index = {task.task_index: task for task in stored}
-            for task_view in view.tasks:
-                task_view.status = by_index.get(task_view.status.task_index, task_view.status)
-            view.changes.extend(store.changes_since_seen(view.run.run_id) if news else [])
     return result
+
+
+def _mark_requested(store: Store, runs: Sequence[RunRecord], plan: CancelPlan) -> None:
+    """Note the request on each chosen task first: the poll after it, and every later one,
+    then read a task SLURM dropped from its records as cancelled (taskstate rule 8)."""
+    now = utc_now()
+    chosen_by_run = {job.run_id: set(plan.indices[job.job_id]) for job in plan.jobs}
+    for run in runs:
+        chosen = chosen_by_run.get(run.run_id)
+        if not chosen:
+            continue
+        marked = [
+            replace(t.status, cancel_requested_at=now, sources=list(t.status.sources))
+            for t in stored_view(store, run).tasks
+            if t.status.task_index in chosen
+        ]
+        store.update_tasks(run.run_id, marked)
