@@ -263,6 +263,7 @@ class TaskStatus:
     awaiting_accounting: bool = False  # final in squeue, not yet in sacct
     awaiting_since: str | None = None  # when a poll first waited for the accounting record
     lost: bool = False  # the scheduler no longer knows this task
+    cancel_requested_at: str | None = None  # when this tool asked the scheduler to cancel it
     status_file: StatusFile | None = None  # the task's own record, as last read
     attempt: int = 1  # which attempt of the task this is (a rerun is a new attempt)
 
@@ -289,6 +290,7 @@ class TaskStatus:
             "awaiting_accounting": self.awaiting_accounting,
             "awaiting_since": self.awaiting_since,
             "lost": self.lost,
+            "cancel_requested_at": self.cancel_requested_at,
             "julia_version": self.julia_version,
             "status_file": self.status_file.to_dict() if self.status_file else None,
             "attempt": self.attempt,
@@ -322,6 +324,7 @@ class TaskStatus:
             awaiting_accounting=bool(pick("awaiting_accounting", "awaiting_accounting")),
             awaiting_since=data.get("awaiting_since"),
             lost=bool(pick("lost", "gone")),
+            cancel_requested_at=data.get("cancel_requested_at"),
             status_file=status_file_from_dict(pick("status_file", "status_file")),
             attempt=int(data.get("attempt") or 1),
         )

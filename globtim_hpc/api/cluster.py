@@ -8,6 +8,7 @@ results. The connection opens on first need and is reused until ``close`` (or th
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime, timezone
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -26,6 +27,8 @@ if TYPE_CHECKING:
     from globtim_hpc.workflows.deploy import DeployOptions, DeployReport
     from globtim_hpc.workflows.doctor_report import DoctorReport
     from globtim_hpc.workflows.monitor import RunView
+    from globtim_hpc.workflows.monitor.cancel import CancelResult
+    from globtim_hpc.workflows.monitor.history import RunSummary
     from globtim_hpc.workflows.submit import PreparedRun
 
 Notify = Callable[[str], None]
@@ -208,9 +211,12 @@ class Cluster:
         resources: Mapping[str, Any] | None = None,
         new: bool = False,
         use_deployment: bool = True,
+        after: Sequence[Run | str] = (),
     ) -> Run:
         """Submit exactly once; an interrupted submission of the same config is resumed unless
-        ``new``. Returns the run (``run.submission`` holds what happened)."""
+        ``new``. ``after`` (runs or run ids) holds the new run until every job of each of those
+        runs completed well (SLURM ``--dependency=afterok``). Returns the run
+        (``run.submission`` holds what happened)."""
         from globtim_hpc.workflows.submit import SubmitContext, submit_plan
 
         plan = problem if not isinstance(problem, str) else self.plan(
@@ -220,13 +226,45 @@ class Cluster:
             from globtim_hpc.api.local import check_local_julia
 
             check_local_julia(self.profile.julia_executable)
+        waits_on, notes = self._after(after)
         ctx = SubmitContext(profile=self.profile, scheduler=self.scheduler, store=self.store)
         result = submit_plan(
-            plan, ctx, deployment=self._deployment(use_deployment), resume=not new
-        )
+            plan, ctx, deployment=self._deployment(use_deployment), resume=not new,
+            after=waits_on,
+        )  # fmt: skip
+        result.warnings.extend(notes)
         run = self.run(run_id=result.run_id)
         run.submission = result
         return run
+
+    def _after(self, parents: Sequence[Run | str]) -> tuple[dict[str, list[str]], list[str]]:
+        """The job ids to wait on, per parent run, after one poll of the parents: a parent that
+        already completed needs no waiting (SLURM may have forgotten its jobs), and one that
+        ended otherwise is refused (the new run could never start)."""
+        if not parents:
+            return {}, []
+        runs = [self.run(parent) if isinstance(parent, str) else parent for parent in parents]
+        waits_on: dict[str, list[str]] = {}
+        notes: list[str] = []
+        for view in self.poll(runs, mark_seen=False):
+            run_id = view.run.run_id
+            job_ids = self.store.job_ids(run_id)
+            if not job_ids:
+                raise UsageError(
+                    f"run {run_id} (--after) has no job yet", "submit it first, then chain to it"
+                )
+            if view.all_settled and view.all_completed:
+                notes.append(f"run {run_id} (--after) has already completed; nothing to wait for")
+            elif view.all_settled:
+                failed = {s: n for s, n in view.counts().items() if s != "COMPLETED"}
+                raise UsageError(
+                    f"run {run_id} (--after) has ended without completing ({failed}): a run "
+                    "chained to it would never start",
+                    f"rerun what failed in {run_id} first, or submit without --after",
+                )
+            else:
+                waits_on[run_id] = job_ids
+        return waits_on, notes
 
     # ---- the registry -----------------------------------------------------------------------
 
@@ -237,17 +275,45 @@ class Cluster:
 
         return Run(self, find_run(self.store, self.profile.name, job_id=job_id, run_id=run_id))
 
-    def runs(self, *, active: bool | None = None, uncollected: bool = False) -> list[Run]:
-        """This cluster's runs, oldest first: all, only ``active`` ones, or those not yet
-        collected completely."""
+    def runs(
+        self,
+        *,
+        active: bool | None = None,
+        uncollected: bool = False,
+        since: str | datetime | None = None,
+        problem: str | None = None,
+        state: str | None = None,
+        newest_first: bool = False,
+    ) -> list[Run]:
+        """This cluster's runs from the registry alone (no connection), oldest first unless
+        ``newest_first``: all, only ``active`` ones, those not yet collected completely, those
+        submitted ``since`` (a datetime, a date, or an age like ``3d``), of one ``problem``, or
+        in one ``state`` (a run state: ACTIVE, COMPLETED, FAILED, ...; or any task's state)."""
         from globtim_hpc.api.run import Run
         from globtim_hpc.registry.lookup import uncollected_runs
+        from globtim_hpc.workflows.monitor.history import check_state, matches, parse_since
 
         if uncollected:
             records = uncollected_runs(self.store, self.profile.name)
         else:
             records = self.store.list_runs(cluster=self.profile.name, active_only=bool(active))
+        after = parse_since(since) if isinstance(since, str) else since
+        if after is not None and after.tzinfo is None:
+            after = after.replace(tzinfo=timezone.utc)
+        word = check_state(state) if state is not None else None
+        if after is not None or problem is not None or word is not None:
+            records = [
+                record for record in records
+                if matches(self._summary(record), since=after, problem=problem, state=word)
+            ]  # fmt: skip
+        if newest_first:
+            records.reverse()
         return [Run(self, record) for record in records]
+
+    def _summary(self, record: RunRecord) -> RunSummary:
+        from globtim_hpc.workflows.monitor.history import summarize
+
+        return summarize(self.store, record)
 
     # ---- watching and collecting several runs at once ----------------------------------------
 
@@ -368,6 +434,31 @@ class Cluster:
             self.store.get_run(record.run_id) or record, store=self.store, scheduler=self.scheduler,
             remote_root=self.profile.remote_root, options=options, observer=observer,
         )  # fmt: skip
+
+    def cancel(
+        self,
+        runs: Sequence[Run | RunRecord],
+        tasks: Sequence[int] | str | None = None,
+        *,
+        dry_run: bool = False,
+    ) -> CancelResult:
+        """Cancel the unfinished tasks of ``runs`` (or only ``tasks``: indices or ``"0-3,7"``,
+        the same for each run) in ONE scheduler command, pending and running alike, then poll
+        once so the registry records the scheduler's own states."""
+        from globtim_hpc.indices import parse_index_list
+        from globtim_hpc.workflows.monitor.cancel import cancel_runs
+
+        chosen = parse_index_list(tasks) if isinstance(tasks, str) else tasks
+        records = [self._record(run) for run in runs]
+        scheduler = self._offline_scheduler() if dry_run else self.scheduler
+        return cancel_runs(self.store, scheduler, records, chosen, dry_run=dry_run)
+
+    def _offline_scheduler(self) -> Scheduler:
+        """The scheduler's pure half only (a dry run builds commands, never sends them)."""
+        from globtim_hpc.scheduler.factory import make_scheduler
+        from globtim_hpc.transport.offline import OfflineTransport
+
+        return make_scheduler(self.profile, OfflineTransport(self.profile.name))
 
     def _record(self, run: Run | RunRecord) -> RunRecord:
         if isinstance(run, RunRecord):

@@ -9,9 +9,14 @@ from globtim_hpc.errors import JobFailedError
 from globtim_hpc.registry.records import RunRecord
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from globtim_hpc.api.cluster import Cluster, OnPoll
     from globtim_hpc.workflows.collect import CollectObserver, CollectResult
     from globtim_hpc.workflows.monitor import RunView
+    from globtim_hpc.workflows.monitor.cancel import CancelResult
+    from globtim_hpc.workflows.monitor.history import RunSummary
+    from globtim_hpc.workflows.monitor.tasklog import TaskLog
     from globtim_hpc.workflows.submit import SubmitResult
     from globtim_hpc.workflows.submit.attempt import AttemptResult
 
@@ -50,6 +55,12 @@ class Run:
     def __repr__(self) -> str:
         return f"Run({self.run_id!r}, job_id={self.job_id!r}, cluster={self.cluster.name!r})"
 
+    def summary(self) -> RunSummary:
+        """State in one word, counts per task state, where it was collected: registry only."""
+        from globtim_hpc.workflows.monitor.history import summarize
+
+        return summarize(self.cluster.store, self.record)
+
     def status(self, *, poll: bool = True) -> RunView:
         """Each task's state: polled now (``poll``), or as the registry last saw it."""
         if poll:
@@ -78,6 +89,24 @@ class Run:
                 "with collect_results.py",
             )
         return view
+
+    def cancel(
+        self, tasks: Sequence[int] | str | None = None, *, dry_run: bool = False
+    ) -> CancelResult:
+        """Cancel the run's unfinished tasks (or those of ``tasks``: indices, or ``"0-3,7"``)
+        with one scheduler command, then poll once; ``result.views`` hold the states recorded.
+        ``dry_run`` returns the plan (``result.plan.argv``) and changes nothing."""
+        return self.cluster.cancel([self], tasks, dry_run=dry_run)
+
+    def log(self, task: int | str, *, lines: int = 50, attempt: int | None = None) -> TaskLog:
+        """The last ``lines`` lines of a task's log (SLURM writes stdout and stderr into one
+        file), read with one remote command; ``task`` is an index or a task id."""
+        from globtim_hpc.workflows.monitor.tasklog import read_task_log
+
+        return read_task_log(
+            self.cluster.transport, self.cluster.store, self.record, task,
+            lines=lines, attempt=attempt,
+        )  # fmt: skip
 
     def collect(
         self,

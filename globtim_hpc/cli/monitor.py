@@ -29,8 +29,12 @@ examples:
   monitor_jobs.py --run-id 4d_benchmark_20261129-104500_1a2b3c4d --watch
   monitor_jobs.py --job-id 12345 --follow 3      # tail task 3's output
   monitor_jobs.py --job-id 12345 --wait --json   # block until every task is final
+  monitor_jobs.py --job-id 12345 --cancel --tasks 0-3,7 --yes
+  monitor_jobs.py --list --since 3d --state FAILED   # runs of this cluster, newest first
+  monitor_jobs.py --run-id RUN_ID --log 3 --lines 100
 
---wait and --watch exit 0 when every task COMPLETED and 6 when any did not."""
+--wait and --watch exit 0 when every task COMPLETED and 6 when any did not. --list reads the
+local registry only (no connection); --log reads one file with one remote command."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -52,7 +56,42 @@ def build_parser() -> argparse.ArgumentParser:
         help="print a task's output as it grows (TASK: array index or task id; default: the "
         "first running task) until the task is final",
     )
+    mode.add_argument(
+        "--cancel",
+        action="store_true",
+        help="cancel the run's unfinished tasks (or those of --tasks), pending and running, in "
+        "one scheduler command; asks first on a terminal unless --yes",
+    )
+    mode.add_argument(
+        "--list",
+        action="store_true",
+        help="every run of the cluster, newest first: state, task counts, submitted, where it "
+        "was collected (the registry only; nothing is asked of the cluster)",
+    )
+    mode.add_argument(
+        "--log",
+        metavar="TASK",
+        help="the end of a task's log (stdout and stderr, one file; TASK: index or task id)",
+    )
     parser.add_argument("--wait", action="store_true", help="block until every task is final")
+    parser.add_argument("--tasks", metavar="LIST", help="with --cancel: task indices, e.g. 0-3,7")
+    parser.add_argument("--yes", action="store_true", help="with --cancel: do not ask")
+    parser.add_argument(
+        "--dry-run", action="store_true", help="with --cancel: show the command, cancel nothing"
+    )
+    parser.add_argument("--since", metavar="WHEN", help="with --list: 2026-12-01, 12h, 3d, 2w")
+    parser.add_argument("--problem", metavar="NAME", help="with --list: runs of this problem")
+    parser.add_argument(
+        "--state",
+        metavar="STATE",
+        help="with --list: ACTIVE, COMPLETED, FAILED, or runs with a task in this state",
+    )
+    parser.add_argument(
+        "--lines", type=int, default=50, metavar="N", help="with --log: lines to show (50)"
+    )
+    parser.add_argument(
+        "--attempt", type=int, metavar="N", help="with --log: which attempt of the task (1)"
+    )
     parser.add_argument(
         "--interval",
         type=float,
@@ -130,8 +169,25 @@ def _body(args: argparse.Namespace, out: Output) -> int:
     from globtim_hpc.api import Cluster
     from globtim_hpc.workflows.monitor import PollInterval
 
+    _check_flag_pairs(args)
     interval = PollInterval(args.interval)
     with Cluster(args.cluster) as cluster:
+        if args.list:
+            from globtim_hpc.cli.monitor_life import show_list
+
+            return show_list(cluster, args, out)
+        if args.cancel or args.log is not None:
+            from globtim_hpc.cli.monitor_life import show_cancel, show_log
+
+            if not (args.job_id or args.run_id):
+                raise UsageError(
+                    f"{'--cancel' if args.cancel else '--log'} needs a run",
+                    "name it with --job-id or --run-id",
+                )
+            chosen = _select_runs(cluster, args)
+            return show_cancel(cluster, chosen, args, out) if args.cancel else show_log(
+                chosen, args, out
+            )
         runs = _select_runs(cluster, args)
         if not runs:
             if out.json_mode:
@@ -149,6 +205,24 @@ def _body(args: argparse.Namespace, out: Output) -> int:
         if args.wait:
             return _wait(session, args.interval, out)
         return _once(session, out)
+
+
+_ONLY_WITH = {
+    "tasks": "cancel", "yes": "cancel", "dry_run": "cancel", "since": "list", "problem": "list",
+    "state": "list", "attempt": "log",
+}  # fmt: skip
+
+
+def _check_flag_pairs(args: argparse.Namespace) -> None:
+    for flag, mode in _ONLY_WITH.items():
+        value = getattr(args, flag)
+        mode_on = getattr(args, mode) not in (None, False)
+        if value not in (None, False) and not mode_on:
+            raise UsageError(
+                f"--{flag.replace('_', '-')} only goes with --{mode}", f"add --{mode} or drop it"
+            )
+    if args.list and (args.job_id or args.run_id):
+        raise UsageError("--list shows every run; it takes no --job-id/--run-id", "drop them")
 
 
 def _once(session: _Session, out: Output) -> int:

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from rich.console import RenderableType
 
 MAX_TASK_ROWS = 40  # beyond this, --json lists every task
-MAX_CHANGE_LINES = 12
+MAX_CHANGE_LINES = 12  # groups, in the live view
 STATE_STYLES = {
     JobState.COMPLETED: "green",
     JobState.RUNNING: "cyan",
@@ -42,13 +42,27 @@ def format_exit(status: TaskStatus) -> str:
     return "-" if status.exit_code is None else str(status.exit_code)
 
 
+NEVER_STARTS_TEXT = (
+    "a run it waits on (--after) did not complete, so it will never start; "
+    "cancel it (--cancel) and submit again"
+)
+
+
+def reason_text(status: TaskStatus) -> str:
+    from globtim_hpc.workflows.taskstate import never_starts
+
+    if never_starts(status):
+        return f"{status.reason}: {NEVER_STARTS_TEXT}"
+    return status.reason or ""
+
+
 def task_row(task: TaskView) -> tuple[str, ...]:
     status = task.status
     limit = format_duration(status.time_limit_s) if status.time_limit_s is not None else "-"
     return (
         f"{status.task_index} ({task.task_id})",
         status.state.value,
-        status.reason or "",
+        reason_text(status),
         status.node or "",
         f"{format_duration(status.elapsed_s)} / {limit}",
         format_exit(status),
@@ -77,15 +91,12 @@ def run_title(view: RunView) -> str:
 
 
 def change_lines(changes: Sequence[StateChange]) -> list[str]:
-    """One line per change; many changes of one run fold into counts per transition."""
-    if len(changes) <= MAX_CHANGE_LINES:
-        return [
-            f"{c.run_id} task {c.task_index}: {c.old_state or '-'} -> {c.new_state} ({c.at})"
-            for c in changes
-        ]
-    folded = Counter((c.run_id, c.old_state or "-", c.new_state) for c in changes)
+    """One line per (run, before, after): ``RUN: tasks 0-11, 14: PENDING -> COMPLETED (at)``."""
+    from globtim_hpc.workflows.monitor.changes import group_changes
+
     return [
-        f"{run_id}: {n} task(s) {old} -> {new}" for (run_id, old, new), n in sorted(folded.items())
+        f"{g.run_id}: {g.tasks_text}: {g.old_state or '-'} -> {g.new_state} ({g.last_at})"
+        for g in group_changes(changes)
     ]
 
 

@@ -24,6 +24,7 @@ EPILOG = """\
 examples:
   ./submit_julia_job.py --problem 4d_benchmark --config configs/4d_benchmark.yaml --dry-run
   ./submit_julia_job.py --problem 4d_benchmark --config configs/4d_benchmark.yaml --cluster testbed
+  ./submit_julia_job.py --problem refine --config refine.yaml --after RUN_ID   # chained
   ./submit_julia_job.py --list-problems
   ./submit_julia_job.py --rerun RUN_ID --only failed --mem-factor 2 --time-factor 2 --dry-run
 then:
@@ -51,6 +52,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-deployment",
         action="store_true",
         help="run without a verified deployment (JULIA_PROJECT unset)",
+    )
+    parser.add_argument(
+        "--after",
+        action="append",
+        default=[],
+        metavar="RUN_ID",
+        help="start only after every job of RUN_ID completed well (afterok; repeatable); if "
+        "that run fails, this one stays PENDING with reason DependencyNeverSatisfied",
     )
     parser.add_argument(
         "--list-problems", action="store_true", help="list the problem library and exit"
@@ -113,10 +122,14 @@ def _body(args: argparse.Namespace, out: Output) -> int:
         if args.dry_run:
             prepared = cluster.dry_run(plan, use_deployment=use_deployment)
             return _print_dry_run(out, plan, cluster.profile, prepared, warnings)
-        run = cluster.submit(plan, new=args.new, use_deployment=use_deployment)
+        run = cluster.submit(
+            plan, new=args.new, use_deployment=use_deployment, after=args.after
+        )
     result = run.submission
     assert result is not None
-    result.warnings = warnings
+    for note in result.warnings:
+        out.warn(note)
+    result.warnings = warnings + result.warnings
     if out.json_mode:
         out.emit_json({"ok": True, **result.to_dict()})
         return ExitCode.OK
@@ -129,6 +142,8 @@ def _body(args: argparse.Namespace, out: Output) -> int:
     out.info(f"  logs:     {result.logs_dir}")
     out.info(f"  outputs:  {result.output_dir}")
     out.info(f"  deploy:   {result.deploy_id or '(none)'}")
+    for parent in (run.record.submission or {}).get("after") or []:
+        out.info(f"  after:    run {parent['run_id']} (jobs {', '.join(parent['job_ids'])})")
     cluster_flag = f" --cluster {args.cluster}" if args.cluster else ""
     out.info(f"next: ./monitor_jobs.py{cluster_flag} --run-id {result.run_id} --watch")
     out.info(

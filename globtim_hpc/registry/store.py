@@ -190,6 +190,13 @@ class Store(AttemptsMixin):
         runs = [self.get_run(row["run_id"]) for row in rows.fetchall()]
         return [run for run in runs if run is not None]
 
+    def job_ids(self, run_id: str) -> list[str]:
+        """Every job id recorded for ``run_id``, in the order they were submitted."""
+        rows = self._db.execute(
+            "SELECT job_id FROM jobs WHERE run_id=? ORDER BY submitted_at, rowid", (run_id,)
+        ).fetchall()
+        return [row["job_id"] for row in rows]
+
     def set_inputs_hash(self, run_id: str, inputs_hash: str) -> None:
         with self._tx() as db:
             db.execute("UPDATE runs SET inputs_hash=? WHERE run_id=?", (inputs_hash, run_id))

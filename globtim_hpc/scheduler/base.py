@@ -29,6 +29,7 @@ class SubmitRequest:
     time_limit_s: int
     cpus: int
     job_tag: str = ""  # distinguishes several submissions of one run (attempts)
+    after_job_ids: tuple[str, ...] = ()  # start only once all of these jobs completed well
 
 
 @dataclass(frozen=True)
@@ -121,8 +122,11 @@ class Scheduler(Protocol):
         self, jobs: Sequence[TrackedJob], results: Sequence[CommandResult]
     ) -> PollResult: ...
 
-    def cancel_argv(self, jobs: Sequence[TrackedJob]) -> list[str]:
-        """ONE command cancelling every task of every job given."""
+    def cancel_argv(
+        self, jobs: Sequence[TrackedJob], indices: Mapping[str, Sequence[int]] | None = None
+    ) -> list[str]:
+        """ONE command cancelling every job given: each job's tasks ``indices[job_id]`` (array
+        indices), or all of its tasks when the job is not in ``indices``."""
         ...
 
     # ---- runners (use the pairs through the transport) ---------------------------------------
@@ -133,7 +137,11 @@ class Scheduler(Protocol):
 
     def poll(self, jobs: Sequence[TrackedJob]) -> PollResult: ...
 
-    def cancel(self, jobs: Sequence[TrackedJob]) -> None: ...
+    def cancel(
+        self, jobs: Sequence[TrackedJob], indices: Mapping[str, Sequence[int]] | None = None
+    ) -> None:
+        """Run ``cancel_argv``; a refusal is a SchedulerError."""
+        ...
 
     def check_accounting(self) -> AccountingCheck | None:
         """Whether final states stay known after the scheduler forgets a job (None: no such

@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from globtim_hpc import paths
-from globtim_hpc.errors import SchedulerError
+from globtim_hpc.errors import SchedulerError, UsageError
 from globtim_hpc.jobs.statusfile import parse_status_with_reason
 from globtim_hpc.layout import DIRECT_DIR, RunLayout
 from globtim_hpc.models import JobState, StatusFile, TaskStatus
@@ -54,6 +54,9 @@ for d in "$@"; do
     fi
     [ -f "$d/direct/done" ] && printf '@@DONE\n'
     [ -f "$d/direct/cancelled" ] && printf '@@CANCELLED\n'
+    for f in "$d"/direct/cancel/*; do
+        [ -f "$f" ] && printf '@@CANCEL %s\n' "${f##*/}"
+    done
     for f in "$d"/direct/*.exit; do
         [ -f "$f" ] || continue
         i=${f##*/}; i=${i%.exit}
@@ -70,13 +73,26 @@ done
 """
 
 # The runner leads its own session (setsid); timeout(1) puts each task in a process group of
-# its own, so signalling the runner's group alone would leave the tasks running.
+# its own, so signalling the runner's group alone would leave the tasks running. Arguments come
+# in pairs: a run folder, then "-" (every task) or a comma list of indices; a chosen task gets a
+# marker the runner checks before starting it, and a running one its timeout(1) signalled.
 _CANCEL = r"""
-for d in "$@"; do
-    pid=$(cat "$d/direct/runner.pid" 2>/dev/null) || continue
-    : > "$d/direct/cancelled"
-    kill -TERM -- "-$pid" 2>/dev/null
-    pkill -TERM -s "$pid" 2>/dev/null
+while [ "$#" -ge 2 ]; do
+    d=$1 chosen=$2; shift 2
+    if [ "$chosen" = - ]; then
+        pid=$(cat "$d/direct/runner.pid" 2>/dev/null) || continue
+        : > "$d/direct/cancelled"
+        kill -TERM -- "-$pid" 2>/dev/null
+        pkill -TERM -s "$pid" 2>/dev/null
+        continue
+    fi
+    mkdir -p -- "$d/direct/cancel" || exit 1
+    old_ifs=$IFS; IFS=,
+    for i in $chosen; do
+        : > "$d/direct/cancel/$i"
+        pid=$(cat "$d/direct/$i.pid" 2>/dev/null) && kill -TERM "$pid" 2>/dev/null
+    done
+    IFS=$old_ifs
 done
 exit 0
 """
@@ -94,6 +110,7 @@ class DirectRunState:
     done: bool
     cancelled: bool
     exits: dict[int, int]
+    cancelled_tasks: frozenset[int]
     status_texts: dict[str, str]
 
 
@@ -121,7 +138,7 @@ def parse_poll(stdout: str) -> dict[str, DirectRunState]:
         if line.startswith("@@RUN "):
             current = line[6:]
             fields[current] = {"pid": None, "alive": False, "done": False, "cancelled": False,
-                               "exits": {}, "status": {}}  # fmt: skip
+                               "exits": {}, "status": {}, "cancel": set()}  # fmt: skip
         elif current is None:
             continue
         elif line.startswith("@@PID "):
@@ -132,6 +149,10 @@ def parse_poll(stdout: str) -> dict[str, DirectRunState]:
             fields[current]["done"] = True
         elif line == "@@CANCELLED":
             fields[current]["cancelled"] = True
+        elif line.startswith("@@CANCEL ") and line[9:].isdigit():
+            chosen = fields[current]["cancel"]
+            assert isinstance(chosen, set)
+            chosen.add(int(line[9:]))
         elif line.startswith("@@EXIT "):
             parts = line.split()
             if len(parts) == 3 and parts[1].isdigit() and parts[2].lstrip("-").isdigit():
@@ -147,6 +168,7 @@ def parse_poll(stdout: str) -> dict[str, DirectRunState]:
             done=bool(f["done"]),
             cancelled=bool(f["cancelled"]),
             exits=dict(f["exits"]),  # type: ignore[call-overload]
+            cancelled_tasks=frozenset(f["cancel"]),  # type: ignore[call-overload]
             status_texts=dict(f["status"]),  # type: ignore[call-overload]
         )
         for run_dir, f in fields.items()
@@ -159,18 +181,19 @@ def task_states(job: TrackedJob, run: DirectRunState) -> dict[int, TaskStatus]:
     for index in range(job.task_count):
         exit_code = run.exits.get(index)
         has_status = job.task_ids[index] in run.status_texts
+        cancelled = run.cancelled or index in run.cancelled_tasks
         status = TaskStatus(task_index=index, state=JobState.UNKNOWN, sources=["direct"])
         if exit_code is not None:
             status.exit_code = exit_code
             if exit_code == 0:
                 status.state = JobState.COMPLETED
-            elif exit_code in TIMEOUT_EXIT_CODES and not run.cancelled:
+            elif exit_code in TIMEOUT_EXIT_CODES and not cancelled:
                 status.state = JobState.TIMEOUT
-            elif run.cancelled and exit_code in (130, 143, *TIMEOUT_EXIT_CODES):
+            elif cancelled and exit_code in (130, 143, *TIMEOUT_EXIT_CODES):
                 status.state = JobState.CANCELLED
             else:
                 status.state = JobState.FAILED
-        elif run.cancelled:
+        elif cancelled:
             status.state = JobState.CANCELLED
         elif run.alive:
             status.state = JobState.RUNNING if has_status else JobState.PENDING
@@ -197,6 +220,13 @@ class DirectScheduler:
         return {RUNNER_PATH: (paths.templates_dir() / "direct_runner.sh").read_bytes()}
 
     def submit_argv(self, request: SubmitRequest) -> list[str]:
+        if request.after_job_ids:
+            raise UsageError(
+                f"the direct runner cannot hold run {request.run_id} until other runs end "
+                "(--after)",
+                "wait for those runs yourself (monitor_jobs.py --wait), then submit; or use a "
+                "cluster profile with scheduler: slurm",
+            )
         runner = posixpath.join(request.run_dir, RUNNER_PATH)
         return [
             "bash", "-c", _LAUNCH, "globtim-direct", runner, request.run_dir,
@@ -259,11 +289,22 @@ class DirectScheduler:
     def check_accounting(self) -> AccountingCheck | None:
         return None
 
-    def cancel_argv(self, jobs: Sequence[TrackedJob]) -> list[str]:
-        return ["sh", "-c", _CANCEL, "globtim-cancel", *[job.run_dir for job in jobs]]
+    def cancel_argv(
+        self, jobs: Sequence[TrackedJob], indices: Mapping[str, Sequence[int]] | None = None
+    ) -> list[str]:
+        pairs: list[str] = []
+        for job in jobs:
+            chosen = (indices or {}).get(job.job_id)
+            if chosen is None or set(chosen) >= set(range(job.task_count)):
+                pairs += [job.run_dir, "-"]
+            else:
+                pairs += [job.run_dir, ",".join(str(i) for i in sorted(chosen))]
+        return ["sh", "-c", _CANCEL, "globtim-cancel", *pairs]
 
-    def cancel(self, jobs: Sequence[TrackedJob]) -> None:
+    def cancel(
+        self, jobs: Sequence[TrackedJob], indices: Mapping[str, Sequence[int]] | None = None
+    ) -> None:
         if jobs:
-            self.transport.run(self.cancel_argv(jobs), timeout_s=60).check(
+            self.transport.run(self.cancel_argv(jobs, indices), timeout_s=60).check(
                 "cancelling direct runs", "the runner's pid file is in direct/ of the run folder"
             )

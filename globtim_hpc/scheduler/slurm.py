@@ -16,6 +16,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 
 from globtim_hpc.errors import SchedulerError
+from globtim_hpc.indices import compress_indices
 from globtim_hpc.models import TaskStatus
 from globtim_hpc.scheduler import slurm_commands as sc
 from globtim_hpc.scheduler.base import (
@@ -86,6 +87,14 @@ def _ours(
     return rows.get(key) if not name or name == run_id else None
 
 
+def cancel_target(job: TrackedJob, selected: Sequence[int] | None) -> str:
+    """``JOB`` for every task, else ``JOB_[0-3,7]``: slurmctld gets one kill request per job
+    either way (one per argument; ``JOB_0 JOB_1 ...`` would cost one each)."""
+    if selected is None or set(selected) >= set(range(job.task_count)):
+        return job.job_id
+    return f"{job.job_id}_[{compress_indices(selected)}]"
+
+
 class SlurmScheduler:
     name = "slurm"
     runs_on = "compute node"
@@ -106,7 +115,9 @@ class SlurmScheduler:
 
     def submit_argv(self, request: SubmitRequest) -> list[str]:
         # The job name (the run id, which find_job looks for) is in the script's #SBATCH block.
-        return sc.sbatch_argv(request.script_path, chdir=request.run_dir)
+        return sc.sbatch_argv(
+            request.script_path, chdir=request.run_dir, after_ok=request.after_job_ids
+        )
 
     def parse_submit(self, result: CommandResult) -> str:
         if result.exit_status != 0:
@@ -159,13 +170,17 @@ class SlurmScheduler:
 
     # ---- cancelling ---------------------------------------------------------------------
 
-    def cancel_argv(self, jobs: Sequence[TrackedJob]) -> list[str]:
-        return sc.scancel_argv([job.job_id for job in jobs])
+    def cancel_argv(
+        self, jobs: Sequence[TrackedJob], indices: Mapping[str, Sequence[int]] | None = None
+    ) -> list[str]:
+        return sc.scancel_argv([cancel_target(job, (indices or {}).get(job.job_id)) for job in jobs])
 
-    def cancel(self, jobs: Sequence[TrackedJob]) -> None:
+    def cancel(
+        self, jobs: Sequence[TrackedJob], indices: Mapping[str, Sequence[int]] | None = None
+    ) -> None:
         if not jobs:
             return
-        result = self._run(self.cancel_argv(jobs))
+        result = self._run(self.cancel_argv(jobs, indices))
         if not result.ok:
             ids = ", ".join(job.job_id for job in jobs)
             raise SchedulerError(

@@ -54,8 +54,11 @@ def sbatch_argv(
     comment: str | None = None,
     partition: str | None = None,
     account: str | None = None,
+    after_ok: Sequence[str] = (),
 ) -> list[str]:
     argv = ["sbatch", "--parsable", f"--chdir={chdir}"]
+    if after_ok:
+        argv.append("--dependency=afterok:" + ":".join(after_ok))
     if test_only:
         argv.append("--test-only")
     if job_name:

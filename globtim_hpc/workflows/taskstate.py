@@ -27,6 +27,14 @@ Scheduler view S (None: the scheduler no longer knows the task), status file F, 
    this attempt's word and counts as no file; a previous state of an earlier attempt is no
    previous state (so rule 7 never keeps an old attempt's verdict). The scheduler's view is of
    the latest attempt's job only (the monitor asks about that job alone).
+9. A task this tool asked the scheduler to cancel that left no status file, and that squeue no
+   longer knows (lost, or only sacct's stale PENDING line), is CANCELLED: SLURM drops pending
+   array tasks it cancels from its records at once (squeue, then sacct, know only the tasks
+   left), so nobody else will ever say so.
+
+A task held PENDING by a dependency that can never be met (SLURM's reason
+``DependencyNeverSatisfied``: a run it was chained to with ``--after`` did not complete) is
+settled too: it will never start, so waiting for it would never end.
 
 A final state still waiting for its accounting record is not yet *settled*: monitors poll again
 for up to ``ACCOUNTING_WAIT_S`` after the first such poll (a count of polls would depend on how
@@ -46,6 +54,7 @@ SCHEDULER_WINS = FINAL_STATES - {JobState.COMPLETED, JobState.FAILED}
 TIME_LIMIT_ROUNDING_S = 1.0  # status file timestamps have one-second resolution
 ACCOUNTING_WAIT_S = 60.0  # then the squeue verdict stands (the record may never come)
 SIGTERM = 15
+NEVER_STARTS_REASON = "DependencyNeverSatisfied"
 
 
 def _copy(task: TaskStatus) -> TaskStatus:
@@ -169,6 +178,12 @@ def decide(
     if task.time_limit_s is None:
         task.time_limit_s = limit_s
     task.attempt = attempt
+    if previous is not None and previous.cancel_requested_at:
+        task.cancel_requested_at = previous.cancel_requested_at
+        if _cancelled_and_forgotten(task, status_file):
+            task.state, task.lost = JobState.CANCELLED, False
+            task.reason = "cancelled before it started (the scheduler keeps no record of it)"
+            task.sources = [*task.sources, "cancel"]
     if previous is not None and previous.state.is_final and not task.state.is_final:
         return previous  # rule 7: never forget a final state
     if task.awaiting_accounting:
@@ -182,7 +197,9 @@ def _now() -> str:
 
 
 def is_settled(task: TaskStatus, now: datetime | None = None) -> bool:
-    """Final (and accounted, or waited for long enough), or lost for good."""
+    """Final (and accounted, or waited for long enough), lost for good, or never to start."""
+    if never_starts(task):
+        return True
     if task.state.is_final:
         if not task.awaiting_accounting:
             return True
@@ -190,6 +207,19 @@ def is_settled(task: TaskStatus, now: datetime | None = None) -> bool:
         moment = now or datetime.now(timezone.utc)
         return since is None or (moment - since).total_seconds() >= ACCOUNTING_WAIT_S
     return task.state is JobState.UNKNOWN and task.lost
+
+
+def _cancelled_and_forgotten(task: TaskStatus, status: StatusFile | None) -> bool:
+    """Rule 8's test: cancelled by this tool, never started, and no live record left."""
+    if status is not None or task.state.is_final:
+        return False
+    sacct_only = task.sources == ["sacct"] and task.state is JobState.PENDING
+    return (task.state is JobState.UNKNOWN and task.lost) or sacct_only
+
+
+def never_starts(task: TaskStatus) -> bool:
+    """Pending on a dependency that can never be met (a chained-to run failed)."""
+    return task.state is JobState.PENDING and (task.reason or "").startswith(NEVER_STARTS_REASON)
 
 
 def outputs_final(task: TaskStatus) -> bool:

@@ -177,14 +177,16 @@ def poll_runs(
     mark_seen: bool = True,
     status_files: StatusFiles | None = None,
     ask_scheduler: bool = True,
+    force: bool = False,
 ) -> list[RunView]:
     """Poll every run that is not settled, record what changed, return a view of each run.
 
     ``status_files`` are ones the caller has just read (collect does); ``ask_scheduler`` False
-    decides from the status files and the registry alone (the scheduler could not be reached).
+    decides from the status files and the registry alone (the scheduler could not be reached);
+    ``force`` polls settled runs too (after a cancel, a task held for good has news).
     """
     views = [stored_view(store, run) for run in runs]
-    active = [view for view in views if needs_poll(view) or status_files is not None]
+    active = [view for view in views if force or needs_poll(view) or status_files is not None]
     active = [view for view in active if view.job_id is not None]
     if active:
         jobs = [job for view in active for job in tracked_jobs(store, view)]

@@ -13,7 +13,7 @@ from __future__ import annotations
 import fcntl
 import posixpath
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -122,7 +122,10 @@ class SubmitContext:
 
 def _scheduler_argv(ctx: SubmitContext, record: RunRecord) -> list[str]:
     """The scheduler's submit command, which the upload step runs from inside the run folder."""
-    return ctx.scheduler.submit_argv(submit_request(record.run_id, record.remote_dir, record.plan))
+    request = submit_request(
+        record.run_id, record.remote_dir, record.plan, submission=record.submission
+    )
+    return ctx.scheduler.submit_argv(request)
 
 
 @contextmanager
@@ -162,8 +165,10 @@ def submit_plan(
     *,
     deployment: dict[str, Any] | None,
     resume: bool = True,
+    after: Mapping[str, Sequence[str]] | None = None,
 ) -> SubmitResult:
-    """Submit ``plan`` exactly once (or recover an unfinished submission of the same config)."""
+    """Submit ``plan`` exactly once (or recover an unfinished submission of the same config).
+    ``after`` (run id -> its job ids) holds the job until all those jobs completed well."""
     profile, store = ctx.profile, ctx.store
     if resume:
         unfinished = store.unfinished_submissions(profile.name, plan.config_hash)
@@ -176,7 +181,11 @@ def submit_plan(
                     return _result(ctx, fresh, fresh.job_id, resumed=True, adopted=False)
                 return _finish(ctx, fresh, resumed=True)
 
-    prepared = prepare_run(plan, profile, deployment, ctx.scheduler.run_files())
+    prepared = prepare_run(plan, profile, deployment, ctx.scheduler.run_files(), after=after)
+    # The direct runner refuses --after here, before anything is recorded or uploaded.
+    ctx.scheduler.submit_argv(
+        submit_request(prepared.run_id, prepared.run_dir, plan.to_dict(), submission=prepared.submission)
+    )
     preflight(ctx.scheduler, profile, prepared.script)
     ctx.commands += 1
     archive = prepared.archive()
@@ -381,7 +390,9 @@ def _recover(ctx: SubmitContext, record: RunRecord, archive: bytes | None) -> tu
     if "@@PRESENT" in lines:
         ctx.store.set_phase(record.run_id, RunPhase.SUBMITTING)
         ctx.commands += 1
-        request = submit_request(record.run_id, record.remote_dir, record.plan)
+        request = submit_request(
+            record.run_id, record.remote_dir, record.plan, submission=record.submission
+        )
         return submit_job(ctx.scheduler, request, timeout_s=300), False
     if archive is None:
         raise PreflightError(

@@ -11,7 +11,7 @@ import posixpath
 import socket
 import tarfile
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -76,8 +76,22 @@ class PreparedRun:
         return [{"path": name, "bytes": len(self.files[name])} for name in sorted(self.files)]
 
 
-def submit_request(run_id: str, run_dir: str, plan: Mapping[str, Any], job_tag: str = "") -> SubmitRequest:
-    """What the scheduler is asked to run, from a plan as the registry keeps it (``to_dict``)."""
+def after_job_ids(submission: Mapping[str, Any] | None) -> tuple[str, ...]:
+    """The jobs a run waits on (``--after``), as its submission record keeps them."""
+    chained = (submission or {}).get("after") or []
+    return tuple(job_id for parent in chained for job_id in parent.get("job_ids", []))
+
+
+def submit_request(
+    run_id: str,
+    run_dir: str,
+    plan: Mapping[str, Any],
+    job_tag: str = "",
+    *,
+    submission: Mapping[str, Any] | None = None,
+) -> SubmitRequest:
+    """What the scheduler is asked to run, from a plan as the registry keeps it (``to_dict``)
+    and the run's submission record (the runs it waits on)."""
     resources = plan["resources"]
     return SubmitRequest(
         run_id=run_id,
@@ -88,6 +102,7 @@ def submit_request(run_id: str, run_dir: str, plan: Mapping[str, Any], job_tag: 
         time_limit_s=int(resources["time_min"]) * 60,
         cpus=int(resources["cpus"]),
         job_tag=job_tag,
+        after_job_ids=after_job_ids(submission),
     )
 
 
@@ -156,6 +171,7 @@ def prepare_run(
     scheduler_files: Mapping[str, bytes],
     *,
     run_id: str | None = None,
+    after: Mapping[str, Sequence[str]] | None = None,
 ) -> PreparedRun:
     """Render the script and gather every file of the run folder (``scheduler_files``: what the
     scheduler needs in it, see ``Scheduler.run_files``)."""
@@ -202,6 +218,10 @@ def prepare_run(
         "resources": plan.resources.to_dict(),
         "tasks": [task.to_dict() for task in plan.tasks],
         "inputs": upload_inputs(plan, deployment, scheduler_files),
+        # Runs this one starts after, once every job of theirs completed (--after).
+        "after": [
+            {"run_id": parent, "job_ids": list(job_ids)} for parent, job_ids in (after or {}).items()
+        ],
     }
     files[SUBMISSION_JSON] = (json.dumps(submission, indent=2, sort_keys=True) + "\n").encode()
     return PreparedRun(
