@@ -24,8 +24,8 @@ from globtim_hpc import Cluster
 from globtim_hpc.errors import AuthenticationError, ConnectError, ExitCode, HostKeyError
 from globtim_hpc.transport.factory import disconnect, open_transport
 from globtim_hpc.transport.openssh.transport import OpenSshTransport
-from globtim_hpc.transport.ssh import hostkeys as kh
 from globtim_hpc.transport.settings import SshSettings
+from globtim_hpc.transport.ssh import hostkeys as kh
 from globtim_hpc.transport.ssh.chain import SshTransport
 from tests.integration import bedenv
 from tests.integration.conftest import REPO
