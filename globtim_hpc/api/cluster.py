@@ -103,6 +103,18 @@ class Cluster:
             self._store.close()
             self._store = None
 
+    def disconnect(self) -> bool:
+        """End the shared connection the profile keeps open between commands (``ssh.client:
+        openssh``); True if one was open. The next command logs in (and asks for a one-time
+        code) again. The built-in client keeps none beyond this object: it is closed."""
+        from globtim_hpc.transport.factory import disconnect
+
+        if self._transport is not None:
+            self._transport.close()
+            self._transport = None
+            self._scheduler = None
+        return False if self.profile.is_local else disconnect(self.profile.ssh)
+
     def __enter__(self) -> Cluster:
         return self
 

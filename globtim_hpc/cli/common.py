@@ -53,6 +53,12 @@ def base_parser(prog: str, description: str, epilog: str = "") -> argparse.Argum
         help="print the resolved cluster profile and where each value came from, then exit",
     )
     group.add_argument(
+        "--disconnect",
+        action="store_true",
+        help="end the shared SSH connection this cluster keeps between commands "
+        "(ssh.client: openssh), then exit; the next command logs in again",
+    )
+    group.add_argument(
         "--json", action="store_true", help="print one JSON object on stdout, nothing else"
     )
     group.add_argument("--debug", action="store_true", help="show tracebacks and transport details")
@@ -148,6 +154,21 @@ def show_config(profile: ClusterProfile, out: Output) -> int:
     return ExitCode.OK
 
 
+def disconnect(args: argparse.Namespace, out: Output) -> int:
+    from globtim_hpc.api import Cluster
+
+    with Cluster(args.cluster) as cluster:
+        ended = cluster.disconnect()
+        target = cluster.profile.ssh.target if cluster.profile.ssh is not None else cluster.name
+    if out.json_mode:
+        out.emit_json({"ok": True, "cluster": cluster.name, "disconnected": ended})
+    elif ended:
+        out.info(f"ended the shared connection to {target}; the next command logs in again")
+    else:
+        out.info(f"no shared connection to {target} was open")
+    return ExitCode.OK
+
+
 def report_error(exc: GlobtimHpcError, *, debug: bool, json_mode: bool) -> int:
     code = int(exc.exit_code)
     if json_mode:
@@ -183,6 +204,8 @@ def run_main(
     try:
         if args.show_config:
             return show_config(load_profile_from_args(args), out)
+        if args.disconnect:
+            return disconnect(args, out)
         return int(body(args, out))
     except GlobtimHpcError as exc:
         return report_error(exc, debug=args.debug, json_mode=args.json)

@@ -37,6 +37,7 @@ from globtim_hpc.scheduler.factory import make_scheduler
 from globtim_hpc.settings.profile import ClusterProfile, load_profile
 from globtim_hpc.transport.base import CommandResult, Transport
 from globtim_hpc.transport.factory import open_transport
+from globtim_hpc.transport.recording import RecordingTransport
 from globtim_hpc.workflows.collect import (
     CollectOptions,
     CollectResult,
@@ -206,6 +207,21 @@ def test_large_run_is_collected_verified_organised_and_recollected_for_free(bed:
     again = bed.collect(run)
     assert (again.content_bytes_received, again.stream_bytes_received, again.files_fetched) == (0, 0, 0)
     assert again.files_reused == result.file_count
+
+
+def test_recollecting_a_settled_run_asks_the_scheduler_nothing(bed: Bed) -> None:
+    """Once the registry holds every task's final state, a collection runs no squeue/sacct:
+    an unchanged re-collect is the status read and the manifest, nothing else."""
+    run = bed.make_run([("EXITED", 0), ("EXITED", 0)], small_count=3)
+    first = bed.collect(run)
+    assert first.complete
+    with bed.transport() as inner:
+        recording = RecordingTransport(inner)
+        again = bed.collect(run, recording)
+    assert again.complete and again.files_fetched == 0
+    programs = [call.what[0] for call in recording.commands]
+    assert not {"squeue", "sacct", "scontrol"} & set(programs), recording.commands
+    assert len(recording.commands) == 2, [call.what[:4] for call in recording.commands]
 
 
 def test_a_job_id_slurm_reuses_keeps_both_runs_tracked_and_collected(bed: Bed) -> None:

@@ -24,6 +24,7 @@ from globtim_hpc import Cluster
 from globtim_hpc.errors import AuthenticationError, ConnectError, ExitCode, HostKeyError
 from globtim_hpc.transport.factory import disconnect, open_transport
 from globtim_hpc.transport.openssh.transport import OpenSshTransport
+from globtim_hpc.transport.settings import SshSettings
 from globtim_hpc.transport.ssh import hostkeys as kh
 from globtim_hpc.transport.ssh.chain import SshTransport
 from tests.integration import bedenv
@@ -225,11 +226,22 @@ def test_five_cli_commands_ask_for_the_one_time_code_once(
     assert status.returncode == 0, status.stdout + status.stderr
     assert len(log.read_text().splitlines()) == 1, log.read_text()
 
-    assert disconnect(settings) is True
+    ended = _cli("collect_results.py", *cluster, "--disconnect", "--json", env=env)
+    assert ended.returncode == 0, ended.stdout + ended.stderr
+    assert json.loads(ended.stdout)["disconnected"] is True
+    assert _master_gone(settings)
     again = _cli("deploy_julia.py", *cluster, "--check", "--json", env=env)
     assert again.returncode == 0, again.stdout + again.stderr
     assert len(log.read_text().splitlines()) == 2
-    disconnect(settings)
+    for script in ("monitor_jobs.py", "submit_julia_job.py", "deploy_julia.py"):
+        closed = _cli(script, *cluster, "--disconnect", env=env)
+        assert closed.returncode == 0, closed.stdout + closed.stderr
+        assert _master_gone(settings)
+    assert len(log.read_text().splitlines()) == 2, "--disconnect itself never logs in"
+
+
+def _master_gone(settings: SshSettings) -> bool:
+    return not OpenSshTransport(settings).master_status().alive
 
 
 def _bed_client_lines(testbed: Testbed) -> str:
@@ -380,11 +392,13 @@ def test_the_python_api_logs_in_once_for_several_cluster_objects(
             result = cluster.transport.run(["hostname"]).check("hostname")
             assert result.stdout_text.strip() == "falcon"
     assert len(asked) == 1 and "10.77.1.2" in asked[0], asked
-    assert disconnect(first.profile.ssh) is True
     with Cluster(profile, prompt=notebook_prompt) as cluster:
         assert cluster.transport.run(["true"]).ok
+        assert cluster.disconnect() is True
+        assert cluster.disconnect() is False, "nothing left to end"
+        assert cluster.transport.run(["true"]).ok, "the same object logs in again"
     assert len(asked) == 2
-    disconnect(first.profile.ssh)
+    assert first.disconnect() is True
 
 
 @pytest.mark.disruptive

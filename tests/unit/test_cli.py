@@ -80,3 +80,16 @@ def test_debug_shows_traceback_only_when_asked(tmp_path: Path) -> None:
 def test_unknown_flag_is_a_usage_error() -> None:
     proc = run("submit_julia_job.py", "--no-such-flag")
     assert proc.returncode == 2
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_disconnect_without_a_shared_connection_says_so_and_does_nothing_else(
+    script: str,
+) -> None:
+    # the built-in client (the testbed profile) keeps no connection between commands: nothing
+    # to end, and no connection is made to find that out
+    proc = run(script, "--cluster", "testbed", "--disconnect", "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == {"ok": True, "cluster": "testbed", "disconnected": False}
+    plain = run(script, "--cluster", "local", "--disconnect")
+    assert plain.returncode == 0 and "no shared connection" in plain.stdout, plain.stdout

@@ -55,7 +55,7 @@ from globtim_hpc.workflows.collect.transfer import (
     reusable_bytes,
     verify_placed,
 )
-from globtim_hpc.workflows.monitor.poll import poll_runs
+from globtim_hpc.workflows.monitor.poll import needs_poll, poll_runs, stored_view
 
 _SPACE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
 
@@ -83,7 +83,9 @@ def task_states(
     given = {run.remote_dir: snapshot.status}
     notes: list[str] = []
     views = None
-    if ask:
+    # Every task already settled in the registry (a re-collect): the scheduler has nothing to
+    # add, and not asking saves its commands (squeue, sacct) on every collection after the first.
+    if ask and needs_poll(stored_view(store, run)):
         try:
             views = poll_runs(store, scheduler, [run], mark_seen=False, status_files=given)
         except GlobtimHpcError as exc:
