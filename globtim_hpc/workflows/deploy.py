@@ -39,11 +39,11 @@ from globtim_hpc.layout import RemoteLayout, RunLayout
 from globtim_hpc.registry.records import utc_now
 from globtim_hpc.registry.store import Store
 from globtim_hpc.scheduler.base import Scheduler
-from globtim_hpc.workflows.limits import refresh_limits
 from globtim_hpc.settings.profile import ClusterProfile
 from globtim_hpc.toolinfo import tool_info
 from globtim_hpc.transport.base import Transport
 from globtim_hpc.workflows import codeship, gitsource, jobwait
+from globtim_hpc.workflows.limits import refresh_limits
 
 PATCH_FILE = "DEPLOY.patch"
 ENV_RESULT = "env_result.json"

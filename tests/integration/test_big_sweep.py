@@ -1,0 +1,144 @@
+"""A sweep larger than the array limit on the bed: with ``slurm.max_array_size: 10`` (a profile
+override; the bed's own MaxArraySize is left alone), 35 tasks become 4 array jobs of one run,
+which is polled with one squeue and one sacct, cancelled in part with one scancel, rerun and
+collected as one run with 35 verified tasks."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from globtim_hpc import Cluster
+from globtim_hpc.models import JobState
+from globtim_hpc.workflows.monitor.poll import tracked_jobs
+from tests.integration.conftest import REPO, Testbed
+from tests.integration.test_poll_cost import _sacct_rpcs, _squeue_rpcs
+
+pytestmark = pytest.mark.integration
+
+TASKS = 35
+LIMIT = 10
+SLOW = (12, 13, 14, 31, 32, 33)  # in parts 1 and 3; slow in their first attempt only
+SCRIPT = """\
+function run_custom(params, outdir)
+    nothing
+end
+# stand-in: task 12,13,14,31,32,33 attempt 1: sleep 300
+"""
+
+
+def _profile(testbed: Testbed, tmp_path: Path) -> Path:
+    data = yaml.safe_load(testbed.profile.read_text())
+    data.setdefault("slurm", {})["max_array_size"] = LIMIT
+    folder = tmp_path / "profiles"
+    folder.mkdir()
+    path = folder / "testbed.yaml"  # same name: same registry rows, same deployments
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def _config(tmp_path: Path) -> Path:
+    script = tmp_path / "script.jl"
+    script.write_text(SCRIPT)
+    config = tmp_path / "sweep.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "parameters": {"script": str(script), "case": list(range(TASKS))},
+                "resources": {"time_min": 10, "mem_gb": 0.2, "cpus": 1, "max_parallel": 10},
+            }
+        )
+    )
+    return config
+
+
+def _cli(tool: str, profile: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "GLOBTIM_HPC_POLL_FLOOR_S": "1"}
+    return subprocess.run(
+        [sys.executable, str(REPO / tool), "--cluster", str(profile), *args],
+        capture_output=True, text=True, env=env, timeout=300, cwd=REPO,
+    )  # fmt: skip
+
+
+def test_a_35_task_sweep_at_limit_10_is_one_run_of_4_array_jobs(
+    testbed: Testbed, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GLOBTIM_HPC_POLL_FLOOR_S", "1")
+    profile = _profile(testbed, tmp_path)
+    with Cluster(str(profile)) as cluster:
+        run = cluster.submit(cluster.plan("custom", _config(tmp_path)))
+        parts = run.record.submission["array_parts"] if run.record.submission else []
+        assert [(p["offset"], p["indices"]) for p in parts] == [
+            (0, "0-9"), (10, "10-19"), (20, "20-29"), (30, "30-34"),
+        ]  # fmt: skip
+        jobs = cluster.store.run_jobs(run.run_id)
+        assert [(j.part, j.task_offset) for j in jobs] == [(0, 0), (1, 10), (2, 20), (3, 30)]
+        job_ids = [j.job_id for j in jobs]
+        assert len(set(job_ids)) == 4 and run.job_id == job_ids[0]
+        names = testbed.inhost(
+            "falcon", "squeue", "-h", "-r", "-j", ",".join(job_ids), "-o", "%A %j %K"
+        ).stdout.split("\n")
+        seen = {tuple(line.split()) for line in names if line.strip()}
+        # Each part is an array 0..k-1 with its own name (found again after a lost answer).
+        for part, job_id in enumerate(job_ids):
+            name = run.run_id if part == 0 else f"{run.run_id}.p{part}"
+            indices = {int(i) for a, n, i in seen if a == job_id and n == name}
+            assert indices <= set(range(10 if part < 3 else 5)), (part, seen)
+
+        # One poll of the whole run: one squeue, one sacct, however many parts.
+        (view,) = cluster.poll([run.record])
+        tracked = tracked_jobs(cluster.store, view)
+        assert len(tracked) == 4
+        squeue_before, sacct_before = _squeue_rpcs(testbed), _sacct_rpcs(testbed)
+        polled = cluster.scheduler.poll(tracked)
+        squeue_after, sacct_after = _squeue_rpcs(testbed), _sacct_rpcs(testbed)
+        assert polled.scheduler_calls == 2
+        assert squeue_after - squeue_before == 1 and sacct_after - sacct_before == 1
+        assert sorted(polled.tasks[run.run_id]) == list(range(TASKS))  # offsets mapped back
+
+    # Cancel the slow tasks of parts 1 and 3: one scancel for both jobs.
+    cancelled = _cli(
+        "monitor_jobs.py", profile, "--run-id", run.run_id, "--cancel", "--yes",
+        "--tasks", "12-14,31-33", "--json",
+    )  # fmt: skip
+    assert cancelled.returncode == 0, cancelled.stderr
+    payload = json.loads(cancelled.stdout)
+    assert payload["command"] == ["scancel", f"{job_ids[1]}_[2-4]", f"{job_ids[3]}_[1-3]"]
+    assert payload["scheduler_commands"] == 1
+
+    with Cluster(str(profile)) as cluster:
+        view = cluster.run(run_id=run.run_id).wait(timeout_s=240, interval_s=2)
+        states = {t.status.task_index: t.status.state for t in view.tasks}
+        assert {states[i] for i in SLOW} == {JobState.CANCELLED}, states
+        assert {states[i] for i in range(TASKS) if i not in SLOW} == {JobState.COMPLETED}
+        # A part's log is named by the task's index, where readers look for it.
+        logs = cluster.transport.run(["ls", f"{run.remote_dir}/logs"]).stdout_text.split()
+        assert f"slurm-{job_ids[2]}_25.out" in logs, logs
+
+    rerun = _cli("submit_julia_job.py", profile, "--rerun", run.run_id, "--only", "failed", "--json")
+    assert rerun.returncode == 0, rerun.stderr
+    attempt = json.loads(rerun.stdout)
+    assert attempt["task_indices"] == list(SLOW) and len(attempt["job_ids"]) == 2, attempt
+
+    with Cluster(str(profile)) as cluster:
+        again = cluster.run(run_id=run.run_id)
+        rows = [j for j in cluster.store.run_jobs(run.run_id) if j.attempt == 2]
+        assert [(j.task_offset, j.task_indices) for j in rows] == [(12, (12, 13, 14)), (31, (31, 32, 33))]
+        view = again.wait(timeout_s=240, interval_s=2)
+        assert view.all_completed, view.counts()
+        folder = again.collect(tmp_path / "results")
+        metadata = json.loads((folder / "metadata.json").read_text())
+        assert metadata["complete"] and metadata["finished_task_count"] == TASKS
+        assert {t["state"] for t in metadata["tasks"]} == {"COMPLETED"}
+        for task in metadata["tasks"]:
+            expected = ["CANCELLED", "COMPLETED"] if task["task_index"] in SLOW else ["COMPLETED"]
+            assert [a["state"] for a in task["attempts"]] == expected, task
+        for index in (0, 15, 25, 34):
+            status = json.loads((folder / "status" / f"{index:04d}.json").read_text())
+            assert status["task_index"] == index
