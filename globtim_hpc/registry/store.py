@@ -208,7 +208,9 @@ class Store(AttemptsMixin):
 
     def _run_from_row(self, row: sqlite3.Row) -> RunRecord:
         job = self._db.execute(
-            "SELECT job_id FROM jobs WHERE run_id=? ORDER BY submitted_at DESC LIMIT 1",
+            # The latest attempt's job; of a split one, its first part's.
+            "SELECT job_id FROM jobs WHERE run_id=?"
+            " ORDER BY attempt DESC, part, submitted_at DESC, rowid DESC LIMIT 1",
             (row["run_id"],),
         ).fetchone()
         return RunRecord(

@@ -252,6 +252,9 @@ class SlurmScheduler:
                     accounting_ok=accounting is not None,
                 )
                 if merged is not None:
+                    if job.task_offset:
+                        # SLURM's rows carry the array index; the run knows the task index.
+                        merged = replace(merged, task_index=index)
                     per_task[index] = merged
         return poll
 

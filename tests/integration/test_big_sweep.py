@@ -15,8 +15,9 @@ import pytest
 import yaml
 
 from globtim_hpc import Cluster
+from globtim_hpc.errors import WaitTimeoutError
 from globtim_hpc.models import JobState
-from globtim_hpc.workflows.monitor.poll import tracked_jobs
+from globtim_hpc.workflows.monitor.poll import RunView, tracked_jobs
 from tests.integration.conftest import REPO, Testbed
 from tests.integration.test_poll_cost import _sacct_rpcs, _squeue_rpcs
 
@@ -58,6 +59,15 @@ def _config(tmp_path: Path) -> Path:
     return config
 
 
+def _settled(cluster: Cluster, run_id: str) -> RunView:
+    try:
+        return cluster.run(run_id=run_id).wait(timeout_s=150, interval_s=2)
+    except WaitTimeoutError:
+        view = cluster.run(run_id=run_id).status()
+        unsettled = [t.status.to_dict() for t in view.tasks if not t.status.state.is_final]
+        raise AssertionError(f"unsettled tasks: {unsettled}") from None
+
+
 def _cli(tool: str, profile: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "GLOBTIM_HPC_POLL_FLOOR_S": "1"}
     return subprocess.run(
@@ -85,7 +95,9 @@ def test_a_35_task_sweep_at_limit_10_is_one_run_of_4_array_jobs(
             "falcon", "squeue", "-h", "-r", "-j", ",".join(job_ids), "-o", "%A %j %K"
         ).stdout.split("\n")
         seen = {tuple(line.split()) for line in names if line.strip()}
-        # Each part is an array 0..k-1 with its own name (found again after a lost answer).
+        # Each part is an array 0..k-1 with its own name (found again after a lost answer);
+        # parts 1 and 3 hold slow tasks, so they are still queued or running now.
+        assert {n for _, n, _ in seen} >= {f"{run.run_id}.p1", f"{run.run_id}.p3"}, seen
         for part, job_id in enumerate(job_ids):
             name = run.run_id if part == 0 else f"{run.run_id}.p{part}"
             indices = {int(i) for a, n, i in seen if a == job_id and n == name}
@@ -95,11 +107,16 @@ def test_a_35_task_sweep_at_limit_10_is_one_run_of_4_array_jobs(
         (view,) = cluster.poll([run.record])
         tracked = tracked_jobs(cluster.store, view)
         assert len(tracked) == 4
-        squeue_before, sacct_before = _squeue_rpcs(testbed), _sacct_rpcs(testbed)
-        polled = cluster.scheduler.poll(tracked)
-        squeue_after, sacct_after = _squeue_rpcs(testbed), _sacct_rpcs(testbed)
-        assert polled.scheduler_calls == 2
-        assert squeue_after - squeue_before == 1 and sacct_after - sacct_before == 1
+        # The bed is shared: another test's queries may land in a window, never fewer than
+        # ours, so the least of a few windows is this poll's own cost.
+        costs = []
+        for _ in range(3):
+            squeue_before, sacct_before = _squeue_rpcs(testbed), _sacct_rpcs(testbed)
+            polled = cluster.scheduler.poll(tracked)
+            squeue_after, sacct_after = _squeue_rpcs(testbed), _sacct_rpcs(testbed)
+            assert polled.scheduler_calls == 2
+            costs.append((squeue_after - squeue_before, sacct_after - sacct_before))
+        assert min(c[0] for c in costs) == 1 and min(c[1] for c in costs) == 1, costs
         assert sorted(polled.tasks[run.run_id]) == list(range(TASKS))  # offsets mapped back
 
     # Cancel the slow tasks of parts 1 and 3: one scancel for both jobs.
@@ -113,7 +130,7 @@ def test_a_35_task_sweep_at_limit_10_is_one_run_of_4_array_jobs(
     assert payload["scheduler_commands"] == 1
 
     with Cluster(str(profile)) as cluster:
-        view = cluster.run(run_id=run.run_id).wait(timeout_s=240, interval_s=2)
+        view = _settled(cluster, run.run_id)
         states = {t.status.task_index: t.status.state for t in view.tasks}
         assert {states[i] for i in SLOW} == {JobState.CANCELLED}, states
         assert {states[i] for i in range(TASKS) if i not in SLOW} == {JobState.COMPLETED}
@@ -130,7 +147,7 @@ def test_a_35_task_sweep_at_limit_10_is_one_run_of_4_array_jobs(
         again = cluster.run(run_id=run.run_id)
         rows = [j for j in cluster.store.run_jobs(run.run_id) if j.attempt == 2]
         assert [(j.task_offset, j.task_indices) for j in rows] == [(12, (12, 13, 14)), (31, (31, 32, 33))]
-        view = again.wait(timeout_s=240, interval_s=2)
+        view = _settled(cluster, run.run_id)
         assert view.all_completed, view.counts()
         folder = again.collect(tmp_path / "results")
         metadata = json.loads((folder / "metadata.json").read_text())
