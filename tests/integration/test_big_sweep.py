@@ -30,7 +30,7 @@ SCRIPT = """\
 function run_custom(params, outdir)
     nothing
 end
-# stand-in: task 12,13,14,31,32,33 attempt 1: sleep 300
+# stand-in: task 12,13,14,31,32,33 attempt 1: sleep 120
 """
 
 
@@ -61,7 +61,7 @@ def _config(tmp_path: Path) -> Path:
 
 def _settled(cluster: Cluster, run_id: str) -> RunView:
     try:
-        return cluster.run(run_id=run_id).wait(timeout_s=150, interval_s=2)
+        return cluster.run(run_id=run_id).wait(timeout_s=300, interval_s=2)
     except WaitTimeoutError:
         view = cluster.run(run_id=run_id).status()
         unsettled = [t.status.to_dict() for t in view.tasks if not t.status.state.is_final]
@@ -83,6 +83,18 @@ def test_a_35_task_sweep_at_limit_10_is_one_run_of_4_array_jobs(
     profile = _profile(testbed, tmp_path)
     with Cluster(str(profile)) as cluster:
         run = cluster.submit(cluster.plan("custom", _config(tmp_path)))
+    try:
+        _check_the_run(testbed, profile, tmp_path, run.run_id)
+    finally:
+        # A failed check must not leave slow tasks holding the shared bed's CPUs.
+        with Cluster(str(profile)) as cluster:
+            ids = cluster.store.job_ids(run.run_id)
+            cluster.transport.run(["scancel", *ids])
+
+
+def _check_the_run(testbed: Testbed, profile: Path, tmp_path: Path, run_id: str) -> None:
+    with Cluster(str(profile)) as cluster:
+        run = cluster.run(run_id=run_id)
         parts = run.record.submission["array_parts"] if run.record.submission else []
         assert [(p["offset"], p["indices"]) for p in parts] == [
             (0, "0-9"), (10, "10-19"), (20, "20-29"), (30, "30-34"),
