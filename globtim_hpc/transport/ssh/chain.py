@@ -21,7 +21,7 @@ from typing import BinaryIO, NoReturn, TypeVar
 import paramiko
 
 from globtim_hpc.errors import ConnectError, TransferError
-from globtim_hpc.quoting import join
+from globtim_hpc.quoting import command_line
 from globtim_hpc.transport.base import (
     ClosesOnExit,
     CommandResult,
@@ -143,7 +143,7 @@ class SshTransport(ClosesOnExit):
         pump = StdinPump(channel, source, progress)
         stdout, stderr = bytearray(), bytearray()
         try:
-            channel.exec_command(join(args))
+            channel.exec_command(command_line(args))
             pump.start()
             read_until_exit(
                 channel, args, stdout, stderr, sink, timeout_s, progress, label=self.label
