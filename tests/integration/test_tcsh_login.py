@@ -63,7 +63,9 @@ def test_the_bed_user_logs_in_with_tcsh(testbed: Testbed) -> None:
 
 @pytest.mark.parametrize("client", ["paramiko", "openssh"])
 def test_multi_line_scripts_and_bangs_reach_sh_through_tcsh(testbed: Testbed, client: str) -> None:
-    settings = dataclasses.replace(load_profile(PROFILE).ssh, client=client)  # type: ignore[arg-type]
+    ssh_settings = load_profile(PROFILE).ssh
+    assert ssh_settings is not None
+    settings = dataclasses.replace(ssh_settings, client=client)
     script = 'read -r line\nprintf "%s|%s|%s\\n" "$line" "$1" "$(id -un)"\nexit 3\n'
     with open_transport("ssh", settings) as ssh:
         done = ssh.run(["sh", "-c", script, "sh", "it's x!y ünï"], stdin=b"in\n")
