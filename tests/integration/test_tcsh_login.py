@@ -18,6 +18,7 @@ import pytest
 
 from globtim_hpc.settings.profile import load_profile
 from globtim_hpc.transport.factory import open_transport
+from globtim_hpc.transport.settings import SshClient
 from tests.integration.conftest import REPO, Testbed
 
 pytestmark = pytest.mark.integration
@@ -62,7 +63,9 @@ def test_the_bed_user_logs_in_with_tcsh(testbed: Testbed) -> None:
 
 
 @pytest.mark.parametrize("client", ["paramiko", "openssh"])
-def test_multi_line_scripts_and_bangs_reach_sh_through_tcsh(testbed: Testbed, client: str) -> None:
+def test_multi_line_scripts_and_bangs_reach_sh_through_tcsh(
+    testbed: Testbed, client: SshClient
+) -> None:
     ssh_settings = load_profile(PROFILE).ssh
     assert ssh_settings is not None
     settings = dataclasses.replace(ssh_settings, client=client)
