@@ -95,3 +95,26 @@ def test_deploy_submit_monitor_collect_with_a_tcsh_login_shell(
     assert len(summaries) == 1, summaries
     statuses = list(summaries[0].parent.glob("status/*.json"))
     assert len(statuses) == int(str(submitted["task_count"]))
+
+
+def test_the_doctor_reports_tcsh_and_a_cshrc_that_prints(testbed: Testbed) -> None:
+    def login_shell() -> dict[str, object]:
+        done = subprocess.run(
+            [sys.executable, "deploy_julia.py", "--cluster", PROFILE, "--check", "--json"],
+            capture_output=True, text=True, timeout=300, cwd=REPO,
+        )
+        rows = {row["name"]: row for row in json.loads(done.stdout)["checks"]}
+        row: dict[str, object] = rows["login shell"]
+        return row
+
+    quiet = login_shell()
+    assert quiet["status"] == "ok", quiet
+    assert quiet["detail"] == "/usr/bin/tcsh (not POSIX; commands are sent in a form it accepts)"
+    cshrc = "/home/globtimtc/.cshrc"
+    testbed.inhost("falcon", "sh", "-c", f"echo 'echo Welcome to falcon' > {cshrc}")
+    try:
+        noisy = login_shell()
+    finally:
+        testbed.inhost("falcon", "rm", "-f", cshrc)
+    assert noisy["status"] == "warn", noisy
+    assert "Welcome to falcon" in str(noisy["detail"]) and "$?prompt" in str(noisy["fix"])
