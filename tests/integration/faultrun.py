@@ -29,6 +29,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
+import paramiko
+
 from globtim_hpc.transport import factory
 from globtim_hpc.transport.base import CommandResult, ProgressFn, Transport
 from globtim_hpc.transport.recording import RecordingTransport
@@ -66,7 +68,9 @@ def _drop(ssh: SshTransport, hop: str) -> None:
         with contextlib.suppress(OSError):  # already gone
             first.shutdown(socket.SHUT_WR)
     else:
-        hops[-1].sock.close()  # the direct-tcpip channel through mack
+        # the direct-tcpip channel through mack; if mack's link already died, so did it
+        with contextlib.suppress(EOFError, OSError, paramiko.SSHException):
+            hops[-1].sock.close()
 
 
 class _DroppingSink(io.RawIOBase):
