@@ -54,6 +54,7 @@ from globtim_hpc.workflows.collect.transfer import (
     reusable_bytes,
     verify_placed,
 )
+from globtim_hpc.workflows.collect.views import after_placement
 from globtim_hpc.workflows.monitor.poll import poll_runs
 
 _SPACE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
@@ -165,7 +166,9 @@ def collect_run(
             verify_placed(work, entries)
             fill_task_files(work, run, tasks, entries)
             result.notes = [*notes, *result.notes]
-            write_descriptions(work, run, snapshot, tasks, entries, digest, result.notes)
+            write_descriptions(
+                work, run, snapshot, tasks, entries, digest, result.notes, plots=options.plots
+            )
             if options.fsync:
                 sync_filesystem(work)
             place_folder(work, target)
@@ -178,6 +181,7 @@ def collect_run(
             shutil.rmtree(work, ignore_errors=True)
             raise
     result.local_dir = str(target)
+    result.notes += after_placement(store, options.results_root, target)
     store.record_collection(
         run_id=run.run_id,
         local_dir=str(target),
