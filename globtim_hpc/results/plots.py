@@ -29,6 +29,10 @@ MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 DASHES = ("-", "--", "-.", ":", (0, (5, 1)), (0, (3, 1, 1, 1)), (0, (1, 1)), (0, (7, 2)))
 DEGREE_AXIS = ("degree",)  # parameters that are the x axis, not a line of their own
 PANEL_SIZE_IN = (4.2, 3.0)
+NO_DATA = {
+    "max_rss_gb": "MaxRSS not reported\n(scheduler accounting off or not asked)",
+    "elapsed_min": "elapsed time not reported",
+}
 DPI = 110
 
 
@@ -190,6 +194,14 @@ def draw_plots(
                 if limit is not None:
                     ax.axhline(limit, color="#555555", linestyle=(0, (4, 2)), linewidth=1.2,
                                label="requested")  # fmt: skip
+                if figure.limits:  # amounts: from zero, so the request's headroom shows
+                    ax.set_ylim(bottom=0)
+                if not any(line["y"] for line in data[metric.column]):
+                    ax.text(0.5, 0.5, NO_DATA.get(metric.column, "not reported"),
+                            transform=ax.transAxes, ha="center", va="center", fontsize=9,
+                            color="#333333", wrap=True)  # fmt: skip
+                    ax.set_xticks(sorted({float(r["degree"]) for r in rows
+                                          if _number(r.get("degree")) is not None}))  # fmt: skip
                 ax.set_xlabel("polynomial degree")
                 ax.set_ylabel(metric.label)
                 ax.xaxis.set_major_locator(MaxNLocator(integer=True))
