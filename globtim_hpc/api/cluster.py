@@ -176,14 +176,19 @@ class Cluster:
         resources: Mapping[str, Any] | None = None,
     ) -> JobPlan:
         """Problem + job config + overrides (a sweep: lists of values) -> the tasks to run."""
+        from globtim_hpc.jobs.advice import apply_sizing
         from globtim_hpc.jobs.plan import build_plan
+        from globtim_hpc.registry.sizing import observations
 
         overrides: dict[str, Any] = {}
         if parameters:
             overrides["parameters"] = dict(parameters)
         if resources:
             overrides["resources"] = dict(resources)
-        return build_plan(problem, Path(config) if config is not None else None, overrides or None)
+        plan = build_plan(problem, Path(config) if config is not None else None, overrides or None)
+        # What earlier collected tasks of this problem here really used: warnings, and the
+        # request itself for ``mem_gb: auto``.
+        return apply_sizing(plan, observations(self.store.path, self.name, plan.problem))
 
     def _deployment(self, use_deployment: bool) -> dict[str, Any] | None:
         return self.latest_deployment() if use_deployment else None
@@ -325,20 +330,31 @@ class Cluster:
         clean_remote: bool = False,
         require_complete: bool = False,
         observer: CollectObserver | None = None,
+        plots: bool | None = None,
     ) -> CollectResult:
         """Bring the run's finished tasks back, verified, into
-        ``<local_dir>/<problem>/<date>_<run_id>/``; collecting again fetches only what changed."""
+        ``<local_dir>/<problem>/<date>_<run_id>/``; collecting again fetches only what changed.
+        ``plots`` (default: the profile's ``collect.plots``) draws plots/ into the folder."""
         from globtim_hpc.workflows.collect import CollectOptions, collect_run
 
         # Absolute: the registry records where the run went, for whoever looks later, anywhere.
         options = CollectOptions(
             results_root=Path(local_dir).absolute(), clean_remote=clean_remote,
             require_complete=require_complete,
+            plots=self.profile.collect_plots if plots is None else plots,
         )  # fmt: skip
         return collect_run(
             self._record(run), store=self.store, scheduler=self.scheduler,
             remote_root=self.profile.remote_root, options=options, observer=observer,
         )  # fmt: skip
+
+    def compare(
+        self, run_a: str | Path, run_b: str | Path, local_dir: str | Path = "results"
+    ) -> dict[str, Any]:
+        """Differences between two collected runs (see ``globtim_hpc.api.compare_runs``)."""
+        from globtim_hpc.api.views import compare_runs
+
+        return compare_runs(run_a, run_b, local_dir)
 
     def _record(self, run: Run | RunRecord) -> RunRecord:
         if isinstance(run, RunRecord):

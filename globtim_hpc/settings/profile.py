@@ -124,6 +124,12 @@ SCHEMA: dict[str, dict[str, Field]] = {
     },
 }
 
+SCHEMA["collect"] = {
+    "plots": Field(
+        "bool", True, "draw plots into collected run folders (needs matplotlib)", nullable=False
+    ),
+}
+
 HOST_KEYS: dict[str, Field] = {
     "hostname": Field("str", None, "address or DNS name"),
     "user": Field("str", None, "login name"),
@@ -189,6 +195,7 @@ class ClusterProfile:
     slurm_max_array_parallel: int | None
     slurm_test_only: bool
     description: str = ""
+    collect_plots: bool = True
     resolved: Resolved | None = field(default=None, compare=False, repr=False)
 
     @property
@@ -499,6 +506,7 @@ def _build(
         slurm_qos=slurm["qos"],
         slurm_max_array_parallel=slurm["max_array_parallel"],
         slurm_test_only=slurm["test_only"],
+        collect_plots=values["collect"]["plots"],
         resolved=Resolved(values=values, sources=sources, origin=origin),
     )
 
