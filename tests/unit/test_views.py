@@ -19,7 +19,7 @@ from globtim_hpc.api import compare_runs
 from globtim_hpc.registry.store import Store
 from globtim_hpc.results.index import INDEX_NAME, update_index
 from globtim_hpc.results.tables import LEAD_COLUMNS, METRIC_COLUMNS
-from tests.unit.views_support import REPO, collect, make_run, sweep_config
+from tests.unit.views_support import REPO, collect, collect_folder, make_run, sweep_config
 
 FUNCTIONS, DEGREES = ["Sphere", "Rosenbrock"], [4, 6, 8, 10, 12]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -41,7 +41,7 @@ def sweep(tmp_path: Path) -> tuple[Store, Path, Path, Path]:
 def test_a_2x5_sweep_gives_a_tidy_table_and_plots_that_match_it(sweep: Any) -> None:
     store, remote, results, config = sweep
     run_id = make_run(remote, store, config)
-    folder = Path(collect(store, remote, results, run_id).local_dir)
+    folder = collect_folder(store, remote, results, run_id)
 
     frame = pd.read_csv(folder / "tasks.csv")
     assert len(frame) == 10
@@ -85,10 +85,10 @@ def test_a_2x5_sweep_gives_a_tidy_table_and_plots_that_match_it(sweep: Any) -> N
 def test_no_plots_and_a_single_task_say_why(sweep: Any, tmp_path: Path) -> None:
     store, remote, results, config = sweep
     off = make_run(remote, store, config)
-    folder = Path(collect(store, remote, results, off, plots=False).local_dir)
+    folder = collect_folder(store, remote, results, off, plots=False)
     assert not (folder / "plots").exists() and "plots are off" in (folder / "summary.md").read_text()
     single = make_run(remote, store, sweep_config(tmp_path / "one.yaml", ["Sphere"], [4]))
-    folder = Path(collect(store, remote, results, single).local_dir)
+    folder = collect_folder(store, remote, results, single)
     assert not (folder / "plots").exists()
     assert "a single task of a single degree" in (folder / "summary.md").read_text()
     assert len(pd.read_csv(folder / "tasks.csv")) == 1
@@ -116,8 +116,8 @@ def _index_many(root: str, folders: list[str]) -> None:
 def test_two_collections_at_once_leave_the_index_consistent(sweep: Any, tmp_path: Path) -> None:
     store, remote, results, _ = sweep
     config = sweep_config(tmp_path / "small.yaml", ["Sphere"], [4, 6])
-    folders = [Path(collect(store, remote, results, make_run(remote, store, config),
-                            plots=False).local_dir) for _ in range(6)]  # fmt: skip
+    folders = [collect_folder(store, remote, results, make_run(remote, store, config),
+                              plots=False) for _ in range(6)]  # fmt: skip
     (results / INDEX_NAME).unlink()
     update_index(results, folders[0])  # a fresh index from the folders: all six
     (results / INDEX_NAME).write_text((results / INDEX_NAME).read_text().splitlines()[0] + "\n")

@@ -80,6 +80,15 @@ def make_run(
     return run_id
 
 
+def collect_folder(
+    store: Store, remote_root: Path, results_root: Path, run_id: str, *, plots: bool = True
+) -> Path:
+    """Collect and return the run folder."""
+    result = collect(store, remote_root, results_root, run_id, plots=plots)
+    assert result.local_dir is not None
+    return Path(result.local_dir)
+
+
 def collect(
     store: Store, remote_root: Path, results_root: Path, run_id: str, *, plots: bool = True
 ) -> CollectResult:
