@@ -13,7 +13,7 @@ from globtim_hpc.errors import ExitCode, UsageError
 if TYPE_CHECKING:
     from globtim_hpc.settings.profile import ClusterProfile
     from globtim_hpc.workflows.deploy import DeployReport
-    from globtim_hpc.workflows.doctor import DoctorReport
+    from globtim_hpc.workflows.doctor_report import DoctorReport
 
 DESCRIPTION = """\
 Deploy a GlobTim.jl checkout to the cluster and verify its Julia environment.

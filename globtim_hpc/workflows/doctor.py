@@ -10,15 +10,12 @@ from __future__ import annotations
 import posixpath
 import secrets
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
 from globtim_hpc import quoting
 from globtim_hpc.errors import (
     ConfigError,
     ConnectError,
-    ExitCode,
     GlobtimHpcError,
     HostKeyError,
 )
@@ -29,111 +26,24 @@ from globtim_hpc.scheduler.base import Scheduler
 from globtim_hpc.settings.profile import ClusterProfile
 from globtim_hpc.transport.base import Transport
 from globtim_hpc.workflows import jobwait
-
-OK, FAIL, WARN, INFO, SKIP = "ok", "fail", "warn", "info", "skip"
-DOCTOR_DIR = ".doctor"
-INTERNET_HOST = "pkg.julialang.org"
-INTERNET_TIMEOUT_S = 3
-
-
-@dataclass
-class Check:
-    name: str
-    status: str
-    detail: str
-    fix: str | None = None
-    required: bool = True
-
-    @property
-    def passed(self) -> bool:
-        return self.status != FAIL and not (self.required and self.status == SKIP)
-
-
-@dataclass
-class DoctorReport:
-    cluster: str
-    checks: list[Check] = field(default_factory=list)
-    connected: bool = False
-
-    @property
-    def ok(self) -> bool:
-        return all(check.passed for check in self.checks)
-
-    @property
-    def exit_code(self) -> int:
-        if self.ok:
-            return int(ExitCode.OK)
-        return int(ExitCode.ERROR if self.connected else ExitCode.CONNECTION)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "cluster": self.cluster,
-            "ok": self.ok,
-            "connected": self.connected,
-            "exit_code": self.exit_code,
-            "checks": [asdict(check) for check in self.checks],
-        }
-
-
-def tool_problems(stdout: str, *, needs_bash_4_3: bool) -> list[str]:
-    """What the login node lacks, from the _TOOLS probe's answer (empty: all there)."""
-    facts = dict(line.split("=", 1) for line in stdout.splitlines() if "=" in line)
-    problems = []
-    version = tuple(int(part) for part in facts.get("bash", "").split(".") if part.isdigit())
-    wanted = (4, 3) if needs_bash_4_3 else (4, 0)
-    if version < wanted:
-        problems.append(
-            f"bash {facts.get('bash') or 'not found'} (need {wanted[0]}.{wanted[1]} or newer)"
-        )
-    if facts.get("sha256sum") != "ok":
-        problems.append("sha256sum has no --zero option (need a newer GNU coreutils)")
-    if facts.get("tar") != "gnu":
-        problems.append("tar is not GNU tar (needed for --null -T -)")
-    return problems
-
-
-def parse_df_available_kb(stdout: str) -> int | None:
-    """Available 1K blocks from ``df -Pk PATH`` (last line, fourth field)."""
-    lines = [line for line in stdout.splitlines() if line.strip()]
-    if len(lines) < 2:
-        return None
-    fields = lines[-1].split()
-    try:
-        return int(fields[3])
-    except (IndexError, ValueError):
-        return None
-
-
-def _mb(kb: int) -> str:
-    return f"{kb / 1024:,.1f} MB"
-
-
-def _first_line(text: str) -> str:
-    for line in text.splitlines():
-        if line.strip():
-            return line.strip()
-    return ""
-
-
-# Constant shell text; values arrive as positional arguments.
-_WRITABLE = r"""
-dir=$1 probe=$2 depth=$3
-mkdir -p -- "$dir" || exit 3
-touch -- "$dir/$probe" || exit 4
-rm -f -- "$dir/$probe" || exit 5
-if [ "$depth" -gt 0 ]; then
-    bad=$(find "$dir" -mindepth 1 -maxdepth "$depth" -type d ! -writable 2>/dev/null | head -n 5)
-    if [ -n "$bad" ]; then printf '%s\n' "$bad"; exit 6; fi
-fi
-df -Pk -- "$dir"
-"""
-_QUOTA = 'if command -v quota >/dev/null 2>&1; then quota -s 2>&1; else echo "@@no-quota"; fi'
-# The login node's tools that collection and the batch scripts rely on.
-_TOOLS = r"""
-printf 'bash=%s\n' "$(bash -c 'echo "${BASH_VERSINFO[0]}.${BASH_VERSINFO[1]}"' 2>/dev/null)"
-if printf x | sha256sum --zero >/dev/null 2>&1; then echo "sha256sum=ok"; else echo "sha256sum=old"; fi
-if tar --version 2>/dev/null | head -n 1 | grep -q 'GNU tar'; then echo "tar=gnu"; else echo "tar=other"; fi
-"""
+from globtim_hpc.workflows.doctor_report import (
+    DOCTOR_DIR,
+    FAIL,
+    INFO,
+    INTERNET_HOST,
+    INTERNET_TIMEOUT_S,
+    OK,
+    QUOTA_SCRIPT,
+    SKIP,
+    TOOLS_SCRIPT,
+    WRITABLE_SCRIPT,
+    Check,
+    DoctorReport,
+    first_line,
+    mb,
+    parse_df_available_kb,
+    tool_problems,
+)
 
 
 class Doctor:
@@ -286,7 +196,7 @@ class Doctor:
                 "home folder",
                 FAIL,
                 f"cannot read free space of {home}: "
-                f"{_first_line(result.stderr_text) or 'no df output'}",
+                f"{first_line(result.stderr_text) or 'no df output'}",
                 "check home_dir in the cluster profile",
             )
             return
@@ -295,16 +205,16 @@ class Doctor:
             self.add(
                 "home folder",
                 FAIL,
-                f"{home}: only {_mb(available)} free, below min_free_home_mb "
+                f"{home}: only {mb(available)} free, below min_free_home_mb "
                 f"({self.profile.min_free_home_mb} MB)",
                 "free space in your home (du -sh ~/* ~/.[!.]* | sort -h shows what is big); "
                 "SLURM and ssh need a little room there even though runs live under remote_root",
             )
         else:
-            self.add("home folder", OK, f"{home}: {_mb(available)} free")
+            self.add("home folder", OK, f"{home}: {mb(available)} free")
 
     def _check_tools(self, transport: Transport) -> None:
-        result = transport.run(["sh", "-c", _TOOLS], timeout_s=60)
+        result = transport.run(["sh", "-c", TOOLS_SCRIPT], timeout_s=60)
         problems = tool_problems(
             result.stdout_text, needs_bash_4_3=self.make_scheduler(transport).needs_bash_4_3
         )
@@ -320,7 +230,7 @@ class Doctor:
             self.add("login node tools", OK, "bash, GNU tar and sha256sum --zero present")
 
     def _check_quota(self, transport: Transport) -> None:
-        result = transport.run(["sh", "-c", _QUOTA], timeout_s=60)
+        result = transport.run(["sh", "-c", QUOTA_SCRIPT], timeout_s=60)
         text = result.stdout_text.strip()
         if "@@no-quota" in text:
             self.add("quota", INFO, "quota command not installed (informational)", required=False)
@@ -342,7 +252,7 @@ class Doctor:
         folders that deep inside (Pkg writes into the depot's subfolders)."""
         probe = f".globtim-probe-{secrets.token_hex(4)}"
         result = transport.run(
-            ["sh", "-c", _WRITABLE, "globtim-writable", folder, probe, str(depth)], timeout_s=60
+            ["sh", "-c", WRITABLE_SCRIPT, "globtim-writable", folder, probe, str(depth)], timeout_s=60
         )
         reasons = {
             3: f"cannot create {folder}",
@@ -352,7 +262,7 @@ class Doctor:
         }
         if not result.ok:
             detail = reasons.get(result.exit_status, f"check failed (exit {result.exit_status})")
-            stderr = _first_line(result.stderr_text)
+            stderr = first_line(result.stderr_text)
             self.add(name, FAIL, detail + (f" ({stderr})" if stderr else ""), fix)
             return False
         available = parse_df_available_kb(result.stdout_text)
@@ -360,11 +270,11 @@ class Doctor:
             self.add(
                 name,
                 FAIL,
-                f"{folder}: only {_mb(available)} free (need {min_free_mb} MB)",
+                f"{folder}: only {mb(available)} free (need {min_free_mb} MB)",
                 "free space there, or point the profile at another file system",
             )
             return False
-        free = f", {_mb(available)} free" if available is not None else ""
+        free = f", {mb(available)} free" if available is not None else ""
         self.add(name, OK, f"{folder} writable{free}")
         return True
 
@@ -419,7 +329,7 @@ class Doctor:
         except GlobtimHpcError as exc:
             self.add(check, FAIL, exc.message, exc.hint)
             return
-        self.add(check, OK, _first_line(message or "") or "accepted")
+        self.add(check, OK, first_line(message or "") or "accepted")
 
     def _check_accounting(self, scheduler: Scheduler) -> None:
         try:

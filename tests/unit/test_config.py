@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from globtim_hpc.errors import ConfigError, ExitCode
-from globtim_hpc.settings.profile import expand_path, load_profile, profile_rows
+from globtim_hpc.settings.fields import expand_path
+from globtim_hpc.settings.profile import load_profile, profile_rows
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from globtim_hpc.workflows.doctor import tool_problems
+from globtim_hpc.workflows.doctor_report import tool_problems
 
 GOOD = "bash=5.2\nsha256sum=ok\ntar=gnu\n"
 

@@ -39,6 +39,9 @@ _BACKOFF_FIRST_S = 0.5
 _BACKOFF_MAX_S = 8.0
 _EXIT_WAIT_S = 5.0
 _LOG_LIMIT_BYTES = 1024 * 1024
+# ControlPersist floor: with less, a master started on a busy laptop can go idle and exit
+# before the command it was started for reaches it (the profile field has the same minimum).
+MIN_CONTROL_PERSIST_S = 5
 _PID = re.compile(r"Master running \(pid=(\d+)\)")
 
 
@@ -182,7 +185,7 @@ class Master:
             "-o",
             "ControlMaster=yes",
             "-o",
-            f"ControlPersist={max(1, round(self._settings.control_persist_s))}",
+            f"ControlPersist={max(MIN_CONTROL_PERSIST_S, round(self._settings.control_persist_s))}",
             "-E",
             self.files.log,
             # With ControlPersist ssh sends its ProxyJump/ProxyCommand helper's stderr to
