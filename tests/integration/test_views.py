@@ -6,6 +6,10 @@ from __future__ import annotations
 
 import json
 import math
+import secrets
+import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,6 +18,7 @@ import pandas as pd
 import pytest
 
 from globtim_hpc import Cluster
+from globtim_hpc.cli.collect import main as collect_main
 from globtim_hpc.cli.submit import main as submit_main
 from globtim_hpc.jobs.sizing import task_size
 from globtim_hpc.results.index import INDEX_NAME
@@ -105,3 +110,79 @@ def test_sizing_learns_from_a_run_that_used_more_than_estimated(
     assert dry["plan"]["resources"]["mem_gb"] == want_gb
     assert any(f"requesting {want_gb:g} GB" in note for note in dry["plan"]["sizing_notes"])
     assert f"--mem={want_gb * 1024}M" in dry["script"]
+
+
+def _git(repo: Path, *args: str) -> None:
+    subprocess.run(["git", "-C", str(repo), "-c", "user.email=t@example.org", "-c", "user.name=t",
+                    *args], check=True, capture_output=True, text=True)  # fmt: skip
+
+
+def test_compare_two_bed_runs_differing_in_one_parameter_and_one_commit(
+    testbed: Testbed, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("GLOBTIM_HPC_POLL_FLOOR_S", "1")
+    source = tmp_path / "GlobTim.jl"
+    shutil.copytree(REPO / "tests" / "fixtures" / "globtim_project", source)
+    (source / "src" / "token.jl").write_text(f'const TOKEN = "{secrets.token_hex(16)}"\n')
+    _git(source, "init", "-q")
+    _git(source, "add", "-A")
+    _git(source, "commit", "-qm", "first")
+    results = tmp_path / "results"
+    runs = []
+    with Cluster("testbed") as cluster:
+        for gn, change in ((6, None), (8, "# a change to the code\n")):
+            if change:
+                (source / "src" / "token.jl").write_text(change)
+                _git(source, "commit", "-qam", "second")
+            cluster.deploy(source)
+            config = _config(tmp_path / f"gn{gn}.yaml", ["Sphere", "Rosenbrock"], [4, 6])
+            text = config.read_text().replace("samples_per_dim: 6", f"samples_per_dim: {gn}")
+            config.write_text(text)
+            runs.append(cluster.submit(cluster.plan("4d_benchmark", config)))
+        for run in runs:
+            run.wait(timeout_s=600, interval_s=1)
+            cluster.collect(run, results, plots=False)
+    a, b = (run.run_id for run in runs)
+    assert collect_main(["--compare", a, b, "--local-dir", str(results), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["parameters"] == {"samples_per_dim": {"a": 6, "b": 8}}
+    assert set(result["code"]) == {"git_sha", "deploy_id"}, result["code"]
+    assert result["resources"] == {} and len(result["tasks"]) == 4
+    assert all(t["task_a"] and t["task_b"] for t in result["tasks"])
+    assert collect_main(["--compare", a, b, "--local-dir", str(results)]) == 0
+    shown = capsys.readouterr()
+    assert "samples_per_dim: 6 -> 8" in shown.out + shown.err
+
+
+def test_three_bed_runs_indexed_two_collected_at_once_and_rebuilt(
+    testbed: Testbed, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GLOBTIM_HPC_POLL_FLOOR_S", "1")
+    results = tmp_path / "results"
+    deuflhard = tmp_path / "deuflhard.yaml"
+    deuflhard.write_text("parameters:\n  degree: 6\n  samples_per_dim: 20\n"
+                         "resources:\n  mem_gb: 4\n  time_min: 5\n")
+    with Cluster("testbed") as cluster:
+        # Two problems: collections into one problem's folder take turns by design (its lock);
+        # the index is shared by all of them.
+        runs = [cluster.submit(cluster.plan("deuflhard_2d", deuflhard), use_deployment=False)]
+        runs += [cluster.submit(cluster.plan("4d_benchmark", _config(
+                     tmp_path / f"r{i}.yaml", ["Sphere"], [4 + 2 * i])), use_deployment=False)
+                 for i in range(2)]  # fmt: skip
+        for run in runs:
+            run.wait(timeout_s=600, interval_s=1)
+    cli = [sys.executable, str(REPO / "collect_results.py"), "--cluster", "testbed",
+           "--local-dir", str(results), "--no-plots", "--run-id"]  # fmt: skip
+    both = [subprocess.Popen([*cli, run.run_id], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            for run in runs[:2]]  # fmt: skip
+    for proc in both:
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err.decode()
+    assert sorted(pd.read_csv(results / INDEX_NAME).run_id) == sorted(r.run_id for r in runs[:2])
+    assert subprocess.run([*cli, runs[2].run_id], capture_output=True).returncode == 0
+    assert sorted(pd.read_csv(results / INDEX_NAME).run_id) == sorted(r.run_id for r in runs)
+    (results / INDEX_NAME).unlink()
+    assert subprocess.run([*cli, runs[0].run_id], capture_output=True).returncode == 0
+    index = pd.read_csv(results / INDEX_NAME)
+    assert sorted(index.run_id) == sorted(r.run_id for r in runs) and index.complete.all()
