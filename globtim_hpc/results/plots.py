@@ -24,7 +24,8 @@ SIDECAR_NAME = "plots.json"
 SIDECAR_SCHEMA = "globtim-hpc/plots/1"
 MAX_LINES = 6
 MAX_PANELS = 24
-OKABE_ITO = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000")
+# Okabe-Ito without its yellow, which is too faint on white at the size summary.md shows.
+OKABE_ITO = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#000000")
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 DASHES = ("-", "--", "-.", ":", (0, (5, 1)), (0, (3, 1, 1, 1)), (0, (1, 1)), (0, (7, 2)))
 DEGREE_AXIS = ("degree",)  # parameters that are the x axis, not a line of their own
