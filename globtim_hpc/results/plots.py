@@ -33,7 +33,9 @@ PANEL_SIZE_IN = (4.2, 3.0)
 NO_DATA = {
     "max_rss_gb": "MaxRSS not reported\n(scheduler accounting off or not asked)",
     "elapsed_min": "elapsed time not reported",
+    "elapsed_s": "elapsed time not reported",
 }
+SHORT_RUN_S = 120.0  # below this, elapsed time is drawn in seconds rather than minutes
 DPI = 110
 
 
@@ -84,7 +86,25 @@ def _value(row: Mapping[str, Any], column: str) -> float | None:
     if column == "elapsed_min":  # shown in minutes, stored in seconds
         seconds = _number(row.get("elapsed_s"))
         return None if seconds is None else seconds / 60.0
+    if column == "requested_time_s":
+        minutes = _number(row.get("requested_time_min"))
+        return None if minutes is None else minutes * 60.0
     return _number(row.get(column))
+
+
+SHORT_RESOURCES = Figure(
+    "resources", "Elapsed time and peak memory vs degree",
+    (Metric("elapsed_s", "elapsed (seconds)"), Metric("max_rss_gb", "MaxRSS (GB)")),
+    limits=("requested_time_s", "requested_mem_gb"),
+)  # fmt: skip
+
+
+def figures_for(rows: Sequence[Mapping[str, Any]]) -> tuple[Figure, ...]:
+    """The figures, with elapsed time in seconds when every task took under two minutes."""
+    elapsed = [v for v in (_number(r.get("elapsed_s")) for r in rows) if v is not None]
+    if elapsed and max(elapsed) < SHORT_RUN_S:
+        return tuple(SHORT_RESOURCES if f.name == "resources" else f for f in FIGURES)
+    return FIGURES
 
 
 def line_groups(
@@ -107,12 +127,12 @@ def _label(values: Mapping[str, Any]) -> str:
 
 
 def series(
-    rows: Sequence[Mapping[str, Any]], swept: Sequence[str]
+    rows: Sequence[Mapping[str, Any]], swept: Sequence[str], figures: Sequence[Figure] = FIGURES
 ) -> dict[str, list[dict[str, Any]]]:
     """Per metric column, one series per line group: label, group, x (degree), y; sorted by x."""
     out: dict[str, list[dict[str, Any]]] = {}
     groups = line_groups(rows, swept)
-    for figure in FIGURES:
+    for figure in figures:
         for metric in figure.metrics:
             lines = []
             for values, members in groups:
@@ -139,7 +159,7 @@ def plottable(rows: Sequence[Mapping[str, Any]]) -> str | None:
 def _limit(rows: Sequence[Mapping[str, Any]], column: str | None) -> float | None:
     if column is None:
         return None
-    values = {_number(r.get(column)) for r in rows} - {None}
+    values = {_value(r, column) for r in rows} - {None}
     return max(v for v in values if v is not None) if values else None
 
 
@@ -161,13 +181,14 @@ def draw_plots(
                        "no plots were drawn")  # fmt: skip
     plots_dir = folder / PLOTS_DIR
     plots_dir.mkdir(exist_ok=True)
-    data = series(rows, swept)
+    figures = figures_for(rows)
+    data = series(rows, swept, figures)
     line_count = len(line_groups(rows, swept))
     multiples = line_count > MAX_LINES
     panels = min(line_count, MAX_PANELS) if multiples else 1
     made = PlotSet()
     sidecar: dict[str, Any] = {"schema": SIDECAR_SCHEMA, "run_id": run_id, "figures": {}}
-    for figure in FIGURES:
+    for figure in figures:
         columns = len(figure.metrics) if not multiples else min(panels, 4)
         grid_rows = 1 if not multiples else -(-panels // columns) * len(figure.metrics)
         fig, axes = plt.subplots(
