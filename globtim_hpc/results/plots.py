@@ -31,7 +31,7 @@ DASHES = ("-", "--", "-.", ":", (0, (5, 1)), (0, (3, 1, 1, 1)), (0, (1, 1)), (0,
 DEGREE_AXIS = ("degree",)  # parameters that are the x axis, not a line of their own
 PANEL_SIZE_IN = (4.2, 3.0)
 NO_DATA = {
-    "max_rss_gb": "MaxRSS not reported\n(scheduler accounting off or not asked)",
+    "max_rss_gb": "MaxRSS not reported\n(no accounting, or tasks shorter than its sampling)",
     "elapsed_min": "elapsed time not reported",
     "elapsed_s": "elapsed time not reported",
 }
