@@ -143,8 +143,6 @@ def _print_dry_run(out: Output, plan: Any, profile: Any, prepared: Any, warnings
         + f", {res.cpus} CPU(s)"
         + (f", at most {res.max_parallel} at once" if res.max_parallel else "")
     )
-    for note in plan.sizing_notes:
-        out.info(f"sizing: {note}")
     for task in plan.tasks:
         shown = {k: v for k, v in task.params.items() if k not in ("problem", "entry", "task_id")}
         out.console.print(f"  task {task.task_id}: {shown}", markup=False)
