@@ -26,7 +26,7 @@ TASK_STAGES = ("load_packages", "setup", "total")
 # Bookkeeping keys of the parameters file that are not parameters of the computation.
 HIDDEN_PARAMS = frozenset({"problem", "entry", "task_id", "input_sha256"})
 # Where the run environment's hash may be recorded (metadata first, then submission.json).
-RUN_ENV_KEYS = ("run_env_hash", "env_hash", "env_id")
+RUN_ENV_KEYS = ("run_env_manifest_sha256", "run_env_hash", "env_hash", "env_id")
 
 
 def number(value: Any) -> float | None:

@@ -68,3 +68,11 @@ def test_auto_without_history_is_the_estimate_with_headroom(tmp_path: Path) -> N
     assert "no earlier run" in plan.sizing_notes[0]
     below = [learned.Observation("r", "0000", "COMPLETED", 4, 6, 6, 1.5, 0.1, 4.0, 1.0, 10.0, "t")]
     assert apply_sizing(plan, below).resources.mem_gb == plan.resources.mem_gb  # never lower
+
+
+def test_the_run_environment_hash_is_read_where_the_run_records_it() -> None:
+    from globtim_hpc.results.taskdata import run_env_hash
+
+    assert run_env_hash({"run_env_manifest_sha256": "ab" * 32}) == "ab" * 32
+    assert run_env_hash({"submission": {"run_env_manifest_sha256": "cd"}}) == "cd"
+    assert run_env_hash({"submission": None}) is None
