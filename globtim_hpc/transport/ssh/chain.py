@@ -114,7 +114,8 @@ class SshTransport(ClosesOnExit):
         sftp = self._sftp_client()
         try:
             with sftp.open(remote_path, "rb") as handle:
-                handle.prefetch()
+                # No prefetch: its reader thread raises EOFError in the background when the
+                # link drops (a traceback on stderr); these files are small, one thread suffices.
                 return handle.read()
         except BROKEN as exc:
             self._raise_unless_answered(exc, f"reading {remote_path}")
