@@ -126,7 +126,13 @@ SCHEMA: dict[str, dict[str, Field]] = {
             "bool", True, "run 'sbatch --test-only' before submitting", nullable=False
         ),
     },
+    "collect": {
+        "plots": Field(
+            "bool", True, "draw plots into collected run folders (needs matplotlib)", nullable=False
+        ),
+    },
 }
+
 
 @dataclass
 class Resolved:
@@ -164,6 +170,7 @@ class ClusterProfile:
     description: str = ""
     slurm_max_array_size: int | None = None
     julia_cpu_target: str | None = None
+    collect_plots: bool = True
     resolved: Resolved | None = field(default=None, compare=False, repr=False)
 
     @property
@@ -392,6 +399,7 @@ def _build(
         slurm_max_array_parallel=slurm["max_array_parallel"],
         slurm_test_only=slurm["test_only"],
         slurm_max_array_size=slurm["max_array_size"],
+        collect_plots=values["collect"]["plots"],
         resolved=Resolved(values=values, sources=sources, origin=origin),
     )
 
