@@ -16,9 +16,17 @@ import yaml
 
 from globtim_hpc import Cluster
 from globtim_hpc.errors import WaitTimeoutError
-from globtim_hpc.models import JobState
+from globtim_hpc.jobs.plan import build_plan
+from globtim_hpc.models import JobState, RunPhase
+from globtim_hpc.registry.store import Store
+from globtim_hpc.scheduler.slurm import SlurmScheduler
+from globtim_hpc.settings.profile import load_profile
+from globtim_hpc.transport.base import CommandResult
+from globtim_hpc.transport.ssh.chain import SshTransport
 from globtim_hpc.workflows.monitor.poll import RunView, tracked_jobs
+from globtim_hpc.workflows.submit import SubmitContext, submit_plan
 from tests.integration.conftest import REPO, Testbed
+from tests.integration.hooks import AfterCommand
 from tests.integration.test_poll_cost import _sacct_rpcs, _squeue_rpcs
 
 pytestmark = pytest.mark.integration
@@ -171,3 +179,53 @@ def _check_the_run(testbed: Testbed, profile: Path, tmp_path: Path, run_id: str)
         for index in (0, 15, 25, 34):
             status = json.loads((folder / "status" / f"{index:04d}.json").read_text())
             assert status["task_index"] == index
+
+
+class LostAnswer(Exception):
+    pass
+
+
+def test_a_split_submission_interrupted_between_parts_resumes_without_doubling(
+    testbed: Testbed, tmp_path: Path
+) -> None:
+    """The process dies right after part 1's sbatch: the next invocation adopts part 1 by its
+    name, submits only part 2, and SLURM holds exactly one job per part name."""
+    profile = load_profile(str(_profile(testbed, tmp_path)))
+    script = tmp_path / "quick.jl"
+    script.write_text("function run_custom(params, outdir)\n    nothing\nend\n")
+    config = tmp_path / "quick.yaml"
+    config.write_text(yaml.safe_dump({
+        "parameters": {"script": str(script), "case": list(range(25))},
+        "resources": {"time_min": 5, "mem_gb": 0.2, "cpus": 1},
+    }))  # fmt: skip
+    plan = build_plan("custom", config)
+
+    def die(_answer: CommandResult) -> None:
+        raise LostAnswer("the process was killed right after part 1's sbatch")
+
+    assert profile.ssh is not None
+    with SshTransport(profile.ssh) as transport, Store.open() as store:
+        dying = AfterCommand(transport, "GLOBTIM_HPC_TASK_OFFSET=10", die)
+        with pytest.raises(LostAnswer):
+            submit_plan(plan, SubmitContext(profile, SlurmScheduler(dying), store), deployment=None)
+        [pending] = store.unfinished_submissions(profile.name, plan.config_hash)
+        try:
+            assert pending.phase is RunPhase.SUBMITTING
+            assert list(store.part_jobs(pending.run_id)) == [0]  # part 1 ran, unrecorded
+            ctx = SubmitContext(profile, SlurmScheduler(transport), store)
+            result = submit_plan(plan, ctx, deployment=None)
+            assert result.run_id == pending.run_id and result.resumed
+            assert len(set(result.part_job_ids)) == 3, result.to_dict()
+            record = store.get_run(result.run_id)
+            assert record is not None and record.phase is RunPhase.SUBMITTED
+            for part, job_id in enumerate(result.part_job_ids):
+                name = result.run_id if part == 0 else f"{result.run_id}.p{part}"
+                named = transport.run(
+                    ["sacct", "-n", "-X", "-P", "-o", "JobIDRaw", "--name", name, "-S", "now-1hours"]
+                ).stdout_text.split()
+                live = transport.run(["squeue", "-h", "-o", "%A", "--name", name]).stdout_text.split()
+                assert set(named) | set(live) == {job_id}, (name, named, live)
+        finally:
+            ids = store.job_ids(pending.run_id)
+            if ids:
+                transport.run(["scancel", *ids])

@@ -264,6 +264,10 @@ def _finish(
     runs_root = posixpath.dirname(record.remote_dir)
     job_id: str | None = None
     adopted = False
+    if resumed and (record.submission or {}).get("array_parts"):
+        # A split sweep interrupted after its first part was recorded: only the rest is left.
+        job_id = store.part_jobs(record.run_id).get(0)
+        adopted = job_id is not None
     first_try = not resumed
     attempt = 0
     while job_id is None:
@@ -302,14 +306,16 @@ def _finish(
     parts = (record.submission or {}).get("array_parts") or []
     if parts:
         store.record_job(record.run_id, record.cluster, job_id, adopted=adopted, part=0)
-        _submit_other_parts(ctx, record, len(parts))
+        _submit_other_parts(ctx, record, len(parts), look_first=resumed)
     else:
         store.record_job(record.run_id, record.cluster, job_id, adopted=adopted)
     pending.unlink(missing_ok=True)
     return _result(ctx, record, job_id, resumed=resumed, adopted=adopted)
 
 
-def _submit_other_parts(ctx: SubmitContext, record: RunRecord, part_count: int) -> None:
+def _submit_other_parts(
+    ctx: SubmitContext, record: RunRecord, part_count: int, *, look_first: bool
+) -> None:
     """Parts 1.. of a split sweep (the first came with the upload), each exactly once: a part
     already recorded is skipped, and one whose answer was lost is found by its name."""
     for part in range(1, part_count):
@@ -323,7 +329,7 @@ def _submit_other_parts(ctx: SubmitContext, record: RunRecord, part_count: int) 
         adopted = False
         for attempt in range(1, MAX_RECOVERY_ATTEMPTS + 1):
             try:
-                if attempt > 1:
+                if look_first or attempt > 1:  # an earlier answer may have been lost
                     ctx.commands += 1
                     found = ctx.scheduler.find_job(request.run_id, record.remote_dir)
                     if found:
