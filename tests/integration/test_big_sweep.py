@@ -112,7 +112,7 @@ def _check_the_run(testbed: Testbed, profile: Path, tmp_path: Path, run_id: str)
         job_ids = [j.job_id for j in jobs]
         assert len(set(job_ids)) == 4 and run.job_id == job_ids[0]
         names = testbed.inhost(
-            "falcon", "squeue", "-h", "-r", "-j", ",".join(job_ids), "-o", "%A %j %K"
+            "falcon", "squeue", "-h", "-r", "-j", ",".join(job_ids), "-o", "%F %j %K"
         ).stdout.split("\n")
         seen = {tuple(line.split()) for line in names if line.strip()}
         # Each part is an array 0..k-1 with its own name (found again after a lost answer);
@@ -220,11 +220,12 @@ def test_a_split_submission_interrupted_between_parts_resumes_without_doubling(
             assert record is not None and record.phase is RunPhase.SUBMITTED
             for part, job_id in enumerate(result.part_job_ids):
                 name = result.run_id if part == 0 else f"{result.run_id}.p{part}"
-                named = transport.run(
-                    ["sacct", "-n", "-X", "-P", "-o", "JobIDRaw", "--name", name, "-S", "now-1hours"]
-                ).stdout_text.split()
-                live = transport.run(["squeue", "-h", "-o", "%A", "--name", name]).stdout_text.split()
-                assert set(named) | set(live) == {job_id}, (name, named, live)
+                # The array job's id (a started task also has an id of its own).
+                named = {line.split("_")[0] for line in transport.run(
+                    ["sacct", "-n", "-X", "-P", "-o", "JobID", "--name", name, "-S", "now-1hours"]
+                ).stdout_text.split()}  # fmt: skip
+                live = transport.run(["squeue", "-h", "-o", "%F", "--name", name]).stdout_text
+                assert named | set(live.split()) == {job_id}, (name, named, live)
         finally:
             ids = store.job_ids(pending.run_id)
             if ids:
