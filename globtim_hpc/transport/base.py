@@ -6,6 +6,7 @@ boundary (``globtim_hpc.quoting.join`` for SSH; no shell at all for local).
 
 from __future__ import annotations
 
+import io
 import posixpath
 import secrets
 from abc import ABC, abstractmethod
@@ -147,3 +148,42 @@ class ClosesOnExit(ABC):
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+class CommandTransport(ClosesOnExit):
+    """``run`` and ``stream`` for a transport that executes every command one way
+    (``_execute``): the remote transports, and the offline one that refuses them all."""
+
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        timeout_s: float = 120.0,
+        stdin: bytes | None = None,
+    ) -> CommandResult:
+        source = io.BytesIO(stdin) if stdin is not None else None
+        return self._execute(argv, source, None, timeout_s, None, whole=True)
+
+    def stream(
+        self,
+        argv: Sequence[str],
+        *,
+        stdin_source: BinaryIO | None = None,
+        stdout_sink: BinaryIO | None = None,
+        timeout_s: float = 3600.0,
+        progress: ProgressFn | None = None,
+    ) -> CommandResult:
+        return self._execute(argv, stdin_source, stdout_sink, timeout_s, progress, whole=False)
+
+    @abstractmethod
+    def _execute(
+        self,
+        argv: Sequence[str],
+        source: BinaryIO | None,
+        sink: BinaryIO | None,
+        timeout_s: float,
+        progress: ProgressFn | None,
+        *,
+        whole: bool,
+    ) -> CommandResult:
+        """Run argv; ``whole``: a ``run`` (output kept in memory), else a ``stream``."""

@@ -10,10 +10,10 @@ from collections.abc import Sequence
 from typing import BinaryIO
 
 from globtim_hpc.errors import UsageError
-from globtim_hpc.transport.base import ClosesOnExit, CommandResult, ProgressFn
+from globtim_hpc.transport.base import CommandResult, CommandTransport, ProgressFn
 
 
-class OfflineTransport(ClosesOnExit):
+class OfflineTransport(CommandTransport):
     def __init__(self, label: str = "offline") -> None:
         self._label = label
 
@@ -27,21 +27,17 @@ class OfflineTransport(ClosesOnExit):
             "drop --dry-run to reach the cluster",
         )
 
-    def run(
-        self, argv: Sequence[str], *, timeout_s: float = 120.0, stdin: bytes | None = None
-    ) -> CommandResult:
-        raise self._refuse(f"running {argv[0] if argv else 'a command'}")
-
-    def stream(
+    def _execute(
         self,
         argv: Sequence[str],
+        source: BinaryIO | None,
+        sink: BinaryIO | None,
+        timeout_s: float,
+        progress: ProgressFn | None,
         *,
-        stdin_source: BinaryIO | None = None,
-        stdout_sink: BinaryIO | None = None,
-        timeout_s: float = 3600.0,
-        progress: ProgressFn | None = None,
+        whole: bool,
     ) -> CommandResult:
-        raise self._refuse("streaming")
+        raise self._refuse(f"running {argv[0] if argv else 'a command'}" if whole else "streaming")
 
     def put_bytes(self, data: bytes, remote_path: str, *, mode: int = 0o644) -> None:
         raise self._refuse(f"writing {remote_path}")

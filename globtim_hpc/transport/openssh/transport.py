@@ -16,7 +16,6 @@ as in the paramiko transport (a line every login shell accepts, tcsh included).
 
 from __future__ import annotations
 
-import io
 import os
 import time
 from collections.abc import Sequence
@@ -26,8 +25,8 @@ from globtim_hpc.errors import ConfigError, ConnectError, RemoteCommandError, Tr
 from globtim_hpc.quoting import command_line
 from globtim_hpc.transport import process
 from globtim_hpc.transport.base import (
-    ClosesOnExit,
     CommandResult,
+    CommandTransport,
     ProgressFn,
     PromptFn,
     temporary_beside,
@@ -47,7 +46,7 @@ _PUT_SCRIPT = (
 )
 
 
-class OpenSshTransport(ClosesOnExit):
+class OpenSshTransport(CommandTransport):
     """Runs commands and moves files on ``settings.target`` with the system ssh."""
 
     def __init__(self, settings: SshSettings, *, prompt: PromptFn | None = None) -> None:
@@ -85,26 +84,6 @@ class OpenSshTransport(ClosesOnExit):
         ``disconnect``), and every command's ssh has ended."""
 
     # -- protocol --------------------------------------------------------------------------
-
-    def run(
-        self,
-        argv: Sequence[str],
-        *,
-        timeout_s: float = 120.0,
-        stdin: bytes | None = None,
-    ) -> CommandResult:
-        return self._execute(argv, io.BytesIO(stdin or b""), None, timeout_s, None, whole=True)
-
-    def stream(
-        self,
-        argv: Sequence[str],
-        *,
-        stdin_source: BinaryIO | None = None,
-        stdout_sink: BinaryIO | None = None,
-        timeout_s: float = 3600.0,
-        progress: ProgressFn | None = None,
-    ) -> CommandResult:
-        return self._execute(argv, stdin_source, stdout_sink, timeout_s, progress, whole=False)
 
     def put_bytes(self, data: bytes, remote_path: str, *, mode: int = 0o644) -> None:
         temporary = temporary_beside(remote_path, self.label)

@@ -12,7 +12,6 @@ only code that imports paramiko.
 from __future__ import annotations
 
 import contextlib
-import io
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -23,8 +22,8 @@ import paramiko
 from globtim_hpc.errors import ConnectError, TransferError
 from globtim_hpc.quoting import command_line
 from globtim_hpc.transport.base import (
-    ClosesOnExit,
     CommandResult,
+    CommandTransport,
     ProgressFn,
     PromptFn,
     temporary_beside,
@@ -43,7 +42,7 @@ _SETTLE_S = 1.0  # after a channel dies, how long hop threads get to notice
 _Opened = TypeVar("_Opened")
 
 
-class SshTransport(ClosesOnExit):
+class SshTransport(CommandTransport):
     """Runs commands and moves files on ``settings.target`` through its jump hosts."""
 
     def __init__(self, settings: SshSettings, *, prompt: PromptFn | None = None) -> None:
@@ -72,27 +71,6 @@ class SshTransport(ClosesOnExit):
         if self._chain is None:
             self._chain = resolve_chain(self._settings)
         return self._chain
-
-    def run(
-        self,
-        argv: Sequence[str],
-        *,
-        timeout_s: float = 120.0,
-        stdin: bytes | None = None,
-    ) -> CommandResult:
-        source = io.BytesIO(stdin) if stdin is not None else None
-        return self._execute(argv, source, None, timeout_s, None)
-
-    def stream(
-        self,
-        argv: Sequence[str],
-        *,
-        stdin_source: BinaryIO | None = None,
-        stdout_sink: BinaryIO | None = None,
-        timeout_s: float = 3600.0,
-        progress: ProgressFn | None = None,
-    ) -> CommandResult:
-        return self._execute(argv, stdin_source, stdout_sink, timeout_s, progress)
 
     def put_bytes(self, data: bytes, remote_path: str, *, mode: int = 0o644) -> None:
         temporary = temporary_beside(remote_path, self.label)
@@ -136,6 +114,8 @@ class SshTransport(ClosesOnExit):
         sink: BinaryIO | None,
         timeout_s: float,
         progress: ProgressFn | None,
+        *,
+        whole: bool = False,  # one path for both: output is read concurrently either way
     ) -> CommandResult:
         args = tuple(argv)
         if not args:
