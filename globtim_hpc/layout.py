@@ -56,6 +56,13 @@ def attempt_job_name(run_id: str, attempt: int) -> str:
     return run_id if attempt <= 1 else f"{run_id}.a{attempt}"
 
 
+def part_job_name(run_id: str, attempt: int, part: int) -> str:
+    """The job name of one part of a split submission (jobs.arrays): the attempt's name for
+    the first part, ``<attempt name>.p<n>`` for the others, so a lost answer finds each part."""
+    name = attempt_job_name(run_id, attempt)
+    return name if part <= 0 else f"{name}.p{part}"
+
+
 def task_id_width(task_count: int) -> int:
     return max(4, len(str(max(task_count - 1, 0))))
 

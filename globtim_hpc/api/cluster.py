@@ -175,6 +175,11 @@ class Cluster:
             source=Path(source) if source is not None else None,
             probe_timeout_s=probe_timeout_s,
             notify=notify,
+            on_limits=lambda limits: self.store.set_cluster_limits(
+                self.profile.name,
+                max_array_size=limits.max_array_size,
+                max_job_count=limits.max_job_count,
+            ),
         )
 
     def latest_deployment(self) -> dict[str, Any] | None:

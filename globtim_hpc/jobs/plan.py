@@ -41,8 +41,10 @@ __all__ = [
 ]
 
 CONFIG_KEYS = ("problem", "parameters", "resources")
-MAX_TASKS = 10_000
-MANY_TASKS = 1_000  # a common MaxArraySize; above it sbatch may refuse the array
+# What the cluster holds (MaxJobCount, MaxArraySize) is checked at submission, where it is known
+# (workflows/limits.py); this only stops a sweep list typed wrong before it is expanded.
+MAX_TASKS = 1_000_000
+MANY_TASKS = 10_000
 OVERRIDES_SOURCE = "<command line>"
 
 
@@ -384,7 +386,7 @@ def check_plan(plan: JobPlan) -> list[str]:
         )
     if count > MANY_TASKS:
         warnings.append(
-            f"{count:,} array tasks: many clusters cap arrays at {MANY_TASKS:,} (MaxArraySize)"
+            f"{count:,} array tasks is a very large sweep; check the parameter lists"
         )
     sizes = _task_sizes(plan)
     if not sizes:

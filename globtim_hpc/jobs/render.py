@@ -41,6 +41,7 @@ class ScriptInputs:
     julia_project: str | None  # the deployed code folder, or None without a deployment
     attempt: int = 1  # a rerun is attempt 2, 3, ...
     task_indices: tuple[int, ...] | None = None  # a rerun's chosen tasks (None: every task)
+    array: str | None = None  # the first part's --array when the sweep is split (jobs.arrays)
 
 
 def format_time_limit(time_min: int) -> str:
@@ -70,11 +71,17 @@ def indices_spec(indices: Sequence[int], max_parallel: int | None) -> str:
     return spec
 
 
+def array_throttle(plan: JobPlan, profile: ClusterProfile) -> int:
+    return plan.resources.max_parallel or profile.slurm_max_array_parallel or DEFAULT_ARRAY_THROTTLE
+
+
 def sbatch_options(plan: JobPlan, profile: ClusterProfile, inputs: ScriptInputs) -> dict[str, str]:
     resources = plan.resources
     run = RunLayout(inputs.run_dir)
-    throttle = resources.max_parallel or profile.slurm_max_array_parallel or DEFAULT_ARRAY_THROTTLE
-    if inputs.task_indices is not None:
+    throttle = array_throttle(plan, profile)
+    if inputs.array is not None:
+        array = inputs.array
+    elif inputs.task_indices is not None:
         array = indices_spec(inputs.task_indices, throttle)
     else:
         array = array_spec(len(plan.tasks), throttle)

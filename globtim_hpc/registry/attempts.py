@@ -127,8 +127,8 @@ class AttemptsMixin:
 
     def run_jobs(self, run_id: str) -> list[JobRow]:
         rows = self._db.execute(
-            "SELECT job_id, attempt, task_indices, submitted_at FROM jobs WHERE run_id=?"
-            " ORDER BY attempt, submitted_at, rowid",
+            "SELECT job_id, attempt, task_indices, submitted_at, part, task_offset FROM jobs"
+            " WHERE run_id=? ORDER BY attempt, part, submitted_at, rowid",
             (run_id,),
         ).fetchall()
         return [
@@ -137,6 +137,8 @@ class AttemptsMixin:
                 attempt=r["attempt"],
                 task_indices=tuple(json.loads(r["task_indices"])) if r["task_indices"] else None,
                 submitted_at=r["submitted_at"],
+                part=r["part"],
+                task_offset=r["task_offset"],
             )
             for r in rows
         ]
@@ -170,16 +172,20 @@ class AttemptsMixin:
         job_ids: Sequence[tuple[str, Sequence[int]]],
         *,
         adopted: bool = False,
+        offsets: Sequence[int] = (),
     ) -> None:
-        """The attempt's jobs are known: record them and start each of their tasks afresh."""
+        """The attempt's jobs are known: record them and start each of their tasks afresh.
+        ``offsets[n]`` is the index offset of part n (none given: every part at offset 0)."""
         now = utc_now()
         with self._tx() as db:
-            for job_id, indices in job_ids:
+            for part, (job_id, indices) in enumerate(job_ids):
+                offset = offsets[part] if part < len(offsets) else 0
                 db.execute(
                     "INSERT INTO jobs (cluster, job_id, run_id, submitted_at, adopted, attempt,"
-                    " task_indices) VALUES (?,?,?,?,?,?,?) ON CONFLICT(run_id, job_id) DO NOTHING",
+                    " task_indices, part, task_offset) VALUES (?,?,?,?,?,?,?,?,?)"
+                    " ON CONFLICT(run_id, job_id) DO NOTHING",
                     (cluster, job_id, run_id, now, int(adopted), attempt,
-                     json.dumps(list(indices))),
+                     json.dumps(list(indices)), part, offset),
                 )  # fmt: skip
             db.execute(
                 "UPDATE attempts SET phase=?, error=NULL WHERE run_id=? AND attempt=?",

@@ -67,3 +67,5 @@ class JobRow:
     attempt: int
     task_indices: tuple[int, ...] | None
     submitted_at: str
+    part: int = 0  # which part of its attempt (a sweep split at MaxArraySize, jobs.arrays)
+    task_offset: int = 0  # array index + offset = task index

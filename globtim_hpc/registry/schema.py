@@ -11,13 +11,18 @@ so an interrupted rerun is resumed, never doubled); ``jobs`` say which attempt t
 and which task indices they hold (NULL: every task, as every version-2 job did); ``tasks`` say
 which attempt their state is of; ``task_attempts`` keeps each earlier attempt's final status.
 Every version-2 job and task is attempt 1.
+
+Version 4 splits sweeps larger than the cluster's ``MaxArraySize`` into parts (jobs.arrays):
+``jobs`` say which part of their attempt they are and at which index offset they run (0 for
+every earlier job), and ``cluster_limits`` caches what ``scontrol show config`` said about
+MaxArraySize and MaxJobCount, read once per deployment or doctor run.
 """
 
 from __future__ import annotations
 
 import sqlite3
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 
 SCHEMA = """
@@ -49,6 +54,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     adopted INTEGER NOT NULL DEFAULT 0,
     attempt INTEGER NOT NULL DEFAULT 1,
     task_indices TEXT,
+    part INTEGER NOT NULL DEFAULT 0,
+    task_offset INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (run_id, job_id)
 );
 CREATE INDEX IF NOT EXISTS jobs_by_id ON jobs (cluster, job_id);
@@ -111,6 +118,12 @@ CREATE TABLE IF NOT EXISTS collections (
     complete INTEGER NOT NULL,
     collected_at TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS cluster_limits (
+    cluster TEXT PRIMARY KEY,
+    max_array_size INTEGER,
+    max_job_count INTEGER,
+    read_at TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS seen (
     run_id TEXT PRIMARY KEY,
     last_change_id INTEGER NOT NULL
@@ -150,7 +163,15 @@ def _v2_to_v3(db: sqlite3.Connection) -> None:
             db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
 
 
-MIGRATIONS = {1: _v1_to_v2, 2: _v2_to_v3}  # from version -> the step to the next one
+def _v3_to_v4(db: sqlite3.Connection) -> None:
+    # cluster_limits came with SCHEMA; every earlier job is the only part of its attempt.
+    columns = {row[1] for row in db.execute("PRAGMA table_info(jobs)")}
+    for column in ("part", "task_offset"):
+        if column not in columns:
+            db.execute(f"ALTER TABLE jobs ADD COLUMN {column} INTEGER NOT NULL DEFAULT 0")
+
+
+MIGRATIONS = {1: _v1_to_v2, 2: _v2_to_v3, 3: _v3_to_v4}  # from version -> the step to the next one
 
 
 def create_or_upgrade(db: sqlite3.Connection) -> int | None:

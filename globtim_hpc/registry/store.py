@@ -15,6 +15,7 @@ from typing import Any
 
 from globtim_hpc import paths
 from globtim_hpc.errors import StoreError
+from globtim_hpc.jobs.arrays import ArrayPart, parts_from_dicts
 from globtim_hpc.models import JobState, RunPhase, TaskStatus
 from globtim_hpc.registry.attempts import AttemptsMixin
 from globtim_hpc.registry.records import RunRecord, StateChange, utc_now
@@ -124,22 +125,77 @@ class Store(AttemptsMixin):
                 [(run_id, i, tid, "NEW", now) for i, tid in enumerate(task_ids)],
             )
 
+    def _submitted_parts(self, run_id: str) -> list[ArrayPart]:
+        record = self.get_run(run_id)
+        rows = ((record.submission or {}).get("array_parts") if record else None) or []
+        return parts_from_dicts(rows)
+
+    def part_jobs(self, run_id: str) -> dict[int, str]:
+        """The first attempt's jobs recorded so far, by part."""
+        rows = self._db.execute(
+            "SELECT part, job_id FROM jobs WHERE run_id=? AND attempt=1", (run_id,)
+        ).fetchall()
+        return {int(r["part"]): str(r["job_id"]) for r in rows}
+
+    def cluster_limits(self, cluster: str) -> dict[str, Any] | None:
+        """What the cluster said about its array and job limits, when it was last asked."""
+        row = self._db.execute(
+            "SELECT max_array_size, max_job_count, read_at FROM cluster_limits WHERE cluster=?",
+            (cluster,),
+        ).fetchone()
+        return dict(row) if row else None
+
+    def set_cluster_limits(
+        self, cluster: str, *, max_array_size: int | None, max_job_count: int | None
+    ) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO cluster_limits (cluster, max_array_size, max_job_count, read_at)"
+                " VALUES (?,?,?,?) ON CONFLICT(cluster) DO UPDATE SET"
+                " max_array_size=excluded.max_array_size,"
+                " max_job_count=excluded.max_job_count, read_at=excluded.read_at",
+                (cluster, max_array_size, max_job_count, utc_now()),
+            )
+
     def set_phase(self, run_id: str, phase: RunPhase, error: str | None = None) -> None:
         with self._tx() as db:
             db.execute(
                 "UPDATE runs SET phase=?, error=? WHERE run_id=?", (phase.value, error, run_id)
             )
 
-    def record_job(self, run_id: str, cluster: str, job_id: str, *, adopted: bool = False) -> None:
+    def record_job(
+        self,
+        run_id: str,
+        cluster: str,
+        job_id: str,
+        *,
+        adopted: bool = False,
+        part: int | None = None,
+    ) -> None:
+        """Record the run's job; with ``part`` (a split sweep, jobs.arrays), that part's job,
+        and the run counts as submitted only once its last part is recorded."""
         now = utc_now()
+        parts = self._submitted_parts(run_id)
         with self._tx() as db:
             # Keyed by run: the same id recorded again for this run changes nothing, and an id
             # SLURM reuses for another run (ids restart at 1 after a rebuild) keeps both.
-            db.execute(
-                "INSERT INTO jobs (cluster, job_id, run_id, submitted_at, adopted)"
-                " VALUES (?,?,?,?,?) ON CONFLICT(run_id, job_id) DO NOTHING",
-                (cluster, job_id, run_id, now, int(adopted)),
-            )
+            if part is None:
+                db.execute(
+                    "INSERT INTO jobs (cluster, job_id, run_id, submitted_at, adopted)"
+                    " VALUES (?,?,?,?,?) ON CONFLICT(run_id, job_id) DO NOTHING",
+                    (cluster, job_id, run_id, now, int(adopted)),
+                )
+            else:
+                spec = parts[part]
+                db.execute(
+                    "INSERT INTO jobs (cluster, job_id, run_id, submitted_at, adopted,"
+                    " task_indices, part, task_offset) VALUES (?,?,?,?,?,?,?,?)"
+                    " ON CONFLICT(run_id, job_id) DO NOTHING",
+                    (cluster, job_id, run_id, now, int(adopted), json.dumps(list(spec.indices)),
+                     part, spec.offset),
+                )  # fmt: skip
+                if part < len(parts) - 1:
+                    return
             db.execute(
                 "UPDATE runs SET phase=?, submitted_at=COALESCE(submitted_at, ?), error=NULL"
                 " WHERE run_id=?",
@@ -152,7 +208,9 @@ class Store(AttemptsMixin):
 
     def _run_from_row(self, row: sqlite3.Row) -> RunRecord:
         job = self._db.execute(
-            "SELECT job_id FROM jobs WHERE run_id=? ORDER BY submitted_at DESC LIMIT 1",
+            # The latest attempt's job; of a split one, its first part's.
+            "SELECT job_id FROM jobs WHERE run_id=?"
+            " ORDER BY attempt DESC, part, submitted_at DESC, rowid DESC LIMIT 1",
             (row["run_id"],),
         ).fetchone()
         return RunRecord(

@@ -30,6 +30,10 @@ class SubmitRequest:
     cpus: int
     job_tag: str = ""  # distinguishes several submissions of one run (attempts)
     after_job_ids: tuple[str, ...] = ()  # start only once all of these jobs completed well
+    # One part of a split submission (jobs.arrays): its --array list and index offset, given
+    # on the command line over the script's own; None: the script's --array as it stands.
+    array: str | None = None
+    task_offset: int = 0
 
 
 @dataclass(frozen=True)
@@ -44,6 +48,7 @@ class TrackedJob:
     # The array indices this job holds (a rerun holds only the chosen tasks); None: all of them.
     task_indices: tuple[int, ...] | None = None
     job_name: str | None = None  # the job's name when it is not the run id (a later attempt)
+    task_offset: int = 0  # array index + offset = task index (one part of a split sweep)
 
     @property
     def task_count(self) -> int:
@@ -73,6 +78,14 @@ class PollResult:
     status_files: dict[str, dict[str, StatusFile]] | None = None
     notes: list[str] = field(default_factory=list)
     scheduler_calls: int = 0
+
+
+@dataclass(frozen=True)
+class ClusterLimits:
+    """What the scheduler allows: the largest array index + 1, and how many jobs it holds."""
+
+    max_array_size: int | None
+    max_job_count: int | None
 
 
 @dataclass(frozen=True)
@@ -141,6 +154,10 @@ class Scheduler(Protocol):
         self, jobs: Sequence[TrackedJob], indices: Mapping[str, Sequence[int]] | None = None
     ) -> None:
         """Run ``cancel_argv``; a refusal is a SchedulerError."""
+        ...
+
+    def read_limits(self) -> ClusterLimits | None:
+        """One command asking the scheduler its limits; None: it has none worth knowing."""
         ...
 
     def check_accounting(self) -> AccountingCheck | None:

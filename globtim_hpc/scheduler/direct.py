@@ -24,6 +24,7 @@ from globtim_hpc.layout import DIRECT_DIR, RunLayout
 from globtim_hpc.models import JobState, StatusFile, TaskStatus
 from globtim_hpc.scheduler.base import (
     AccountingCheck,
+    ClusterLimits,
     PollResult,
     SubmitRequest,
     TrackedJob,
@@ -288,6 +289,9 @@ class DirectScheduler:
 
     def check_accounting(self) -> AccountingCheck | None:
         return None
+
+    def read_limits(self) -> ClusterLimits | None:
+        return None  # one runner over every task: no array limit to split at
 
     def cancel_argv(
         self, jobs: Sequence[TrackedJob], indices: Mapping[str, Sequence[int]] | None = None

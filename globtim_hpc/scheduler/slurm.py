@@ -17,10 +17,12 @@ from datetime import datetime, timedelta
 
 from globtim_hpc.errors import SchedulerError
 from globtim_hpc.indices import compress_indices
+from globtim_hpc.jobs.arrays import OFFSET_ENV
 from globtim_hpc.models import TaskStatus
 from globtim_hpc.scheduler import slurm_commands as sc
 from globtim_hpc.scheduler.base import (
     AccountingCheck,
+    ClusterLimits,
     PollResult,
     SubmitRequest,
     TrackedJob,
@@ -90,9 +92,9 @@ def _ours(
 def cancel_target(job: TrackedJob, selected: Sequence[int] | None) -> str:
     """``JOB`` for every task, else ``JOB_[0-3,7]``: slurmctld gets one kill request per job
     either way (one per argument; ``JOB_0 JOB_1 ...`` would cost one each)."""
-    if selected is None or set(selected) >= set(range(job.task_count)):
+    if selected is None or set(selected) >= set(job.indices):
         return job.job_id
-    return f"{job.job_id}_[{compress_indices(selected)}]"
+    return f"{job.job_id}_[{compress_indices([i - job.task_offset for i in selected])}]"
 
 
 class SlurmScheduler:
@@ -115,8 +117,17 @@ class SlurmScheduler:
 
     def submit_argv(self, request: SubmitRequest) -> list[str]:
         # The job name (the run id, which find_job looks for) is in the script's #SBATCH block.
+        if request.array is None:
+            return sc.sbatch_argv(
+                request.script_path, chdir=request.run_dir, after_ok=request.after_job_ids
+            )
         return sc.sbatch_argv(
-            request.script_path, chdir=request.run_dir, after_ok=request.after_job_ids
+            request.script_path,
+            chdir=request.run_dir,
+            after_ok=request.after_job_ids,
+            job_name=request.run_id,
+            array=request.array,
+            export=[f"{OFFSET_ENV}={request.task_offset}"],
         )
 
     def parse_submit(self, result: CommandResult) -> str:
@@ -234,18 +245,28 @@ class SlurmScheduler:
             # Several jobs of one run (its attempts) each report their own tasks.
             per_task = poll.tasks.setdefault(job.run_id, {})
             for index in job.indices:
-                key = TaskKey(job.job_id, index)
+                key = TaskKey(job.job_id, index - job.task_offset)
                 merged = _merge_views(
                     _ours(queue.tasks, queue.names, key, job.name),
                     _ours(accounting.tasks, accounting.names, key, job.name) if accounting else None,
                     accounting_ok=accounting is not None,
                 )
                 if merged is not None:
+                    if job.task_offset:
+                        # SLURM's rows carry the array index; the run knows the task index.
+                        merged = replace(merged, task_index=index)
                     per_task[index] = merged
         return poll
 
     def poll(self, jobs: Sequence[TrackedJob]) -> PollResult:
         return run_poll(self, jobs, self.timeout_s)
+
+    def read_limits(self) -> ClusterLimits | None:
+        result = self._run(sc.SHOW_CONFIG_ARGV)
+        if not result.ok:
+            raise self._query_error("scontrol show config", result)
+        max_array_size, max_job_count = sc.parse_config_limits(result.stdout_text)
+        return ClusterLimits(max_array_size=max_array_size, max_job_count=max_job_count)
 
     def check_accounting(self) -> AccountingCheck | None:
         result = self._run(ACCOUNTING_PROBE)

@@ -55,8 +55,15 @@ def sbatch_argv(
     partition: str | None = None,
     account: str | None = None,
     after_ok: Sequence[str] = (),
+    array: str | None = None,
+    export: Sequence[str] = (),
 ) -> list[str]:
     argv = ["sbatch", "--parsable", f"--chdir={chdir}"]
+    if array:
+        argv.append(f"--array={array}")
+    if export:
+        # ALL first: the job keeps the submitting environment, as without --export.
+        argv.append("--export=" + ",".join(["ALL", *export]))
     if after_ok:
         argv.append("--dependency=afterok:" + ":".join(after_ok))
     if test_only:
@@ -458,3 +465,18 @@ def accounting_unavailable(stderr: str) -> str | None:
 
 def scancel_argv(job_ids: Sequence[str]) -> list[str]:
     return ["scancel", *job_ids]
+
+
+SHOW_CONFIG_ARGV = ["scontrol", "show", "config"]
+
+
+def parse_config_limits(text: str) -> tuple[int | None, int | None]:
+    """``MaxArraySize`` and ``MaxJobCount`` from ``scontrol show config`` (None: not shown)."""
+    found: dict[str, int] = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition("=")
+        if sep and key.strip() in ("MaxArraySize", "MaxJobCount"):
+            digits = value.strip().split(" ", 1)[0]
+            if digits.isdigit():
+                found[key.strip()] = int(digits)
+    return found.get("MaxArraySize"), found.get("MaxJobCount")

@@ -118,6 +118,10 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "account": Field("str", None, "default account"),
         "qos": Field("str", None, "default QOS"),
         "max_array_parallel": Field("int", None, "default array throttle (%N)", minimum=1),
+        "max_array_size": Field(
+            "int", None, "largest array to submit (the lower of this and the cluster's "
+            "MaxArraySize); bigger sweeps are split into several array jobs", minimum=1,
+        ),
         "test_only": Field(
             "bool", True, "run 'sbatch --test-only' before submitting", nullable=False
         ),
@@ -164,6 +168,7 @@ class ClusterProfile:
     slurm_max_array_parallel: int | None
     slurm_test_only: bool
     description: str = ""
+    slurm_max_array_size: int | None = None
     julia_cpu_target: str | None = None
     collect_plots: bool = True
     resolved: Resolved | None = field(default=None, compare=False, repr=False)
@@ -393,6 +398,7 @@ def _build(
         slurm_qos=slurm["qos"],
         slurm_max_array_parallel=slurm["max_array_parallel"],
         slurm_test_only=slurm["test_only"],
+        slurm_max_array_size=slurm["max_array_size"],
         collect_plots=values["collect"]["plots"],
         resolved=Resolved(values=values, sources=sources, origin=origin),
     )

@@ -16,6 +16,7 @@ Steps (each is skipped when its result is already there):
 
 from __future__ import annotations
 
+import contextlib
 import json
 import posixpath
 import time
@@ -25,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from globtim_hpc import paths
-from globtim_hpc.errors import JobFailedError, RemoteCommandError, TransferError
+from globtim_hpc.errors import GlobtimHpcError, JobFailedError, RemoteCommandError, TransferError
 from globtim_hpc.julia import env as juliaenv
 from globtim_hpc.julia import runenv
 from globtim_hpc.julia.compat import (
@@ -42,6 +43,7 @@ from globtim_hpc.settings.profile import ClusterProfile
 from globtim_hpc.toolinfo import tool_info
 from globtim_hpc.transport.base import Transport
 from globtim_hpc.workflows import codeship, gitsource, jobwait
+from globtim_hpc.workflows.limits import refresh_limits
 
 PATCH_FILE = "DEPLOY.patch"
 ENV_RESULT = "env_result.json"
@@ -435,6 +437,10 @@ class Deployer:
         *,
         verified: bool,
     ) -> None:
+        # A deployment is when the cluster may have changed: read its array limits again (if
+        # the controller does not answer now, the first submission asks).
+        with contextlib.suppress(GlobtimHpcError):
+            refresh_limits(self.scheduler, self.store, self.profile.name)
         self.store.record_deployment(
             deploy_id=snap.deploy_id,
             cluster=self.profile.name,

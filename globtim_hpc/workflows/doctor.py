@@ -23,7 +23,7 @@ from globtim_hpc.julia import env as juliaenv
 from globtim_hpc.julia import runenv
 from globtim_hpc.julia.compat import ProjectInfo, check_julia_compat, read_project
 from globtim_hpc.layout import RemoteLayout
-from globtim_hpc.scheduler.base import Scheduler
+from globtim_hpc.scheduler.base import ClusterLimits, Scheduler
 from globtim_hpc.settings.profile import ClusterProfile
 from globtim_hpc.transport.base import Transport
 from globtim_hpc.workflows import jobwait, loginshell
@@ -57,7 +57,9 @@ class Doctor:
         source: Path | None = None,
         probe_timeout_s: float = 120.0,
         notify: Callable[[str], None] | None = None,
+        on_limits: Callable[[ClusterLimits], None] | None = None,
     ) -> None:
+        self.on_limits = on_limits or (lambda _limits: None)
         self.profile = profile
         self.open_transport = open_transport
         self.make_scheduler = make_scheduler
@@ -324,6 +326,7 @@ class Doctor:
         if test_argv is not None:
             self._check_test_submit(transport, scheduler, test_argv, name, job_dir)
         self._check_accounting(scheduler)
+        self._check_limits(scheduler)
         self._check_compute_node(transport, scheduler, name, job_dir)
 
     def _check_test_submit(
@@ -343,6 +346,22 @@ class Doctor:
             self.add(check, FAIL, exc.message, exc.hint)
             return
         self.add(check, OK, first_line(message or "") or "accepted")
+
+    def _check_limits(self, scheduler: Scheduler) -> None:
+        """The cluster's array and job limits, cached for submissions (they split at them)."""
+        try:
+            limits = scheduler.read_limits()
+        except GlobtimHpcError as exc:
+            self.add("array limits", FAIL, exc.message, exc.hint, required=False)
+            return
+        if limits is None:
+            return
+        self.on_limits(limits)
+        override = self.profile.slurm_max_array_size
+        detail = f"MaxArraySize {limits.max_array_size}, MaxJobCount {limits.max_job_count}"
+        if override:
+            detail += f"; the profile's slurm.max_array_size {override}"
+        self.add("array limits", OK, detail + " (bigger sweeps are split into several arrays)")
 
     def _check_accounting(self, scheduler: Scheduler) -> None:
         try:
@@ -447,6 +466,7 @@ def run_doctor(
     source: Path | None = None,
     probe_timeout_s: float = 120.0,
     notify: Callable[[str], None] | None = None,
+    on_limits: Callable[[ClusterLimits], None] | None = None,
 ) -> DoctorReport:
     return Doctor(
         profile,
@@ -455,4 +475,5 @@ def run_doctor(
         source=source,
         probe_timeout_s=probe_timeout_s,
         notify=notify,
+        on_limits=on_limits,
     ).run()

@@ -23,8 +23,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from globtim_hpc.errors import UsageError
 from globtim_hpc.indices import parse_index_list
+from globtim_hpc.jobs.arrays import split_indices
 from globtim_hpc.jobs.plan import plan_from_dict
-from globtim_hpc.jobs.render import ScriptInputs, render_script
+from globtim_hpc.jobs.render import ScriptInputs, array_throttle, render_script
 from globtim_hpc.jobs.resources import MAX_MEM_GB, MAX_TIME_MIN, Resources
 from globtim_hpc.layout import OUTPUT_DIR, STATUS_DIR
 from globtim_hpc.models import JobState, RunPhase, TaskStatus
@@ -32,6 +33,7 @@ from globtim_hpc.registry.records import RunRecord
 from globtim_hpc.registry.store import Store
 from globtim_hpc.results.manifest import MANIFEST_NAME, RemoteManifest, parse_sha256sum
 from globtim_hpc.settings.profile import ClusterProfile
+from globtim_hpc.workflows.limits import array_limits
 from globtim_hpc.workflows.submit.attempt import AttemptResult, AttemptSpec, attempt_result
 from globtim_hpc.workflows.taskstate import is_settled
 
@@ -220,8 +222,10 @@ def build_spec(
     request: RerunRequest,
     *,
     attempt: int | None = None,
+    max_array_size: int | None = None,
 ) -> AttemptSpec:
-    """The attempt that reruns ``chosen``: its number, resources and script."""
+    """The attempt that reruns ``chosen``: its number, resources and script (and its parts,
+    when an index is past ``max_array_size``: see jobs.arrays)."""
     if not chosen:
         raise UsageError(
             f"run {run.run_id} has no task to rerun with --only {request.only}",
@@ -238,10 +242,15 @@ def build_spec(
     plan = replace(plan, resources=Resources(**fields))
     julia_project = (run.submission or {}).get("julia_project")
     indices = tuple(chosen)
+    parts = split_indices(indices, max_array_size)
+    if len(parts) == 1 and parts[0].offset == 0:
+        parts = []  # one job whose --array lists the task indices, as before parts existed
+    throttle = array_throttle(plan, profile)
     script = render_script(
         plan, profile,
         ScriptInputs(run.run_id, run.remote_dir, julia_project, attempt=number,
-                     task_indices=indices),
+                     task_indices=indices,
+                     array=parts[0].array_spec(throttle) if parts else None),
     )  # fmt: skip
     task_ids = {index: task_id for index, task_id, _, _ in store.task_rows(run.run_id)}
     return AttemptSpec(
@@ -253,6 +262,8 @@ def build_spec(
         resources=resources,
         cause=request.cause or f"rerun --only {request.only}",
         script=script,
+        parts=tuple(parts),
+        throttle=throttle,
     )
 
 
@@ -280,6 +291,7 @@ def rerun_run(
     store, profile = cluster.store, cluster.profile
     check_rerunnable(run, cluster.scheduler.reruns_tasks)
     ctx = SubmitContext(profile=profile, scheduler=cluster.scheduler, store=store)
+    limit = array_limits(cluster.scheduler, store, profile).max_array_size
     unfinished = store.unfinished_attempt(run.run_id)
     if unfinished is not None and not dry_run:
         again = RerunRequest(
@@ -287,7 +299,9 @@ def rerun_run(
             time_min=int(unfinished.resources["time_min"]), cause=unfinished.cause,
         )  # fmt: skip
         chosen = {index: "resumed" for index in unfinished.task_indices}
-        spec = build_spec(store, profile, run, chosen, again, attempt=unfinished.attempt)
+        spec = build_spec(
+            store, profile, run, chosen, again, attempt=unfinished.attempt, max_array_size=limit
+        )
         result = submit_attempt(ctx, run, spec, resumed=True)
         result.warnings.append(
             f"resumed attempt {unfinished.attempt} of this run, interrupted before its job was "
@@ -303,7 +317,7 @@ def rerun_run(
         manifest = fetch_manifest(cluster.transport, run.remote_dir, ())
         missing = missing_tasks(store, run, manifest, store.task_attempt_numbers(run.run_id))
     chosen = select_tasks(tasks, task_ids, request.only, missing)
-    spec = build_spec(store, profile, run, chosen, request)
+    spec = build_spec(store, profile, run, chosen, request, max_array_size=limit)
     if dry_run:
         return dry_result(spec, chosen)
     seen = {index: tasks[index].attempt for index in spec.task_indices}
@@ -314,7 +328,9 @@ def rerun_run(
             "look with monitor_jobs.py --run-id " + run.run_id + " in a moment",
         )
     if number != spec.attempt:
-        spec = build_spec(store, profile, run, chosen, request, attempt=number)
+        spec = build_spec(
+            store, profile, run, chosen, request, attempt=number, max_array_size=limit
+        )
     result = submit_attempt(ctx, run, spec, resumed=False)
     result.reasons = chosen
     return result

@@ -265,8 +265,8 @@ def test_many_task_ids_widen(tmp_path: Path) -> None:
     assert len(plan.tasks) == 11_000
     assert plan.tasks[-1].task_id == "10999"
     assert plan.tasks[0].task_id == "00000"
-    with pytest.raises(ConfigError, match="11,000 tasks"):
-        check_plan(plan)
+    # What the cluster holds is checked at submission (workflows/limits.py); here a warning.
+    assert any("very large sweep" in warning for warning in check_plan(plan))
 
 
 def test_custom_free_form_parameters_sweep_after_declared_ones(tmp_path: Path) -> None:

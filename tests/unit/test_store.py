@@ -233,9 +233,11 @@ def test_a_version_2_registry_becomes_attempt_1_of_each_run(tmp_path: Path) -> N
     db.commit()
     db.close()
     with Store.open(tmp_path) as store:
-        assert store.schema_version() == SCHEMA_VERSION == 3
+        assert store.schema_version() == SCHEMA_VERSION == 4
         (job,) = store.run_jobs(RUN)
         assert (job.job_id, job.attempt, job.task_indices) == ("7", 1, None)
+        assert (job.part, job.task_offset) == (0, 0)  # version 4: the only part, no offset
+        assert store.cluster_limits("c") is None
         assert store.task_attempt_numbers(RUN) == {0: 1, 1: 1}
         assert store.attempts(RUN) == [] and store.next_attempt(RUN) == 2
 
@@ -282,3 +284,26 @@ CREATE TABLE tasks (run_id TEXT NOT NULL REFERENCES runs(run_id), task_index INT
     task_id TEXT NOT NULL, state TEXT NOT NULL, status_json TEXT, updated_at TEXT NOT NULL,
     PRIMARY KEY (run_id, task_index));
 """
+
+
+def test_a_version_3_registry_gets_parts_and_the_limits_cache(tmp_path: Path) -> None:
+    with Store.open(tmp_path) as store:
+        add(store, tasks=2)
+        store.record_job(RUN, "c", "7")
+    # Make the file a version-3 one again: the jobs table without its version-4 columns.
+    db = sqlite3.connect(tmp_path / "registry.sqlite3")
+    db.execute("DROP TABLE cluster_limits")
+    db.execute("ALTER TABLE jobs DROP COLUMN part")
+    db.execute("ALTER TABLE jobs DROP COLUMN task_offset")
+    db.execute("UPDATE meta SET value='3' WHERE key='schema_version'")
+    db.commit()
+    db.close()
+    with Store.open(tmp_path) as store:
+        assert store.schema_version() == 4
+        (job,) = store.run_jobs(RUN)
+        assert (job.job_id, job.part, job.task_offset) == ("7", 0, 0)
+        store.set_cluster_limits("c", max_array_size=10, max_job_count=500)
+        store.set_cluster_limits("c", max_array_size=1001, max_job_count=10_000)
+        limits = store.cluster_limits("c")
+        assert limits is not None
+        assert (limits["max_array_size"], limits["max_job_count"]) == (1001, 10_000)

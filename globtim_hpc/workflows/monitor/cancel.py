@@ -147,7 +147,9 @@ def _mark_requested(store: Store, runs: Sequence[RunRecord], plan: CancelPlan) -
     """Note the request on each chosen task first: the poll after it, and every later one,
     then read a task SLURM dropped from its records as cancelled (taskstate rule 8)."""
     now = utc_now()
-    chosen_by_run = {job.run_id: set(plan.indices[job.job_id]) for job in plan.jobs}
+    chosen_by_run: dict[str, set[int]] = {}
+    for job in plan.jobs:  # a run may have several jobs (attempts, parts of a split sweep)
+        chosen_by_run.setdefault(job.run_id, set()).update(plan.indices[job.job_id])
     for run in runs:
         chosen = chosen_by_run.get(run.run_id)
         if not chosen:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from globtim_hpc.jobs.statusfile import read_status_files
-from globtim_hpc.layout import attempt_job_name
+from globtim_hpc.layout import part_job_name
 from globtim_hpc.models import JobState, RunPhase, StatusFile, TaskStatus
 from globtim_hpc.registry.records import JobRow, RunRecord, StateChange
 from globtim_hpc.registry.store import Store
@@ -151,7 +151,8 @@ def tracked_jobs(store: Store, view: RunView) -> list[TrackedJob]:
                 task_ids=task_ids,
                 submitted_at=row.submitted_at or view.run.submitted_at,
                 task_indices=None if row.task_indices is None and row.attempt == 1 else indices,
-                job_name=attempt_job_name(view.run.run_id, row.attempt),
+                job_name=part_job_name(view.run.run_id, row.attempt, row.part),
+                task_offset=row.task_offset,
             )
         )
     return jobs

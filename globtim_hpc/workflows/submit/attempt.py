@@ -16,9 +16,17 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from globtim_hpc.errors import ConnectError, SchedulerError
-from globtim_hpc.layout import ATTEMPTS_DIR, JOB_SCRIPT, OUTPUT_DIR, STATUS_DIR, attempt_job_name
+from globtim_hpc.jobs.arrays import ArrayPart
+from globtim_hpc.layout import (
+    ATTEMPTS_DIR,
+    JOB_SCRIPT,
+    OUTPUT_DIR,
+    STATUS_DIR,
+    attempt_job_name,
+    part_job_name,
+)
 from globtim_hpc.registry.records import RunRecord
-from globtim_hpc.scheduler.base import SubmitRequest
+from globtim_hpc.scheduler.base import SubmitRequest, submit_job
 from globtim_hpc.transport.base import CommandResult
 from globtim_hpc.workflows.submit.exactly_once import (
     MAX_RECOVERY_ATTEMPTS,
@@ -81,6 +89,10 @@ class AttemptSpec:
     resources: dict[str, Any]
     cause: str
     script: str
+    # A rerun over task indices past the array limit runs as several parts (jobs.arrays);
+    # empty: one job whose --array lists the task indices themselves.
+    parts: tuple[ArrayPart, ...] = ()
+    throttle: int | None = None
 
     @property
     def job_name(self) -> str:
@@ -115,9 +127,10 @@ class AttemptResult:
         return data
 
 
-def _request(record: RunRecord, spec: AttemptSpec) -> SubmitRequest:
+def _request(record: RunRecord, spec: AttemptSpec, part: int = 0) -> SubmitRequest:
+    chosen = spec.parts[part] if spec.parts else None
     return SubmitRequest(
-        run_id=spec.job_name,
+        run_id=part_job_name(spec.run_id, spec.attempt, part) if chosen else spec.job_name,
         run_dir=record.remote_dir,
         script_path=posixpath.join(record.remote_dir, spec.script_rel()),
         task_count=len(spec.task_indices),
@@ -125,6 +138,8 @@ def _request(record: RunRecord, spec: AttemptSpec) -> SubmitRequest:
         time_limit_s=int(spec.resources["time_min"]) * 60,
         cpus=int(spec.resources["cpus"]),
         job_tag=f"a{spec.attempt}",
+        array=chosen.array_spec(spec.throttle) if chosen else None,
+        task_offset=chosen.offset if chosen else 0,
     )
 
 
@@ -197,11 +212,57 @@ def submit_attempt(
                         hop=None,
                     ) from exc
                 time.sleep(min(2.0 * tries, 8.0))
+        if not spec.parts:
+            ctx.store.start_attempt(
+                record.run_id, record.cluster, spec.attempt, [(job_id, spec.task_indices)],
+                adopted=adopted,
+            )  # fmt: skip
+            return _result(ctx, spec, [job_id], resumed=resumed, adopted=adopted)
+        job_ids = [job_id, *_other_parts(ctx, record, spec, look_first=resumed)]
         ctx.store.start_attempt(
-            record.run_id, record.cluster, spec.attempt, [(job_id, spec.task_indices)],
-            adopted=adopted,
+            record.run_id, record.cluster, spec.attempt,
+            [(job, part.indices) for job, part in zip(job_ids, spec.parts, strict=True)],
+            adopted=adopted, offsets=[part.offset for part in spec.parts],
         )  # fmt: skip
-        return _result(ctx, spec, [job_id], resumed=resumed, adopted=adopted)
+        return _result(ctx, spec, job_ids, resumed=resumed, adopted=adopted)
+
+
+def _other_parts(
+    ctx: SubmitContext, record: RunRecord, spec: AttemptSpec, *, look_first: bool
+) -> list[str]:
+    """Parts 1.. of a split attempt (the first moved the files aside and wrote the script),
+    each found by its name before it is submitted whenever an answer may have been lost."""
+    job_ids: list[str] = []
+    for part in spec.parts[1:]:
+        request = _request(record, spec, part.part)
+        job_id: str | None = None
+        look = look_first
+        for tries in range(1, MAX_RECOVERY_ATTEMPTS + 1):
+            try:
+                if look:
+                    ctx.commands += 1
+                    found = ctx.scheduler.find_job(request.run_id, record.remote_dir)
+                    if found:
+                        job_id = str(found)
+                        break
+                look = True
+                ctx.commands += 1
+                job_id = submit_job(ctx.scheduler, request, timeout_s=300)
+                break
+            except ConnectError as exc:
+                if not exc.transient or tries >= MAX_RECOVERY_ATTEMPTS:
+                    ctx.store.set_attempt_error(record.run_id, spec.attempt, str(exc))
+                    raise ConnectError(
+                        f"the connection dropped while submitting part {part.part} of attempt "
+                        f"{spec.attempt} of run {record.run_id}: {exc.message}",
+                        "run the same rerun command again: it finds the parts SLURM got and "
+                        "submits only the others (never twice)",
+                        hop=None,
+                    ) from exc
+                time.sleep(min(2.0 * tries, 8.0))
+        assert job_id is not None
+        job_ids.append(job_id)
+    return job_ids
 
 
 def _result(

@@ -27,6 +27,7 @@ from globtim_hpc.registry.records import RunRecord
 from globtim_hpc.registry.store import Store
 from globtim_hpc.scheduler.base import Scheduler, submit_job
 from globtim_hpc.transport.base import CommandResult
+from globtim_hpc.workflows.limits import array_limits, check_sweep_size
 from globtim_hpc.workflows.submit.preflight import preflight
 from globtim_hpc.workflows.submit.prepare import (
     PreparedRun,
@@ -95,6 +96,7 @@ class SubmitResult:
     remote_commands: int = 0
     script: str = ""
     upload_plan: list[dict[str, Any]] = field(default_factory=list)
+    part_job_ids: list[str] = field(default_factory=list)  # a split sweep's jobs, by part
     warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -181,7 +183,12 @@ def submit_plan(
                     return _result(ctx, fresh, fresh.job_id, resumed=True, adopted=False)
                 return _finish(ctx, fresh, resumed=True)
 
-    prepared = prepare_run(plan, profile, deployment, ctx.scheduler.run_files(), after=after)
+    limits = array_limits(ctx.scheduler, store, profile)
+    size_warnings = check_sweep_size(len(plan.tasks), limits, profile.name)
+    prepared = prepare_run(
+        plan, profile, deployment, ctx.scheduler.run_files(), after=after,
+        max_array_size=limits.max_array_size,
+    )  # fmt: skip
     # The direct runner refuses --after here, before anything is recorded or uploaded.
     ctx.scheduler.submit_argv(
         submit_request(prepared.run_id, prepared.run_dir, plan.to_dict(), submission=prepared.submission)
@@ -196,7 +203,9 @@ def submit_plan(
     # Held from the moment the run is recorded until it has its job: a second command started
     # now sees an unfinished run, and must not "recover" it while this one is submitting it.
     with _recovery_lock(prepared.run_id):
-        return _record_and_submit(ctx, plan, prepared, archive, plan_dict)
+        result = _record_and_submit(ctx, plan, prepared, archive, plan_dict)
+    result.warnings.extend(size_warnings)
+    return result
 
 
 def _record_and_submit(
@@ -255,6 +264,10 @@ def _finish(
     runs_root = posixpath.dirname(record.remote_dir)
     job_id: str | None = None
     adopted = False
+    if resumed and (record.submission or {}).get("array_parts"):
+        # A split sweep interrupted after its first part was recorded: only the rest is left.
+        job_id = store.part_jobs(record.run_id).get(0)
+        adopted = job_id is not None
     first_try = not resumed
     attempt = 0
     while job_id is None:
@@ -290,9 +303,53 @@ def _finish(
                     hop=None,
                 ) from exc
             time.sleep(min(2.0 * attempt, 8.0))
-    store.record_job(record.run_id, record.cluster, job_id, adopted=adopted)
+    parts = (record.submission or {}).get("array_parts") or []
+    if parts:
+        store.record_job(record.run_id, record.cluster, job_id, adopted=adopted, part=0)
+        _submit_other_parts(ctx, record, len(parts), look_first=resumed)
+    else:
+        store.record_job(record.run_id, record.cluster, job_id, adopted=adopted)
     pending.unlink(missing_ok=True)
     return _result(ctx, record, job_id, resumed=resumed, adopted=adopted)
+
+
+def _submit_other_parts(
+    ctx: SubmitContext, record: RunRecord, part_count: int, *, look_first: bool
+) -> None:
+    """Parts 1.. of a split sweep (the first came with the upload), each exactly once: a part
+    already recorded is skipped, and one whose answer was lost is found by its name."""
+    for part in range(1, part_count):
+        if part in ctx.store.part_jobs(record.run_id):
+            continue
+        request = submit_request(
+            record.run_id, record.remote_dir, record.plan, submission=record.submission,
+            part=part,
+        )  # fmt: skip
+        job_id: str | None = None
+        adopted = False
+        for attempt in range(1, MAX_RECOVERY_ATTEMPTS + 1):
+            try:
+                if look_first or attempt > 1:  # an earlier answer may have been lost
+                    ctx.commands += 1
+                    found = ctx.scheduler.find_job(request.run_id, record.remote_dir)
+                    if found:
+                        job_id, adopted = str(found), True
+                        break
+                ctx.commands += 1
+                job_id = submit_job(ctx.scheduler, request, timeout_s=300)
+                break
+            except ConnectError as exc:
+                if not exc.transient or attempt >= MAX_RECOVERY_ATTEMPTS:
+                    raise ConnectError(
+                        f"the connection dropped while submitting part {part} of run "
+                        f"{record.run_id}: {exc.message}",
+                        "run the same submit command again: it finds the parts SLURM got and "
+                        "submits only the others (never twice)",
+                        hop=None,
+                    ) from exc
+                time.sleep(min(2.0 * attempt, 8.0))
+        assert job_id is not None
+        ctx.store.record_job(record.run_id, record.cluster, job_id, adopted=adopted, part=part)
 
 
 def _result(
@@ -312,6 +369,9 @@ def _result(
         adopted=adopted,
         resumed=resumed,
         remote_commands=ctx.commands,
+        part_job_ids=[job for _, job in sorted(ctx.store.part_jobs(record.run_id).items())]
+        if (record.submission or {}).get("array_parts")
+        else [],
     )
 
 

@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 from globtim_hpc import paths
 from globtim_hpc.errors import PreflightError
-from globtim_hpc.jobs.render import ScriptInputs, render_script
+from globtim_hpc.jobs.arrays import split_indices
+from globtim_hpc.jobs.render import ScriptInputs, array_throttle, render_script
 from globtim_hpc.layout import (
     DRIVER_DIR,
     JOB_SCRIPT,
@@ -29,6 +30,7 @@ from globtim_hpc.layout import (
     SUBMISSION_JSON,
     RemoteLayout,
     new_run_id,
+    part_job_name,
 )
 from globtim_hpc.registry.records import utc_now
 from globtim_hpc.scheduler.base import SubmitRequest
@@ -89,12 +91,15 @@ def submit_request(
     job_tag: str = "",
     *,
     submission: Mapping[str, Any] | None = None,
+    part: int | None = None,
 ) -> SubmitRequest:
     """What the scheduler is asked to run, from a plan as the registry keeps it (``to_dict``)
-    and the run's submission record (the runs it waits on)."""
+    and the run's submission record (the runs it waits on, the parts of a split sweep)."""
     resources = plan["resources"]
+    parts = list((submission or {}).get("array_parts") or [])
+    chosen = parts[part or 0] if parts else None
     return SubmitRequest(
-        run_id=run_id,
+        run_id=part_job_name(run_id, 1, int(chosen["part"])) if chosen else run_id,
         run_dir=run_dir,
         script_path=posixpath.join(run_dir, JOB_SCRIPT),
         task_count=len(plan["tasks"]),
@@ -103,7 +108,20 @@ def submit_request(
         cpus=int(resources["cpus"]),
         job_tag=job_tag,
         after_job_ids=after_job_ids(submission),
+        array=str(chosen["array"]) if chosen else None,
+        task_offset=int(chosen["offset"]) if chosen else 0,
     )
+
+
+def array_parts(
+    plan: JobPlan, profile: ClusterProfile, max_array_size: int | None
+) -> list[dict[str, Any]]:
+    """The parts a first submission is split into (none when one array job holds it all)."""
+    parts = split_indices(range(len(plan.tasks)), max_array_size)
+    if len(parts) <= 1:
+        return []
+    throttle = array_throttle(plan, profile)
+    return [{**part.to_dict(), "array": part.array_spec(throttle)} for part in parts]
 
 
 def upload_inputs(
@@ -172,14 +190,18 @@ def prepare_run(
     *,
     run_id: str | None = None,
     after: Mapping[str, Sequence[str]] | None = None,
+    max_array_size: int | None = None,
 ) -> PreparedRun:
     """Render the script and gather every file of the run folder (``scheduler_files``: what the
-    scheduler needs in it, see ``Scheduler.run_files``)."""
+    scheduler needs in it, see ``Scheduler.run_files``). A sweep with more tasks than
+    ``max_array_size`` is split into parts (jobs.arrays), kept in the submission record."""
     run_id = run_id or new_run_id(plan.problem)
     run_dir = RemoteLayout(profile.remote_root).run_dir(run_id)
     run_env = _run_env(deployment)
     julia_project = run_env.get("dir") if deployment else None
-    script = render_script(plan, profile, ScriptInputs(run_id, run_dir, julia_project))
+    parts = array_parts(plan, profile, max_array_size)
+    inputs = ScriptInputs(run_id, run_dir, julia_project, array=parts[0]["array"] if parts else None)
+    script = render_script(plan, profile, inputs)
     files: dict[str, bytes] = {JOB_SCRIPT: script.encode()}
     files.update(_driver_files(plan))
     for task in plan.tasks:
@@ -223,6 +245,8 @@ def prepare_run(
             {"run_id": parent, "job_ids": list(job_ids)} for parent, job_ids in (after or {}).items()
         ],
     }
+    if parts:
+        submission["array_parts"] = parts
     files[SUBMISSION_JSON] = (json.dumps(submission, indent=2, sort_keys=True) + "\n").encode()
     return PreparedRun(
         run_id=run_id,
