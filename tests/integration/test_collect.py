@@ -31,9 +31,9 @@ from globtim_hpc.registry.lookup import find_run
 from globtim_hpc.registry.records import RunRecord
 from globtim_hpc.registry.store import Store
 from globtim_hpc.results.manifest import ManifestEntry
-from globtim_hpc.results.survey import parse_survey
 from globtim_hpc.results.placement import NoSpaceError
 from globtim_hpc.results.safe_tar import ExtractAborted, ExtractingSink
+from globtim_hpc.results.survey import parse_survey
 from globtim_hpc.scheduler.factory import make_scheduler
 from globtim_hpc.settings.profile import ClusterProfile, load_profile
 from globtim_hpc.transport.base import CommandResult, Transport
