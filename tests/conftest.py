@@ -12,7 +12,11 @@ REPO = Path(__file__).resolve().parent.parent
 
 # Set by tests/integration for the checkout's own corner of the bed; unit tests see the
 # profile's plain defaults.
-BED_ENV = ("GLOBTIM_TESTBED_REMOTE_ROOT", "GLOBTIM_TESTBED_STAND_IN")
+BED_ENV = (
+    "GLOBTIM_TESTBED_REMOTE_ROOT",
+    "GLOBTIM_TESTBED_TCSH_REMOTE_ROOT",
+    "GLOBTIM_TESTBED_STAND_IN",
+)
 
 
 @pytest.fixture(autouse=True)

@@ -13,5 +13,6 @@ The four commands stand on the same calls. Errors are the ``GlobtimHpcError`` hi
 
 from globtim_hpc.api.cluster import Cluster
 from globtim_hpc.api.run import Run
+from globtim_hpc.api.views import compare_runs, rebuild_results_index
 
-__all__ = ["Cluster", "Run"]
+__all__ = ["Cluster", "Run", "compare_runs", "rebuild_results_index"]

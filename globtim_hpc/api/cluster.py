@@ -191,14 +191,19 @@ class Cluster:
         resources: Mapping[str, Any] | None = None,
     ) -> JobPlan:
         """Problem + job config + overrides (a sweep: lists of values) -> the tasks to run."""
+        from globtim_hpc.jobs.advice import apply_sizing
         from globtim_hpc.jobs.plan import build_plan
+        from globtim_hpc.registry.sizing import observations
 
         overrides: dict[str, Any] = {}
         if parameters:
             overrides["parameters"] = dict(parameters)
         if resources:
             overrides["resources"] = dict(resources)
-        return build_plan(problem, Path(config) if config is not None else None, overrides or None)
+        plan = build_plan(problem, Path(config) if config is not None else None, overrides or None)
+        # What earlier collected tasks of this problem here really used: warnings, and the
+        # request itself for ``mem_gb: auto``.
+        return apply_sizing(plan, observations(self.store.path, self.name, plan.problem))
 
     def _deployment(self, use_deployment: bool) -> dict[str, Any] | None:
         return self.latest_deployment() if use_deployment else None
@@ -238,7 +243,9 @@ class Cluster:
             from globtim_hpc.api.local import check_local_julia
 
             check_local_julia(self.profile.julia_executable)
-        waits_on, notes = self._after(after)
+        from globtim_hpc.api.chaining import resolve_after
+
+        waits_on, notes = resolve_after(self, after)
         ctx = SubmitContext(profile=self.profile, scheduler=self.scheduler, store=self.store)
         result = submit_plan(
             plan, ctx, deployment=self._deployment(use_deployment), resume=not new,
@@ -248,35 +255,6 @@ class Cluster:
         run = self.run(run_id=result.run_id)
         run.submission = result
         return run
-
-    def _after(self, parents: Sequence[Run | str]) -> tuple[dict[str, list[str]], list[str]]:
-        """The job ids to wait on, per parent run, after one poll of the parents: a parent that
-        already completed needs no waiting (SLURM may have forgotten its jobs), and one that
-        ended otherwise is refused (the new run could never start)."""
-        if not parents:
-            return {}, []
-        runs = [self.run(parent) if isinstance(parent, str) else parent for parent in parents]
-        waits_on: dict[str, list[str]] = {}
-        notes: list[str] = []
-        for view in self.poll(runs, mark_seen=False):
-            run_id = view.run.run_id
-            job_ids = self.store.job_ids(run_id)
-            if not job_ids:
-                raise UsageError(
-                    f"run {run_id} (--after) has no job yet", "submit it first, then chain to it"
-                )
-            if view.all_settled and view.all_completed:
-                notes.append(f"run {run_id} (--after) has already completed; nothing to wait for")
-            elif view.all_settled:
-                failed = {s: n for s, n in view.counts().items() if s != "COMPLETED"}
-                raise UsageError(
-                    f"run {run_id} (--after) has ended without completing ({failed}): a run "
-                    "chained to it would never start",
-                    f"rerun what failed in {run_id} first, or submit without --after",
-                )
-            else:
-                waits_on[run_id] = job_ids
-        return waits_on, notes
 
     # ---- the registry -----------------------------------------------------------------------
 
@@ -426,9 +404,11 @@ class Cluster:
         clean_remote: bool = False,
         require_complete: bool = False,
         observer: CollectObserver | None = None,
+        plots: bool | None = None,
     ) -> CollectResult:
         """Bring the run's finished tasks back, verified, into
-        ``<local_dir>/<problem>/<date>_<run_id>/``; collecting again fetches only what changed."""
+        ``<local_dir>/<problem>/<date>_<run_id>/``; collecting again fetches only what changed.
+        ``plots`` (default: the profile's ``collect.plots``) draws plots/ into the folder."""
         from globtim_hpc.workflows.collect import CollectOptions, collect_run
 
         record = self._record(run)
@@ -441,6 +421,7 @@ class Cluster:
         options = CollectOptions(
             results_root=Path(local_dir).absolute(), clean_remote=clean_remote,
             require_complete=require_complete,
+            plots=self.profile.collect_plots if plots is None else plots,
         )  # fmt: skip
         return collect_run(
             self.store.get_run(record.run_id) or record, store=self.store, scheduler=self.scheduler,
@@ -471,6 +452,13 @@ class Cluster:
         from globtim_hpc.transport.offline import OfflineTransport
 
         return make_scheduler(self.profile, OfflineTransport(self.profile.name))
+    def compare(
+        self, run_a: str | Path, run_b: str | Path, local_dir: str | Path = "results"
+    ) -> dict[str, Any]:
+        """Differences between two collected runs (see ``globtim_hpc.api.compare_runs``)."""
+        from globtim_hpc.api.views import compare_runs
+
+        return compare_runs(run_a, run_b, local_dir)
 
     def _record(self, run: Run | RunRecord) -> RunRecord:
         if isinstance(run, RunRecord):

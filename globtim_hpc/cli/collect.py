@@ -31,6 +31,8 @@ examples:
   collect_results.py --run-id 4d_benchmark_20261129-104500_1a2b3c4d
   collect_results.py --all                       # every finished run not collected yet
   collect_results.py --job-id 12345 --clean-remote   # then delete the cluster's copy
+  collect_results.py --compare RUN_A RUN_B           # what differs; local, no connection
+  collect_results.py --rebuild-index                 # results/index.csv anew from the folders
 
 Remote data is deleted only with --clean-remote, only for a run whose tasks have all
 finished, and only after everything collected has verified."""
@@ -46,6 +48,18 @@ def build_parser() -> argparse.ArgumentParser:
     which.add_argument(
         "--all", action="store_true", help="every finished run of this cluster not yet collected"
     )
+    which.add_argument(
+        "--compare",
+        nargs=2,
+        metavar=("RUN_A", "RUN_B"),
+        help="show and write (DIR/comparisons/) what differs between two collected runs "
+        "(run ids or folders): parameters, resources, code, per-task metrics; no connection",
+    )
+    which.add_argument(
+        "--rebuild-index",
+        action="store_true",
+        help="write DIR/index.csv anew from every run folder under DIR; no connection",
+    )
     parser.add_argument(
         "--local-dir",
         metavar="DIR",
@@ -56,6 +70,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--clean-remote",
         action="store_true",
         help="after a verified, complete collection, delete the run folder on the cluster",
+    )
+    parser.add_argument(
+        "--no-plots",
+        action="store_true",
+        help="do not draw plots/ (default: the profile's collect.plots, normally on)",
     )
     return parser
 
@@ -173,11 +192,40 @@ def _report(out: Output, result: CollectResult) -> None:
         out.info("  the run folder on the cluster was removed")
     for note in result.notes:
         out.info(f"  note: {note}")
-    out.info(f"  read first: {Path(result.local_dir or '') / 'summary.md'}")
+    out.info(f"  read first: {Path(result.local_dir or '') / 'summary.md'}  (table: tasks.csv)")
+
+
+def _compare(args: argparse.Namespace, out: Output) -> int:
+    from globtim_hpc.api import compare_runs
+    from globtim_hpc.cli.compare_view import print_comparison
+
+    result = compare_runs(args.compare[0], args.compare[1], Path(args.local_dir))
+    if out.json_mode:
+        out.emit_json({"ok": True, **result})
+    else:
+        print_comparison(out, result)
+    return ExitCode.OK
+
+
+def _rebuild_index(args: argparse.Namespace, out: Output) -> int:
+    from globtim_hpc.api import rebuild_results_index
+
+    path = rebuild_results_index(Path(args.local_dir))
+    rows = max(len(path.read_text(encoding="utf-8").splitlines()) - 1, 0)
+    if out.json_mode:
+        out.emit_json({"ok": True, "index": str(path), "runs": rows})
+    else:
+        out.info(f"wrote {path} ({rows} runs)")
+    return ExitCode.OK
 
 
 def _body(args: argparse.Namespace, out: Output) -> int:
     from globtim_hpc.api import Cluster
+
+    if args.compare:
+        return _compare(args, out)
+    if args.rebuild_index:
+        return _rebuild_index(args, out)
 
     results: list[dict[str, Any]] = []
     first_error: GlobtimHpcError | None = None
@@ -194,6 +242,7 @@ def _body(args: argparse.Namespace, out: Output) -> int:
                 result = cluster.collect(
                     run, Path(args.local_dir), clean_remote=args.clean_remote,
                     require_complete=args.all, observer=ConsoleObserver(out),
+                    plots=False if args.no_plots else None,
                 )  # fmt: skip
             except GlobtimHpcError as exc:
                 if not args.all:

@@ -109,7 +109,7 @@ def _body(args: argparse.Namespace, out: Output) -> int:
 
     with Cluster(args.cluster) as cluster:
         plan = cluster.plan(args.problem, args.config)
-        warnings = check_plan(plan)
+        warnings = [*plan.sizing_notes, *check_plan(plan)]
         for warning in warnings:
             out.warn(warning)
         use_deployment = not args.no_deployment
@@ -174,7 +174,9 @@ def _print_dry_run(out: Output, plan: Any, profile: Any, prepared: Any, warnings
     )
     res = plan.resources
     out.info(
-        f"resources per task: {res.time_min} min, {res.mem_gb:g} GB, {res.cpus} CPU(s)"
+        f"resources per task: {res.time_min} min, {res.mem_gb:g} GB"
+        + (" (mem_gb: auto)" if res.mem_auto else "")
+        + f", {res.cpus} CPU(s)"
         + (f", at most {res.max_parallel} at once" if res.max_parallel else "")
     )
     for task in plan.tasks:

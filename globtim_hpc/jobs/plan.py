@@ -66,6 +66,8 @@ class JobPlan:
     config_path: str | None
     config_hash: str  # sha256 of the canonical JSON of (problem, resolved params, resources)
     extra_files: tuple[tuple[str, str], ...]  # (local path, name in the run folder)
+    # What the sizing learned from earlier runs says about this plan (jobs/advice.py).
+    sizing_notes: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -77,6 +79,7 @@ class JobPlan:
             "config_path": self.config_path,
             "config_hash": self.config_hash,
             "extra_files": [list(pair) for pair in self.extra_files],
+            "sizing_notes": list(self.sizing_notes),
         }
 
 
@@ -317,16 +320,8 @@ def build_plan(
         _check_degrees(params, sources[-1].doc)
         tasks.append(TaskSpec(index=index, task_id=task_id, params=params))
 
-    digest = hashlib.sha256(
-        canonical_json(
-            {
-                "problem": definition.name,
-                "params": [t.params for t in tasks],
-                "resources": resources.to_dict(),
-            }
-        ).encode()
-    ).hexdigest()
-    return JobPlan(
+    digest = plan_hash(definition.name, tasks, resources)
+    plan = JobPlan(
         problem=definition.name,
         description=definition.description,
         driver=definition.driver,
@@ -336,11 +331,30 @@ def build_plan(
         config_hash=digest,
         extra_files=tuple(extra_files),
     )
+    if resources.mem_auto:
+        from globtim_hpc.jobs.advice import apply_sizing
+
+        plan = apply_sizing(plan, ())
+    return plan
+
+
+def plan_hash(problem: str, tasks: Sequence[TaskSpec], resources: Resources) -> str:
+    """sha256 of the canonical JSON of (problem, resolved params, resources)."""
+    return hashlib.sha256(
+        canonical_json(
+            {"problem": problem, "params": [t.params for t in tasks], "resources": resources.to_dict()}
+        ).encode()
+    ).hexdigest()
 
 
 def _int_param(params: Mapping[str, Any], key: str) -> int | None:
     value = params.get(key)
     return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def task_sizes(plan: JobPlan) -> list[tuple[TaskSpec, TaskSize]]:
+    """Each task that says its grid, with the size of its largest degree."""
+    return _task_sizes(plan)
 
 
 def _task_sizes(plan: JobPlan) -> list[tuple[TaskSpec, TaskSize]]:

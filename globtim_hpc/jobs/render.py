@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from globtim_hpc import paths, quoting
 from globtim_hpc.errors import TemplateError
+from globtim_hpc.indices import compress_indices
 from globtim_hpc.layout import RunLayout, attempt_job_name, task_id_width
 
 if TYPE_CHECKING:
@@ -59,21 +60,6 @@ def array_spec(task_count: int, max_parallel: int | None) -> str:
     if max_parallel is not None and task_count > 1:
         spec += f"%{max_parallel}"
     return spec
-
-
-def compress_indices(indices: Sequence[int]) -> str:
-    """``3,17,40-44``: sorted, distinct, runs of consecutive indices as ranges."""
-    ordered = sorted(set(indices))
-    parts: list[str] = []
-    start = previous = None
-    for index in [*ordered, None]:
-        if index is not None and previous is not None and index == previous + 1:
-            previous = index
-            continue
-        if start is not None and previous is not None:
-            parts.append(str(start) if start == previous else f"{start}-{previous}")
-        start = previous = index
-    return ",".join(parts)
 
 
 def indices_spec(indices: Sequence[int], max_parallel: int | None) -> str:

@@ -22,6 +22,9 @@ class Resources:
     preset: str | None = None
     retry: RetryPolicy | None = None  # failures run again by themselves (jobs.retry)
 
+    # ``mem_gb: auto``: mem_gb is chosen from the estimate and what earlier runs used.
+    mem_auto: bool = False
+
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
             "time_min": self.time_min,
@@ -34,6 +37,8 @@ class Resources:
         }
         if self.retry is not None:  # only then: configs without one keep their config hash
             out["retry"] = self.retry.to_dict()
+        if self.mem_auto:  # only then, so configs without it keep their hash
+            out["mem_auto"] = True
         return out
 
 
@@ -90,12 +95,15 @@ def _int_in(doc: YamlDoc, keypath: KeyPath, value: Any, low: int, high: int) -> 
     return value
 
 
+AUTO = "auto"
+
+
 def _mem_gb(doc: YamlDoc, keypath: KeyPath, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise doc.error(
             keypath,
             f"expected a number of gigabytes, got {type(value).__name__} {value!r}",
-            "write e.g. 'mem_gb: 16'",
+            "write e.g. 'mem_gb: 16', or 'mem_gb: auto' to size from the estimate and past runs",
         )
     mem = float(value)
     if not (math.isfinite(mem) and 0 < mem <= MAX_MEM_GB):
@@ -148,8 +156,11 @@ def apply_resources(base: Resources, doc: YamlDoc, keypath: KeyPath, section: An
         changes["time_min"] = _int_in(
             doc, (*keypath, "time_min"), section["time_min"], 1, MAX_TIME_MIN
         )
-    if "mem_gb" in section:
+    if section.get("mem_gb") == AUTO:
+        changes["mem_auto"] = True
+    elif "mem_gb" in section:
         changes["mem_gb"] = _mem_gb(doc, (*keypath, "mem_gb"), section["mem_gb"])
+        changes["mem_auto"] = False
     if "cpus" in section:
         changes["cpus"] = _int_in(doc, (*keypath, "cpus"), section["cpus"], 1, MAX_CPUS)
     if "max_parallel" in section:

@@ -18,6 +18,7 @@ from typing import Any
 from globtim_hpc.models import TaskStatus
 from globtim_hpc.results.attempts import render_attempts
 from globtim_hpc.results.manifest import ManifestEntry
+from globtim_hpc.results.measured import sizing_items
 
 METADATA_SCHEMA_ID = "globtim-hpc/metadata/1"
 LOG_TAIL_LINES = 20
@@ -189,7 +190,7 @@ def build_metadata(
             }
         )
     finished = sum(1 for t in tasks if t.finished)
-    return {
+    metadata = {
         "schema": METADATA_SCHEMA_ID,
         "run_id": run_id,
         "problem": problem,
@@ -220,6 +221,8 @@ def build_metadata(
         "notes": list(notes),
         "attempts": [dict(a) for a in attempts],
     }
+    metadata["sizing"] = sizing_items(metadata)
+    return metadata
 
 
 # ---- summary.md --------------------------------------------------------------------------------
@@ -287,8 +290,16 @@ def _fence(lines: Sequence[str]) -> str:
     return "`" * max(3, longest + 1)
 
 
-def render_summary(metadata: Mapping[str, Any], log_tails: Mapping[str, Sequence[str]]) -> str:
-    """The Markdown a person reads first. ``log_tails``: task_id -> last lines of its log."""
+def render_summary(
+    metadata: Mapping[str, Any],
+    log_tails: Mapping[str, Sequence[str]],
+    *,
+    plots: Sequence[Mapping[str, Any]] = (),
+    plots_note: str | None = None,
+    tables: Sequence[str] = (),
+) -> str:
+    """The Markdown a person reads first. ``log_tails``: task_id -> last lines of its log;
+    ``plots``: figures (title, png) to embed; ``tables``: files of the run's tables to name."""
     tasks: list[Mapping[str, Any]] = metadata["tasks"]
     out: list[str] = [f"# Run `{metadata['run_id']}`", ""]
     job = f", job {metadata['job_id']}" if metadata.get("job_id") else ""
@@ -336,6 +347,26 @@ def render_summary(metadata: Mapping[str, Any], log_tails: Mapping[str, Sequence
         )) + " |")
 
     out += render_attempts(tasks, format_bytes, format_duration)
+    if tables:
+        out += ["", "All tasks and degrees, one row each: " + ", ".join(f"[`{t}`]({t})" for t in tables)
+                + " (docs/output-contract.md lists the columns)."]
+    if plots or plots_note:
+        out += ["", "## Plots", ""]
+        if plots_note:
+            out += [f"_{plots_note}_", ""]
+        for figure in plots:
+            out += [f"![{figure['title']}]({figure['png']})", ""]
+    sizing = [s for s in metadata.get("sizing") or [] if s.get("mem_over_estimate") is not None]
+    over = [s for s in sizing if s["mem_over_estimate"] > 1.0]
+    if over:
+        worst = max(over, key=lambda s: s["mem_over_estimate"])
+        out += ["", "## Sizing", "",
+                f"{len(over)} of {len(sizing)} tasks used more memory than the pre-flight "
+                f"estimate; the most: task {worst['task_id']} (degree {worst['degree']}), "
+                f"{worst['max_rss_gb']:.2f} GB, {worst['mem_over_estimate']:.1f}x the estimate of "
+                f"{worst['estimated_mem_gb']:.2f} GB. The next submission of this problem on "
+                "this cluster takes it into account."]
+
     failed = [t for t in tasks if t["finished"] and t["state"] != "COMPLETED"]
     if failed:
         out += ["", "## Failures", ""]

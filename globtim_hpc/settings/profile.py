@@ -122,7 +122,13 @@ SCHEMA: dict[str, dict[str, Field]] = {
             "bool", True, "run 'sbatch --test-only' before submitting", nullable=False
         ),
     },
+    "collect": {
+        "plots": Field(
+            "bool", True, "draw plots into collected run folders (needs matplotlib)", nullable=False
+        ),
+    },
 }
+
 
 @dataclass
 class Resolved:
@@ -159,6 +165,7 @@ class ClusterProfile:
     slurm_test_only: bool
     description: str = ""
     julia_cpu_target: str | None = None
+    collect_plots: bool = True
     resolved: Resolved | None = field(default=None, compare=False, repr=False)
 
     @property
@@ -386,6 +393,7 @@ def _build(
         slurm_qos=slurm["qos"],
         slurm_max_array_parallel=slurm["max_array_parallel"],
         slurm_test_only=slurm["test_only"],
+        collect_plots=values["collect"]["plots"],
         resolved=Resolved(values=values, sources=sources, origin=origin),
     )
 

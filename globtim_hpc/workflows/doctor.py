@@ -26,7 +26,7 @@ from globtim_hpc.layout import RemoteLayout
 from globtim_hpc.scheduler.base import Scheduler
 from globtim_hpc.settings.profile import ClusterProfile
 from globtim_hpc.transport.base import Transport
-from globtim_hpc.workflows import jobwait
+from globtim_hpc.workflows import jobwait, loginshell
 from globtim_hpc.workflows.doctor_report import (
     DOCTOR_DIR,
     FAIL,
@@ -94,6 +94,8 @@ class Doctor:
                 self.add(name, SKIP, "not checked: no connection")
             return self.report
         # The transport is the caller's: it stays open for whatever the caller does next.
+        # The login shell first: text its startup files print breaks the checks after it.
+        self.add("login shell", *loginshell.check(transport), required=False)
         self._check_home(transport)
         self._check_quota(transport)
         root_ok = self._check_writable(

@@ -22,8 +22,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from globtim_hpc.errors import UsageError
+from globtim_hpc.indices import parse_index_list
 from globtim_hpc.jobs.plan import plan_from_dict
-from globtim_hpc.jobs.render import ScriptInputs, compress_indices, render_script
+from globtim_hpc.jobs.render import ScriptInputs, render_script
 from globtim_hpc.jobs.resources import MAX_MEM_GB, MAX_TIME_MIN, Resources
 from globtim_hpc.layout import OUTPUT_DIR, STATUS_DIR
 from globtim_hpc.models import JobState, RunPhase, TaskStatus
@@ -31,7 +32,7 @@ from globtim_hpc.registry.records import RunRecord
 from globtim_hpc.registry.store import Store
 from globtim_hpc.results.manifest import MANIFEST_NAME, RemoteManifest, parse_sha256sum
 from globtim_hpc.settings.profile import ClusterProfile
-from globtim_hpc.workflows.submit.attempt import AttemptResult, AttemptSpec
+from globtim_hpc.workflows.submit.attempt import AttemptResult, AttemptSpec, attempt_result
 from globtim_hpc.workflows.taskstate import is_settled
 
 if TYPE_CHECKING:
@@ -80,25 +81,7 @@ class RerunRequest:
 
 def parse_task_list(text: str, task_count: int) -> list[int]:
     """``3,17,40-44`` -> [3, 17, 40, 41, 42, 43, 44]; every index must exist in the run."""
-    indices: set[int] = set()
-    for part in text.split(","):
-        part = part.strip()
-        low, dash, high = part.partition("-")
-        try:
-            first = int(low)
-            last = int(high) if dash else first
-        except ValueError:
-            raise UsageError(
-                f"'{part}' in --only {text!r} is not a task index or range",
-                "write failed, missing, unfinished, or indices like 3,17,40-44",
-            ) from None
-        if first > last or first < 0 or last >= task_count:
-            raise UsageError(
-                f"task {part} is not in the run: its tasks are 0-{task_count - 1}",
-                "see the run's tasks with monitor_jobs.py --run-id RUN_ID",
-            )
-        indices.update(range(first, last + 1))
-    return sorted(indices)
+    return parse_index_list(text, task_count=task_count)
 
 
 def select_tasks(
@@ -274,20 +257,7 @@ def build_spec(
 
 
 def dry_result(spec: AttemptSpec, reasons: dict[int, str]) -> AttemptResult:
-    return AttemptResult(
-        run_id=spec.run_id,
-        attempt=spec.attempt,
-        job_ids=[],
-        task_indices=list(spec.task_indices),
-        array=compress_indices(spec.task_indices),
-        resources=spec.resources,
-        cause=spec.cause,
-        job_name=spec.job_name,
-        script_path=spec.script_rel(),
-        dry_run=True,
-        reasons=reasons,
-        script=spec.script,
-    )
+    return attempt_result(spec, [], dry_run=True, reasons=reasons)
 
 
 def rerun_run(

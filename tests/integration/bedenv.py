@@ -22,6 +22,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent.parent
 REMOTE_ROOT_ENV = "GLOBTIM_TESTBED_REMOTE_ROOT"
+TCSH_REMOTE_ROOT_ENV = "GLOBTIM_TESTBED_TCSH_REMOTE_ROOT"  # configs/testbed-tcsh.yaml
 STAND_IN_ENV = "GLOBTIM_TESTBED_STAND_IN"
 TESTS_LOCK = Path("/run/lock/globtim-testbed-tests.lock")
 
@@ -38,6 +39,11 @@ def remote_root() -> str:
     return os.environ.get(REMOTE_ROOT_ENV) or f"/projects/globtim/hpc-{checkout_id()}"
 
 
+def tcsh_remote_root() -> str:
+    """The remote root of the bed's tcsh user (globtimtc) for this checkout."""
+    return os.environ.get(TCSH_REMOTE_ROOT_ENV) or f"/projects/globtimtc/hpc-{checkout_id()}"
+
+
 def stand_in_dir() -> str:
     """The stand-in folder as the bed's hosts see it (under /projects)."""
     return os.environ.get(STAND_IN_ENV) or f"/projects/tools/stand_in-{checkout_id()}"
@@ -45,6 +51,7 @@ def stand_in_dir() -> str:
 
 def export_environment() -> None:
     os.environ.setdefault(REMOTE_ROOT_ENV, remote_root())
+    os.environ.setdefault(TCSH_REMOTE_ROOT_ENV, tcsh_remote_root())
     os.environ.setdefault(STAND_IN_ENV, stand_in_dir())
 
 
@@ -116,4 +123,5 @@ def bed_lock(*, exclusive: bool) -> Iterator[None]:
 if __name__ == "__main__":
     install_stand_in(force=True)
     print(f"export {REMOTE_ROOT_ENV}={remote_root()}")
+    print(f"export {TCSH_REMOTE_ROOT_ENV}={tcsh_remote_root()}")
     print(f"export {STAND_IN_ENV}={stand_in_dir()}")

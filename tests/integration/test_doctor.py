@@ -44,9 +44,10 @@ def test_healthy_bed_is_all_green(testbed: Testbed) -> None:
     for name in (
         "ssh mack (globtim@10.77.1.2:22)", "ssh falcon (globtim@10.77.2.2:22)", "home folder",
         "remote root", "Julia depot", "Julia", "sbatch --test-only", "sacct (accounting)",
-        "compute node sees run folders",
+        "compute node sees run folders", "login shell",
     ):
         assert checks[name]["status"] == "ok", checks[name]
+    assert checks["login shell"]["detail"] == "/bin/bash (POSIX)"
     # informational rows never fail: the bed's compute node has no internet
     internet = checks["compute node internet"]
     assert internet["status"] == "info" and internet["required"] is False

@@ -115,6 +115,13 @@ def test_a_rerun_of_the_failed_tasks_with_more_room(
         assert [a["task_indices"] for a in metadata["attempts"]] == [[3, 6, 9]]
         summary = (folder / "summary.md").read_text()
         assert "## Attempts" in summary and "rerun --only failed" in summary
+        # Each attempt's log is its own job's: the latest by default, the first on request.
+        latest, first = run.log(3), run.log(3, attempt=1)
+        assert (latest.attempt, latest.job_id) == (2, job_id), latest.to_dict()
+        assert (first.attempt, first.job_id) == (1, first_job), first.to_dict()
+        assert latest.path != first.path and latest.text and first.text
+        with pytest.raises(UsageError, match="no attempt 2"):
+            run.log(0, attempt=2)
         # The first attempt's files were kept apart, and came back too.
         assert (folder / "attempts" / "1" / "status" / "0003.json").is_file()
         assert json.loads((folder / "status" / "0003.json").read_text())["attempt"] == 2

@@ -129,6 +129,9 @@ if [[ -f $STATE/created-user ]] && id -u "$TB_USER" >/dev/null 2>&1; then
 elif [[ -f $STATE/orig-password-hash ]] && id -u "$TB_USER" >/dev/null 2>&1; then
     usermod -p "$(cat "$STATE/orig-password-hash")" "$TB_USER" || true
 fi
+if [[ -f $STATE/created-tc-user ]] && id -u globtimtc >/dev/null 2>&1; then
+    userdel globtimtc 2>/dev/null || userdel -f globtimtc || log "userdel globtimtc failed"
+fi
 if [[ -f $STATE/created-group ]] && getent group "$TB_USER" >/dev/null; then
     groupdel "$TB_USER" 2>/dev/null || true
 fi

@@ -12,6 +12,7 @@ PACKAGES=(
     iproute2 iptables rsync tmux procps psmisc util-linux
     libpam-modules libpam-runtime openssl passwd
     python3 python3-venv ca-certificates
+    tcsh
 )
 
 missing=()

@@ -13,6 +13,8 @@
 set -euo pipefail
 # shellcheck source=tests/testbed/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+# shellcheck source=tests/testbed/tcuser.sh
+source "$(dirname "${BASH_SOURCE[0]}")/tcuser.sh"
 
 ((EUID == 0)) || die "up.sh must run as root"
 tb_lock
@@ -45,6 +47,7 @@ settings_match() {
 }
 if bed_check quiet; then
     if settings_match; then
+        ensure_tcsh_user
         install_stand_ins
         echo "test bed already up ($TESTBED_DIR, accounting=$(accounting_mode))"
         exit 0
@@ -63,6 +66,7 @@ elif [[ -f $STATE/up-complete ]] && ns_files_ok mack && ns_files_ok falcon &&
         fi
     ) || true
     if bed_check quiet && settings_match; then
+        ensure_tcsh_user
         install_stand_ins
         echo "test bed already up, stopped services restarted ($TESTBED_DIR, accounting=$(accounting_mode))"
         exit 0
@@ -231,7 +235,7 @@ write_sshd_config() {
         echo "PasswordAuthentication no"
         echo "PermitRootLogin no"
         echo "PermitEmptyPasswords no"
-        echo "AllowUsers $TB_USER"
+        echo "AllowUsers $TB_USER $TB_TC_USER"
         if [[ $mfa == yes ]]; then
             echo "UsePAM yes"
             echo "KbdInteractiveAuthentication yes"
@@ -389,6 +393,7 @@ start_slurmd
 log "slurmctld + slurmd up; node falcon $(node_state)"
 
 # ------------------------------------------------------------------ finish
+ensure_tcsh_user
 install_stand_ins
 out=$(timeout 20 ssh -F "$SSH_CFG" falcon hostname 2>&1) || die "ssh -F $SSH_CFG falcon hostname failed: $out"
 [[ $out == falcon ]] || die "ssh falcon hostname printed '$out'"

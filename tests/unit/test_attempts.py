@@ -8,7 +8,8 @@ from dataclasses import replace
 import pytest
 
 from globtim_hpc.errors import UsageError
-from globtim_hpc.jobs.render import compress_indices, indices_spec
+from globtim_hpc.indices import compress_indices
+from globtim_hpc.jobs.render import indices_spec
 from globtim_hpc.models import JobState, TaskStatus
 from globtim_hpc.scheduler.base import TrackedJob
 from globtim_hpc.scheduler.slurm import SlurmScheduler
@@ -81,9 +82,9 @@ def test_index_lists_are_compressed_and_parsed_back() -> None:
     assert compress_indices([44, 3, 17, 40, 41, 42, 43, 3]) == "3,17,40-44"
     assert indices_spec([3, 17, 40, 41], 5) == "3,17,40-41%5" and indices_spec([8], 5) == "8"
     assert parse_task_list("3,17,40-44", 50) == [3, 17, 40, 41, 42, 43, 44]
-    with pytest.raises(UsageError, match="not in the run"):
+    with pytest.raises(UsageError, match="no task 50"):
         parse_task_list("3,50", 50)
-    with pytest.raises(UsageError, match="not a task index"):
+    with pytest.raises(UsageError, match="is not an index or a range"):
         parse_task_list("3,x", 50)
 
 

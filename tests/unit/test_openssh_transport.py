@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from globtim_hpc.errors import AuthenticationError, ConnectError
-from globtim_hpc.quoting import join
+from globtim_hpc.quoting import command_line
 from globtim_hpc.transport.openssh.transport import OpenSshTransport
 from globtim_hpc.transport.settings import SshSettings
 
@@ -106,7 +106,7 @@ def test_one_command_line_through_the_master_without_a_terminal(
     seen = json.loads(result.stdout)
     assert seen["stdin"] == "in"
     sent = seen["argv"]
-    assert sent[-2:] == ["falcon", join(argv)], "the argv joined once, by quoting.join"
+    assert sent[-2:] == ["falcon", command_line(argv)], "the argv quoted once, by quoting"
     assert sent[-3] == "--", "nothing after the options is read as one"
     options = sent[: sent.index("--")]
     for pair in (["-o", "ControlMaster=no"], ["-o", "BatchMode=yes"], ["-e", "none"]):

@@ -10,8 +10,8 @@ ssh's own failures and a remote command's exit status 255 look alike. A 255 coun
 command's when the master is still alive afterwards; otherwise the connection is gone and it
 is a ConnectError (the next command starts a new master).
 
-Quoting: the argv is joined by ``globtim_hpc.quoting.join`` into the one command line ssh
-sends, exactly as the paramiko transport does.
+Quoting: the argv becomes the one line ssh sends by ``globtim_hpc.quoting.command_line``, exactly
+as in the paramiko transport (a line every login shell accepts, tcsh included).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from typing import BinaryIO
 
 from globtim_hpc.errors import ConfigError, ConnectError, RemoteCommandError, TransferError
-from globtim_hpc.quoting import join
+from globtim_hpc.quoting import command_line
 from globtim_hpc.transport import process
 from globtim_hpc.transport.base import (
     ClosesOnExit,
@@ -138,7 +138,7 @@ class OpenSshTransport(ClosesOnExit):
         args = tuple(argv)
         if not args:
             raise ValueError("argv must not be empty")
-        command = self._client_argv(join(args))
+        command = self._client_argv(command_line(args))
         child = process.start(command)
         if child is None:
             raise ConnectError(f"cannot start {command[0]}", hop=self.label)

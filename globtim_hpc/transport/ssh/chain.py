@@ -21,7 +21,7 @@ from typing import BinaryIO, NoReturn, TypeVar
 import paramiko
 
 from globtim_hpc.errors import ConnectError, TransferError
-from globtim_hpc.quoting import join
+from globtim_hpc.quoting import command_line
 from globtim_hpc.transport.base import (
     ClosesOnExit,
     CommandResult,
@@ -144,7 +144,7 @@ class SshTransport(ClosesOnExit):
         pump = StdinPump(channel, source, progress)
         stdout, stderr = bytearray(), bytearray()
         try:
-            channel.exec_command(join(args))
+            channel.exec_command(command_line(args))
             pump.start()
             read_until_exit(
                 channel, args, stdout, stderr, sink, timeout_s, progress, label=self.label
@@ -200,9 +200,21 @@ class SshTransport(ClosesOnExit):
         with self._lock:
             self._connected()  # a chain found dead is torn down, its SFTP client with it
             if self._sftp is None:
-                self._sftp = self._open_on_target(
-                    lambda hop: paramiko.SFTPClient.from_transport(hop.transport), "starting SFTP"
-                )
+                try:
+                    self._sftp = self._open_on_target(
+                        lambda hop: paramiko.SFTPClient.from_transport(hop.transport),
+                        "starting SFTP",
+                    )
+                except paramiko.SFTPError as exc:
+                    # sshd starts the SFTP server through the login shell too: text its
+                    # startup files print lands where the SFTP handshake is expected
+                    raise TransferError(
+                        f"{self.label}: SFTP could not start ({exc})",
+                        "the login shell's startup files probably print text for "
+                        "non-interactive shells (csh/tcsh read ~/.cshrc, bash over ssh "
+                        "~/.bashrc); print only in interactive shells. "
+                        "`deploy_julia.py --check` shows the login shell",
+                    ) from exc
                 if self._sftp is None:
                     raise TransferError(f"{self.label}: the server refused the SFTP subsystem")
             return self._sftp

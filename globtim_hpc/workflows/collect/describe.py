@@ -35,7 +35,9 @@ from globtim_hpc.results.summary import (
     render_summary,
 )
 from globtim_hpc.results.survey import Survey, SurveyEntry
+from globtim_hpc.results.tables import TASKS_CSV_NAME
 from globtim_hpc.workflows.collect.snapshot import Snapshot, json_object
+from globtim_hpc.workflows.collect.views import is_view_path, write_views
 from globtim_hpc.workflows.taskstate import outputs_final
 
 METADATA_NAME = "metadata.json"
@@ -44,7 +46,15 @@ METADATA_NAME = "metadata.json"
 SUMMARY_NAME = "summary.md"
 
 
-GENERATED_NAMES = frozenset({MANIFEST_NAME, METADATA_NAME, SUMMARY_NAME, RECORD_NAME})
+class _MadeHere(frozenset[str]):
+    """Relative paths made locally at collection: these names, and the views (tasks.csv,
+    plots/...). A file of such a name on the cluster is not collected over them."""
+
+    def __contains__(self, path: object) -> bool:
+        return super().__contains__(path) or (isinstance(path, str) and is_view_path(path))
+
+
+GENERATED_NAMES = _MadeHere({MANIFEST_NAME, METADATA_NAME, SUMMARY_NAME, RECORD_NAME})
 
 
 RESULTS_NAME = "results.json"
@@ -131,6 +141,8 @@ def write_descriptions(
     digest: str,
     notes: Sequence[str],
     attempts: Sequence[dict[str, Any]] = (),
+    *,
+    plots: bool = True,
 ) -> None:
     submission = snapshot.submission
     submitted_at = run.submitted_at or (submission or {}).get("created_at")
@@ -155,8 +167,12 @@ def write_descriptions(
     )
     (work / MANIFEST_NAME).write_bytes(format_sha256sum(entries))
     _write(work / METADATA_NAME, json.dumps(metadata, indent=2, ensure_ascii=False) + "\n")
+    drawn = write_views(work, metadata, tasks, plots=plots)
     tails = {t.task_id: t.log_tail for t in tasks if t.log_tail}
-    _write(work / SUMMARY_NAME, render_summary(metadata, tails))
+    summary = render_summary(
+        metadata, tails, plots=drawn.figures, plots_note=drawn.note, tables=[TASKS_CSV_NAME]
+    )
+    _write(work / SUMMARY_NAME, summary)
 
 
 def build_task_records(

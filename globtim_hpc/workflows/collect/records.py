@@ -39,6 +39,7 @@ class CollectOptions:
     clean_remote: bool = False
     require_complete: bool = False  # skip (do not partly collect) runs with unfinished tasks
     fsync: bool = True
+    plots: bool = True  # draw plots/ into the run folder (matplotlib)
 
 
 @dataclass

@@ -53,6 +53,7 @@ from globtim_hpc.workflows.collect.transfer import (
     reusable_bytes,
     verify_placed,
 )
+from globtim_hpc.workflows.collect.views import after_placement
 from globtim_hpc.workflows.monitor.poll import needs_poll, poll_runs, stored_view
 
 _SPACE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
@@ -176,7 +177,7 @@ def collect_run(
             result.notes = [*notes, *result.notes]
             write_descriptions(
                 work, run, snapshot, tasks, entries, digest, result.notes,
-                run_attempts(store, run),
+                run_attempts(store, run), plots=options.plots,
             )  # fmt: skip
             write_record(work, entries, stamps)
             if options.fsync:
@@ -191,6 +192,7 @@ def collect_run(
             shutil.rmtree(work, ignore_errors=True)
             raise
     result.local_dir = str(target)
+    result.notes += after_placement(store, options.results_root, target)
     store.record_collection(
         run_id=run.run_id,
         local_dir=str(target),

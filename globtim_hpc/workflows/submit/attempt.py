@@ -207,7 +207,15 @@ def submit_attempt(
 def _result(
     ctx: SubmitContext, spec: AttemptSpec, job_ids: list[str], *, resumed: bool, adopted: bool
 ) -> AttemptResult:
-    from globtim_hpc.jobs.render import compress_indices
+    return attempt_result(
+        spec, job_ids, adopted=adopted, resumed=resumed, remote_commands=ctx.commands
+    )
+
+
+def attempt_result(spec: AttemptSpec, job_ids: list[str], **outcome: Any) -> AttemptResult:
+    """What an attempt was (from its spec) and what became of it (``outcome``: dry run,
+    adopted, resumed, remote commands, reasons)."""
+    from globtim_hpc.indices import compress_indices
 
     return AttemptResult(
         run_id=spec.run_id,
@@ -219,8 +227,6 @@ def _result(
         cause=spec.cause,
         job_name=spec.job_name,
         script_path=spec.script_rel(),
-        adopted=adopted,
-        resumed=resumed,
-        remote_commands=ctx.commands,
         script=spec.script,
+        **outcome,
     )
