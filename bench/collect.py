@@ -143,6 +143,8 @@ def bench_one(label: str, count: int, size: int, big: int, work: Path, kind: str
                 store.add_run(run_id=run_id, problem="bench", cluster=profile.name, scheduler="slurm",
                               remote_dir=run_dir, task_ids=["0000"], config_hash="bench",
                               deploy_id=None, git_sha=None, plan={}, submission=None)
+                # A job no scheduler knows: task states come from the status files.
+                store.record_job(run_id, profile.name, "59999999")
                 run = store.get_run(run_id)
                 assert run is not None
                 options = CollectOptions(results_root=work / f"results-{client}")
