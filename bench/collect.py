@@ -7,8 +7,10 @@ Prints figures; passes or fails on nothing. Needs the bed up (tests/testbed/up.s
     BENCH_SMALL_COUNT=10000 BENCH_SMALL_BYTES=4096 BENCH_BIG_BYTES=1073741824 \
         .venv/bin/python bench/collect.py
 
-Two fabricated runs are written on falcon (many small files; one big file), collected by the
-toolkit, by raw ssh+tar and by scp, then collected again unchanged to show what is re-sent.
+Three fabricated runs are written on falcon (many small random files; one big random file;
+GlobTim-like CSV files of floats), copied by raw ssh+tar (the baseline) and by scp, then
+collected by the toolkit with each SSH client (paramiko, openssh) and collected again unchanged,
+counting the remote commands of the re-collect.
 Everything is removed afterwards, remotely and locally.
 """
 
@@ -34,6 +36,8 @@ from globtim_hpc.scheduler.factory import make_scheduler  # noqa: E402
 SMALL_COUNT = int(os.environ.get("BENCH_SMALL_COUNT", "10000"))
 SMALL_BYTES = int(os.environ.get("BENCH_SMALL_BYTES", "4096"))
 BIG_BYTES = int(os.environ.get("BENCH_BIG_BYTES", str(1 << 30)))
+CSV_COUNT = int(os.environ.get("BENCH_CSV_COUNT", "100"))
+CSV_BYTES = int(os.environ.get("BENCH_CSV_BYTES", str(1 << 20)))
 TESTBED_DIR = Path(os.environ.get("GLOBTIM_TESTBED_DIR", "/var/tmp/globtim-testbed"))
 SSH_CONFIG = TESTBED_DIR / "client" / "ssh_config"
 
@@ -50,8 +54,17 @@ put("submission.json", json.dumps({"run_id": run_id, "tasks": [{"index": 0, "tas
 put("status/0000.json", json.dumps({"schema": "globtim-hpc/status/1", "run_id": run_id, "task_id": "0000",
     "task_index": 0, "state": "EXITED", "exit_code": 0, "started_at": "2026-01-01T00:00:00Z",
     "ended_at": "2026-01-01T00:00:01Z"}).encode())
+csv = os.environ.get("BENCH_KIND") == "csv"
 for k in range(count):
-    put("output/0000/small/f%06d.bin" % k, os.urandom(size))
+    if csv:  # GlobTim-like output: rows of floats, with a header (compresses several-fold)
+        rows = ["x1,x2,x3,z,gradnorm"]
+        import random
+        rng = random.Random(k)
+        while sum(len(r) + 1 for r in rows) < size:
+            rows.append(",".join("%.17g" % rng.uniform(-1, 1) for _ in range(5)))
+        put("output/0000/small/critical_points_%06d.csv" % k, ("\n".join(rows) + "\n").encode())
+    else:
+        put("output/0000/small/f%06d.bin" % k, os.urandom(size))
 if big:
     path = os.path.join(run, "output/0000/big.bin")
     os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -90,48 +103,23 @@ def rate(byte_count: int, seconds: float) -> str:
     return f"{byte_count / max(seconds, 1e-9) / 1e6:8.1f} MB/s  ({seconds:6.1f} s)"
 
 
-def bench_one(label: str, count: int, size: int, big: int, work: Path) -> None:
+def bench_one(label: str, count: int, size: int, big: int, work: Path, kind: str = "random") -> None:
+    import dataclasses
+
     from globtim_hpc.registry.store import Store
     from globtim_hpc.settings.profile import load_profile
     from globtim_hpc.transport.factory import open_transport
+    from globtim_hpc.transport.recording import RecordingTransport
     from globtim_hpc.workflows.collect import CollectOptions, collect_run
 
     profile = load_profile(str(REPO / "configs" / "testbed.yaml"))
     assert profile.ssh is not None
     run_id = new_run_id("bench_collect")
     run_dir = RemoteLayout(profile.remote_root).run_dir(run_id)
-    total = count * size + big
-    print(f"\n== {label}: {count} files x {size} B + {big} B = {total / 1e6:.1f} MB", flush=True)
+    print(f"\n== {label} ({kind}): {count} files x {size} B + {big} B", flush=True)
     try:
-        ssh("python3", "-c", FABRICATE, run_dir, run_id, str(count), str(size), str(big))
-        with Store.open(work / "state") as store:
-            store.add_run(run_id=run_id, problem="bench", cluster=profile.name, scheduler="slurm",
-                          remote_dir=run_dir, task_ids=["0000"], config_hash="bench",
-                          deploy_id=None, git_sha=None, plan={}, submission=None)
-            run = store.get_run(run_id)
-            assert run is not None
-            options = CollectOptions(results_root=work / "results")
-            with open_transport("ssh", profile.ssh) as transport:
-                transport.run(["true"])  # connect before timing
-                timer = Timer()
-                start = time.monotonic()
-                first = collect_run(run, scheduler=make_scheduler(profile, transport), store=store,
-                                    remote_root=profile.remote_root, options=options, observer=timer)
-                elapsed = time.monotonic() - start
-                print(f"  globtim collect (end to end)  {rate(first.content_bytes_received, elapsed)}")
-                if "transfer" in timer.marks and "transfer_end" in timer.marks:
-                    seconds = timer.marks["transfer_end"] - timer.marks["transfer"]
-                    print(f"    of which the tar stream     {rate(first.stream_bytes_received, seconds)}")
-                if "computing" in timer.marks and "transfer" in timer.marks:
-                    print(f"    remote manifest + local checks {timer.marks['transfer'] - timer.marks['computing']:6.1f} s")
-
-                start = time.monotonic()
-                again = collect_run(run, scheduler=make_scheduler(profile, transport), store=store,
-                                    remote_root=profile.remote_root, options=options)
-                print(f"  unchanged re-collect: {again.content_bytes_received} content bytes, "
-                      f"{again.stream_bytes_received} stream bytes sent, "
-                      f"{again.files_reused} files reused, {time.monotonic() - start:.1f} s")
-
+        ssh("env", f"BENCH_KIND={kind}", "python3", "-c", FABRICATE, run_dir, run_id, str(count),
+            str(size), str(big))
         raw_dir = work / "raw"
         raw_dir.mkdir()
         start = time.monotonic()
@@ -139,18 +127,50 @@ def bench_one(label: str, count: int, size: int, big: int, work: Path) -> None:
             f"ssh -F {SSH_CONFIG} falcon {join(['tar', 'c', '-C', run_dir, '.'])} | tar x -C {raw_dir}",
             shell=True, check=True, timeout=3600, stdin=subprocess.DEVNULL,
         )
-        print(f"  ssh falcon tar c | tar x      {rate(total, time.monotonic() - start)}")
-
+        raw_s = time.monotonic() - start
+        total = sum(p.stat().st_size for p in raw_dir.rglob("*") if p.is_file())
+        print(f"  ssh falcon tar c | tar x      {rate(total, raw_s)}  (baseline)")
         scp_dir = work / "scp"
         scp_dir.mkdir()
         start = time.monotonic()
         subprocess.run(["scp", "-q", "-F", str(SSH_CONFIG), "-r", f"falcon:{run_dir}", str(scp_dir)],
                        check=True, timeout=3600, stdin=subprocess.DEVNULL)
-        print(f"  scp -r                        {rate(total, time.monotonic() - start)}")
+        scp_s = time.monotonic() - start
+        print(f"  scp -r                        {rate(total, scp_s)}")
+        for client in ("paramiko", "openssh"):
+            settings = dataclasses.replace(profile.ssh, client=client)
+            with Store.open(work / f"state-{client}") as store:
+                store.add_run(run_id=run_id, problem="bench", cluster=profile.name, scheduler="slurm",
+                              remote_dir=run_dir, task_ids=["0000"], config_hash="bench",
+                              deploy_id=None, git_sha=None, plan={}, submission=None)
+                # A job no scheduler knows: task states come from the status files.
+                store.record_job(run_id, profile.name, "59999999")
+                run = store.get_run(run_id)
+                assert run is not None
+                options = CollectOptions(results_root=work / f"results-{client}")
+                with open_transport("ssh", settings) as transport:
+                    transport.run(["true"])  # connect before timing
+                    start = time.monotonic()
+                    first = collect_run(run, scheduler=make_scheduler(profile, transport),
+                                        store=store, remote_root=profile.remote_root,
+                                        options=options)
+                    first_s = time.monotonic() - start
+                    recording = RecordingTransport(transport)
+                    start = time.monotonic()
+                    again = collect_run(run, scheduler=make_scheduler(profile, recording),
+                                        store=store, remote_root=profile.remote_root,
+                                        options=options)
+                    again_s = time.monotonic() - start
+                print(f"  globtim collect [{client:8}]   {rate(first.content_bytes_received, first_s)}"
+                      f"  {raw_s / first_s:5.2f}x raw tar, {scp_s / first_s:5.1f}x scp -r")
+                print(f"    unchanged re-collect        {again_s:6.2f} s = "
+                      f"{100 * again_s / first_s:5.1f} % of the first, "
+                      f"{len(recording.commands)} remote command(s), "
+                      f"{again.stream_bytes_received} stream bytes, {again.files_reused} files reused")
     finally:
         ssh("rm", "-rf", "--", run_dir)
-        for sub in ("results", "raw", "scp", "state"):
-            shutil.rmtree(work / sub, ignore_errors=True)
+        for sub in work.iterdir():
+            shutil.rmtree(sub, ignore_errors=True)
 
 
 def main() -> int:
@@ -161,6 +181,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bench-collect-") as tmp:
         bench_one("many small files", SMALL_COUNT, SMALL_BYTES, 0, Path(tmp))
         bench_one("one big file", 0, SMALL_BYTES, BIG_BYTES, Path(tmp))
+        bench_one("GlobTim-like CSV", CSV_COUNT, CSV_BYTES, 0, Path(tmp), kind="csv")
     return 0
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import IO, BinaryIO
 
 from globtim_hpc.errors import IntegrityError
+from globtim_hpc.results.cksum import Cksum
 from globtim_hpc.results.manifest import ManifestEntry, check_relative_path
 
 COPY_CHUNK_BYTES = 1 << 20
@@ -74,7 +75,12 @@ def _write_member(
     mode: int,
     mtime: float,
     fsync: bool,
-) -> None:
+) -> str:
+    """Write one member, hashing it on the way; return its SHA-256 (hex).
+
+    An entry with an empty ``sha256`` is not known yet: only its size is checked, and the
+    digest computed here is what the manifest will say.
+    """
     parent_fd = _open_parent(root_fd, parts)
     name = parts[-1]
     try:
@@ -94,7 +100,8 @@ def _write_member(
                 out.flush()
                 if fsync:
                     os.fsync(out.fileno())
-            if byte_count != entry.byte_count or digest.hexdigest() != entry.sha256:
+            known = entry.sha256 or digest.hexdigest()
+            if byte_count != entry.byte_count or digest.hexdigest() != known:
                 raise IntegrityError(
                     f"{entry.path!r} changed on the cluster after its manifest was made: expected "
                     f"{entry.byte_count} bytes with sha256 {entry.sha256[:16]}…, received "
@@ -104,6 +111,7 @@ def _write_member(
                 )
             os.utime(name, (mtime, mtime), dir_fd=parent_fd, follow_symlinks=False)
             ok = True
+            return digest.hexdigest()
         finally:
             if not ok:
                 with contextlib.suppress(OSError):
@@ -156,11 +164,20 @@ def extract_verified(
                     source = archive.extractfile(member)
                     if source is None:  # pragma: no cover - isreg() members always have data
                         raise IntegrityError(f"no data for {name!r} in the archive")
+                    if member.size != entry.byte_count:
+                        raise IntegrityError(
+                            f"{name!r} changed on the cluster after it was listed: "
+                            f"{entry.byte_count} bytes then, {member.size} in the stream",
+                            "is something still writing into the run folder? collect again once "
+                            "it has finished; nothing was placed",
+                        )
                     mode = 0o755 if member.mode & 0o111 else 0o644
-                    _write_member(root_fd, name.split("/"), source, entry, mode, member.mtime, fsync)
+                    sha256 = _write_member(
+                        root_fd, name.split("/"), source, entry, mode, member.mtime, fsync
+                    )
                     written.append(name)
                     if on_verified is not None:
-                        on_verified(entry)
+                        on_verified(ManifestEntry(name, entry.byte_count, sha256))
             except (tarfile.TarError, EOFError) as exc:
                 raise IntegrityError(
                     f"the file stream broke off or is corrupt after {len(written)} files: {exc}"
@@ -200,8 +217,10 @@ class ExtractingSink(io.RawIOBase):
         on_verified: VerifiedFn | None = None,
         on_bytes: Callable[[int], None] | None = None,
         fsync: bool = True,
+        checksum: Cksum | None = None,
     ) -> None:
         super().__init__()
+        self.checksum = checksum
         self._on_bytes = on_bytes
         self.bytes_received = 0
         self._dest = dest
@@ -246,6 +265,8 @@ class ExtractingSink(io.RawIOBase):
             raise ExtractAborted(str(self._error))
         view = memoryview(data)
         total = len(view)
+        if self.checksum is not None:
+            self.checksum.update(view)
         while view:
             try:
                 sent = os.write(self._write_fd, view)

@@ -6,10 +6,10 @@ Remote layout under ``<remote_root>/code``::
     <deploy_id>/...            the tree: hard links into .objects (so it costs no extra space)
     .staging-<id>-<hex>/       an upload in progress; renamed into place when complete
 
-One remote command asks whether ``<deploy_id>`` exists and returns its DEPLOY.json: for an
-unchanged tree that is all. Otherwise a second one is given the content hashes the tree needs
-and answers which are missing (so the cost follows the tree's size, not the store's), and a
-third receives ONE gzip'd tar stream holding only the missing objects plus a hard link per
+One remote command is given the content hashes the tree needs and asks whether ``<deploy_id>``
+exists: if so it returns its DEPLOY.json, and for an unchanged tree that is all; if not, the same
+answer says which hashes the store lacks (so the cost follows the tree's size, not the store's).
+A second command receives ONE gzip'd tar stream holding only the missing objects plus a hard link per
 file, then moves the finished tree into place with a rename, so a tree that exists is always
 complete.
 """
@@ -35,22 +35,19 @@ DEPLOY_JSON = "DEPLOY.json"
 STAGING_PREFIX = ".staging-"
 _SPOOL_MAX_BYTES = 32 << 20
 
-# Fixed shell text; every variable part arrives as a positional argument.
+# Fixed shell text; every variable part arrives as a positional argument. One round trip: if the
+# tree is there, its record; if not, which of the objects named on stdin (one per line) the
+# store lacks.
 PROBE_SCRIPT = r"""
 root=$1 id=$2 tools=$3
 if [ -d "$root/$id" ]; then
+    cat > /dev/null
     printf 'tree=yes\n'
     printf 'tools=%s\n' "$(cat -- "$root/$id/$tools" 2>/dev/null)"
     if [ -f "$root/$id/DEPLOY.json" ]; then cat -- "$root/$id/DEPLOY.json"; fi
-else
-    printf 'tree=no\n'
+    exit 0
 fi
-exit 0
-"""
-
-# Reads one object name per line on stdin; prints those not in the store.
-MISSING_SCRIPT = r"""
-root=$1
+printf 'tree=no\n'
 if ! cd -- "$root/.objects" 2>/dev/null; then cat; exit 0; fi
 while IFS= read -r key; do
     [ -e "$key" ] || printf '%s\n' "$key"
@@ -94,6 +91,7 @@ class Probe:
     tree_exists: bool
     deploy_json: dict[str, Any] | None
     tools_digest: str = ""
+    missing_text: str = ""  # tree=no: the asked-for objects the store lacks, one per line
 
 
 def probe_argv(code_root: str, deploy_id: str) -> list[str]:
@@ -121,11 +119,7 @@ def parse_probe(stdout: str) -> Probe:
             f"unexpected answer from the deployment probe: {first[:200]!r}",
             "check that the login node runs bash and that remote_root is readable",
         )
-    return Probe(False, None)
-
-
-def missing_argv(code_root: str) -> list[str]:
-    return ["bash", "-c", MISSING_SCRIPT, "globtim-missing", code_root]
+    return Probe(False, None, missing_text=rest)
 
 
 def missing_stdin(keys: Iterable[str]) -> bytes:
@@ -289,14 +283,17 @@ def ship(
     """Make ``code_root/<deploy_id>`` hold the snapshot (see the module docstring)."""
     deploy_id = deploy_id or snap.deploy_id
     remote_dir = f"{code_root.rstrip('/')}/{deploy_id}"
-    probe_result = transport.run(probe_argv(code_root, deploy_id), timeout_s=120)
+    extra_list = list(extras)
+    digest = extras_digest(extra_list)
+    extra_list.append(ExtraFile(TOOLS_DIGEST, (digest + "\n").encode()))
+    wanted = wanted_objects(snap, extra_list)
+    probe_result = transport.run(
+        probe_argv(code_root, deploy_id), stdin=missing_stdin(wanted), timeout_s=300
+    )
     probe_result.check(
         f"listing {code_root} on {transport.label}", "check that remote_root exists and is readable"
     )
     probe = parse_probe(probe_result.stdout_text)
-    extra_list = list(extras)
-    digest = extras_digest(extra_list)
-    extra_list.append(ExtraFile(TOOLS_DIGEST, (digest + "\n").encode()))
     if probe.tree_exists and probe.tools_digest == digest:
         return ShipResult(deploy_id, remote_dir, False, 0, 0, 0, 0, (), probe.deploy_json)
     if probe.tree_exists:
@@ -317,10 +314,7 @@ def ship(
             tuple(extra.path for extra in extra_list),
             None,
         )
-    wanted = wanted_objects(snap, extra_list)
-    asked = transport.run(missing_argv(code_root), stdin=missing_stdin(wanted), timeout_s=300)
-    asked.check(f"listing the object store under {code_root} on {transport.label}")
-    existing = parse_missing(asked.stdout_text, wanted)
+    existing = parse_missing(probe.missing_text, wanted)
     stage = new_stage_name(deploy_id)
     with tempfile.SpooledTemporaryFile(max_size=_SPOOL_MAX_BYTES) as spool:
         stats = write_archive(spool, snap, stage, existing, extra_list)

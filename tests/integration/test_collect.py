@@ -30,9 +30,10 @@ from globtim_hpc.quoting import join
 from globtim_hpc.registry.lookup import find_run
 from globtim_hpc.registry.records import RunRecord
 from globtim_hpc.registry.store import Store
-from globtim_hpc.results.manifest import ManifestEntry, parse_remote_manifest
+from globtim_hpc.results.manifest import ManifestEntry
 from globtim_hpc.results.placement import NoSpaceError
 from globtim_hpc.results.safe_tar import ExtractAborted, ExtractingSink
+from globtim_hpc.results.survey import parse_survey
 from globtim_hpc.scheduler.factory import make_scheduler
 from globtim_hpc.settings.profile import ClusterProfile, load_profile
 from globtim_hpc.transport.base import CommandResult, Transport
@@ -211,7 +212,7 @@ def test_large_run_is_collected_verified_organised_and_recollected_for_free(bed:
 
 def test_recollecting_a_settled_run_asks_the_scheduler_nothing(bed: Bed) -> None:
     """Once the registry holds every task's final state, a collection runs no squeue/sacct:
-    an unchanged re-collect is the status read and the manifest, nothing else."""
+    an unchanged re-collect is one listing command (metadata only), nothing else."""
     run = bed.make_run([("EXITED", 0), ("EXITED", 0)], small_count=3)
     first = bed.collect(run)
     assert first.complete
@@ -221,7 +222,7 @@ def test_recollecting_a_settled_run_asks_the_scheduler_nothing(bed: Bed) -> None
     assert again.complete and again.files_fetched == 0
     programs = [call.what[0] for call in recording.commands]
     assert not {"squeue", "sacct", "scontrol"} & set(programs), recording.commands
-    assert len(recording.commands) == 2, [call.what[:4] for call in recording.commands]
+    assert len(recording.commands) == 1, [call.what[:4] for call in recording.commands]
 
 
 def test_a_job_id_slurm_reuses_keeps_both_runs_tracked_and_collected(bed: Bed) -> None:
@@ -252,23 +253,23 @@ def test_a_job_id_slurm_reuses_keeps_both_runs_tracked_and_collected(bed: Bed) -
             assert bed.collect(record, transport).complete
 
 
-def test_byte_changed_after_the_manifest_is_detected_and_nothing_is_placed(bed: Bed) -> None:
+def test_file_grown_after_the_listing_is_detected_and_nothing_is_placed(bed: Bed) -> None:
     run = bed.make_run([("EXITED", 0)])
     victim = "output/0000/results.json"
 
     def tamper(answer: CommandResult) -> None:
-        assert victim in parse_remote_manifest(answer.stdout).by_path()
-        bed.change_remote_byte(run, victim)
+        assert victim in {f.path for f in parse_survey(answer.stdout).files}
+        bed.testbed.as_user("falcon", join(["sh", "-c", 'printf Q >> "$1"', "x", f"{run.remote_dir}/{victim}"]))
 
     with bed.transport() as transport, pytest.raises(
         IntegrityError, match=f"'{victim}' changed on the cluster"
     ) as caught:
-        bed.collect(run, AfterCommand(transport, "globtim-manifest", tamper))
+        bed.collect(run, AfterCommand(transport, "globtim-survey", tamper))
     assert caught.value.exit_code != 0
     target = local_run_dir(bed.results, run.problem, run.run_id)
     assert not target.exists() and visible_entries(target.parent) == []
     assert bed.store.collections(run.run_id) == []
-    # the next collection sees the new content in its manifest and completes
+    # the next collection lists the new size and completes
     assert bed.collect(run).complete and target.is_dir()
 
 

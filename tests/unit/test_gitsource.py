@@ -103,18 +103,15 @@ def test_not_a_checkout(tmp_path: Path) -> None:
 
 
 def _upload(snap: SourceSnapshot, code_root: Path) -> tuple[codeship.ArchiveStats, int]:
-    """The three remote steps of codeship.ship, run here through bash and GNU tar."""
-    probe = subprocess.run(
-        codeship.probe_argv(str(code_root), snap.deploy_id), capture_output=True, text=True,
-        check=True,
-    )
-    assert not codeship.parse_probe(probe.stdout).tree_exists
+    """The two remote steps of codeship.ship, run here through bash and GNU tar."""
     wanted = codeship.wanted_objects(snap, [])
-    missing = subprocess.run(
-        codeship.missing_argv(str(code_root)), input=codeship.missing_stdin(wanted).decode(),
-        capture_output=True, text=True, check=True,
+    probe = subprocess.run(
+        codeship.probe_argv(str(code_root), snap.deploy_id),
+        input=codeship.missing_stdin(wanted).decode(), capture_output=True, text=True, check=True,
     )
-    existing = codeship.parse_missing(missing.stdout, wanted)
+    answer = codeship.parse_probe(probe.stdout)
+    assert not answer.tree_exists
+    existing = codeship.parse_missing(answer.missing_text, wanted)
     stage = codeship.new_stage_name(snap.deploy_id)
     sink = io.BytesIO()
     stats = codeship.write_archive(sink, snap, stage, existing)
@@ -155,8 +152,8 @@ def test_upload_builds_the_tree_and_sends_only_new_content(repo: Path, tmp_path:
     assert (tree / "src" / "Globtim.jl").read_bytes() != changed.read_bytes()
 
     probe = subprocess.run(
-        codeship.probe_argv(str(code_root), second.deploy_id), capture_output=True, text=True,
-        check=True,
+        codeship.probe_argv(str(code_root), second.deploy_id), input="", capture_output=True,
+        text=True, check=True,
     )
     assert codeship.parse_probe(probe.stdout).tree_exists
     assert size2 < stats2.payload_bytes + 2048

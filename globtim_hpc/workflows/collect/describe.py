@@ -23,10 +23,10 @@ from globtim_hpc.results.attempts import attempt_entry
 from globtim_hpc.results.manifest import (
     MANIFEST_NAME,
     ManifestEntry,
-    RemoteManifest,
     format_sha256sum,
     local_path,
 )
+from globtim_hpc.results.recollect import RECORD_NAME
 from globtim_hpc.results.summary import (
     LOG_TAIL_LINES,
     TaskRecord,
@@ -34,6 +34,7 @@ from globtim_hpc.results.summary import (
     code_version,
     render_summary,
 )
+from globtim_hpc.results.survey import Survey, SurveyEntry
 from globtim_hpc.results.tables import TASKS_CSV_NAME
 from globtim_hpc.workflows.collect.snapshot import Snapshot, json_object
 from globtim_hpc.workflows.collect.views import is_view_path, write_views
@@ -53,7 +54,7 @@ class _MadeHere(frozenset[str]):
         return super().__contains__(path) or (isinstance(path, str) and is_view_path(path))
 
 
-GENERATED_NAMES = _MadeHere({MANIFEST_NAME, METADATA_NAME, SUMMARY_NAME})
+GENERATED_NAMES = _MadeHere({MANIFEST_NAME, METADATA_NAME, SUMMARY_NAME, RECORD_NAME})
 
 
 RESULTS_NAME = "results.json"
@@ -65,10 +66,10 @@ LOG_TAIL_READ_BYTES = 64 << 10
 LOG_NAME = re.compile(r"^" + LOGS_DIR + r"/slurm-[^/]+_(\d+)\.out$")
 
 
-def wanted_entries(manifest: RemoteManifest, tasks: Sequence[TaskRecord], notes: list[str]) -> list[ManifestEntry]:
+def wanted_entries(survey: Survey, tasks: Sequence[TaskRecord], notes: list[str]) -> list[SurveyEntry]:
     unfinished = {t.task_index for t in tasks if not t.finished}
     wanted = []
-    for entry in manifest.entries:
+    for entry in survey.files:
         if entry.path in GENERATED_NAMES:
             notes.append(f"the cluster's {entry.path} was not collected: that name is made locally")
             continue
@@ -76,10 +77,10 @@ def wanted_entries(manifest: RemoteManifest, tasks: Sequence[TaskRecord], notes:
         if log and int(log.group(1)) in unfinished:
             continue
         wanted.append(entry)
-    if manifest.skipped:
-        shown = ", ".join(f"{path} ({kind})" for kind, path in manifest.skipped[:5])
+    if survey.skipped:
+        shown = ", ".join(f"{path} ({kind})" for kind, path in survey.skipped[:5])
         notes.append(
-            f"{len(manifest.skipped)} entries that are not regular files were not collected "
+            f"{len(survey.skipped)} entries that are not regular files were not collected "
             f"(f: file, l: symlink, p: FIFO, s: socket): {shown}"
         )
     return wanted

@@ -24,6 +24,7 @@ from globtim_hpc.results.manifest import (
     parse_remote_manifest,
     remote_manifest_argv,
 )
+from globtim_hpc.results.survey import Survey, parse_survey, survey_argv
 from globtim_hpc.transport.base import Transport
 
 MIN_STREAM_TIMEOUT_S = 3600.0
@@ -34,12 +35,6 @@ SMALL_FILE_LIMIT_BYTES = 4 << 20
 # $1 is the run folder. Exit 3 says "no such folder", which deserves its own message.
 
 
-_SNAPSHOT_SCRIPT = (
-    'cd -- "$1" 2>/dev/null || exit 3; '
-    "exec tar -cz --ignore-failed-read -f - submission.json status params"
-)
-
-
 @dataclass
 class Snapshot:
     submission: dict[str, Any] | None
@@ -48,19 +43,27 @@ class Snapshot:
     notes: list[str]
 
 
-def read_snapshot(transport: Transport, run: RunRecord) -> Snapshot:
-    argv = ["sh", "-c", _SNAPSHOT_SCRIPT, "globtim-snapshot", run.remote_dir]
-    result = transport.run(argv, timeout_s=600.0)
+def read_survey(transport: Transport, run: RunRecord) -> tuple[Snapshot, Survey]:
+    """One command: the run's listing (metadata only) and its small status files."""
+    result = transport.run(survey_argv(run.remote_dir), timeout_s=MIN_STREAM_TIMEOUT_S)
     if result.exit_status == 3:
         raise TransferError(
             f"the run folder {run.remote_dir} does not exist on {transport.label}",
             "was it removed (collect_results.py --clean-remote) or never uploaded? the registry "
             "lists earlier collections of this run",
         )
-    result.check(f"reading the run's status files on {transport.label}")
+    result.check(
+        f"listing the run folder {run.remote_dir} on {transport.label}",
+        "the run folder must be readable; GNU find and tar must be on PATH",
+    )
+    survey = parse_survey(result.stdout, transport.label)
+    return parse_snapshot(survey.snapshot_tgz, run, transport.label), survey
+
+
+def parse_snapshot(tgz: bytes, run: RunRecord, where: str) -> Snapshot:
     snapshot = Snapshot(None, {}, {}, [])
     try:
-        with tarfile.open(fileobj=io.BytesIO(result.stdout), mode="r:gz") as archive:
+        with tarfile.open(fileobj=io.BytesIO(tgz), mode="r:gz") as archive:
             for member in archive:
                 if not member.isreg() or member.size > SMALL_FILE_LIMIT_BYTES:
                     continue
@@ -70,7 +73,7 @@ def read_snapshot(transport: Transport, run: RunRecord) -> Snapshot:
                 _take_snapshot_file(snapshot, member.name, handle.read())
     except (tarfile.TarError, EOFError) as exc:
         raise TransferError(
-            f"the status files of {run.run_id} could not be read from {transport.label}: {exc}"
+            f"the status files of {run.run_id} could not be read from {where}: {exc}"
         ) from exc
     return snapshot
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import shutil
 import stat
 from collections.abc import Sequence
@@ -12,17 +13,19 @@ from pathlib import Path
 from typing import BinaryIO, cast
 
 from globtim_hpc.errors import IntegrityError
+from globtim_hpc.results.cksum import Cksum
 from globtim_hpc.results.manifest import (
     ManifestEntry,
     local_path,
-    matches,
 )
 from globtim_hpc.results.placement import (
     link_or_copy,
     nearest_existing,
     space_error,
 )
+from globtim_hpc.results.recollect import RECORD_NAME, read_record, still_valid
 from globtim_hpc.results.safe_tar import ExtractingSink
+from globtim_hpc.results.survey import SurveyEntry
 from globtim_hpc.transport.base import Transport
 from globtim_hpc.workflows.collect.describe import GENERATED_NAMES
 from globtim_hpc.workflows.collect.records import CollectObserver, CollectResult
@@ -37,7 +40,7 @@ SPACE_MARGIN_BYTES = 4 << 20  # metadata, summary, folders
 ASSUMED_MIN_RATE_BYTES_S = 1 << 20
 
 
-def disk_bytes(entries: Sequence[ManifestEntry]) -> int:
+def disk_bytes(entries: Sequence[ManifestEntry | SurveyEntry]) -> int:
     return sum(-(-e.byte_count // BLOCK_BYTES) * BLOCK_BYTES for e in entries) + SPACE_MARGIN_BYTES
 
 
@@ -59,7 +62,7 @@ def _tar_estimate(entries: Sequence[ManifestEntry]) -> int:
     return total
 
 
-def reusable_bytes(target: Path, entries: Sequence[ManifestEntry]) -> int:
+def reusable_bytes(target: Path, entries: Sequence[ManifestEntry | SurveyEntry]) -> int:
     """Bytes of entries a previous collection already holds with the same size (hard-linked)."""
     if not target.is_dir():
         return 0
@@ -73,6 +76,53 @@ def reusable_bytes(target: Path, entries: Sequence[ManifestEntry]) -> int:
     return total
 
 
+# One command: tar reads each selected file once; tee hands the same bytes to the link and to
+# cksum (through a FIFO), so the stream is checked without a second read. tar's exit status and
+# the CRC go to stderr as the last line, after the whole stream: stdout stays pure tar.
+_STREAM_SCRIPT = r"""
+cd -- "$1" || exit 3
+t=$(mktemp -d) || exit 6
+trap 'rm -rf -- "$t"' EXIT
+mkfifo -- "$t/f" || exit 6
+cksum < "$t/f" > "$t/c" &
+{ tar -c -f - --format=gnu --null --verbatim-files-from --no-unquote --no-recursion \
+    --hard-dereference -T -; echo $? > "$t/s"; } | tee -- "$t/f"
+wait
+printf 'globtim-stream %s %s\n' "$(cat -- "$t/s")" "$(cat -- "$t/c")" >&2
+"""
+
+_TRAILER = re.compile(rb"^globtim-stream (\d+) (\d+) (\d+)$", re.MULTILINE)
+
+
+def stream_argv(remote_dir: str) -> list[str]:
+    return ["sh", "-c", _STREAM_SCRIPT, "globtim-stream", remote_dir]
+
+
+def check_trailer(stderr: bytes, checksum: Cksum, where: str) -> None:
+    """The stream is whole and unaltered: tar succeeded and the CRCs of both ends agree."""
+    found = _TRAILER.findall(stderr)
+    if not found:
+        raise IntegrityError(
+            f"the file stream from {where} ended without its checksum line",
+            "the connection may have dropped at the very end; collect again (verified files are "
+            "kept)",
+        )
+    tar_status, crc, length = (int(v) for v in found[-1])
+    if tar_status != 0:
+        others = _TRAILER.sub(b"", stderr).decode("utf-8", errors="replace").strip()
+        raise IntegrityError(
+            f"tar on {where} exited with {tar_status} while sending the files: "
+            + (others.splitlines()[-1] if others else "no message"),
+            "is something still writing into the run folder? collect again once it has finished",
+        )
+    if (crc, length) != (checksum.value(), checksum.byte_count):
+        raise IntegrityError(
+            f"the file stream from {where} is corrupt: {where} sent {length} bytes with cksum "
+            f"{crc}, {checksum.byte_count} bytes with cksum {checksum.value()} arrived",
+            "nothing was placed; collect again",
+        )
+
+
 def fetch_files(
     transport: Transport,
     remote_dir: str,
@@ -80,23 +130,24 @@ def fetch_files(
     fetch: Sequence[ManifestEntry],
     observer: CollectObserver,
     result: CollectResult,
+    arrived: dict[str, ManifestEntry],
 ) -> None:
-    """Stream ``fetch`` as one tar into ``work``; every file verified on arrival."""
+    """Stream ``fetch`` as one tar into ``work``, hashing each file as it is written into
+    ``arrived`` (filled even when the stream breaks). Every byte is checked by the stream's CRC."""
     expected = {e.path: e for e in fetch}
+    checksum = Cksum()
     # One syncfs before the folder is placed is far cheaper than an fsync per file.
-    sink = ExtractingSink(work, expected, fsync=False, on_bytes=observer.transferred).start()
+    sink = ExtractingSink(
+        work, expected, fsync=False, on_bytes=observer.transferred, checksum=checksum,
+        on_verified=lambda entry: arrived.__setitem__(entry.path, entry),
+    ).start()  # fmt: skip
     file_list = b"".join(os.fsencode(e.path) + b"\0" for e in fetch)
     estimate = _tar_estimate(fetch)
-    argv = [
-        "tar", "-c", "-f", "-", "--format=gnu", "-C", remote_dir,
-        "--null", "--verbatim-files-from", "--no-unquote", "--no-recursion", "--hard-dereference",
-        "-T", "-",
-    ]
     observer.transfer_started(estimate, len(fetch))
     try:
         try:
             outcome = transport.stream(
-                argv,
+                stream_argv(remote_dir),
                 stdin_source=io.BytesIO(file_list),
                 stdout_sink=cast(BinaryIO, sink),
                 timeout_s=max(MIN_STREAM_TIMEOUT_S, estimate / ASSUMED_MIN_RATE_BYTES_S),
@@ -110,41 +161,42 @@ def fetch_files(
     finally:
         result.stream_bytes_received += sink.bytes_received
         observer.transfer_finished()
+    if outcome.exit_status not in (0,) and not _TRAILER.search(outcome.stderr):
+        outcome.check(f"sending files from {remote_dir} on {transport.label}")
+    check_trailer(outcome.stderr, checksum, transport.label)
     result.files_fetched += len(written)
     result.content_bytes_received += sum(expected[p].byte_count for p in written)
-    if not outcome.ok:
-        # Every file arrived and verified, so the data is right; say what tar complained about.
-        result.notes.append(
-            f"tar on {transport.label} exited with {outcome.exit_status} although every file "
-            f"verified: {outcome.output_tail(3)}"
-        )
 
 
 def prepare_work(
-    work: Path, target: Path, entries: Sequence[ManifestEntry], notes: list[str]
-) -> tuple[list[ManifestEntry], int]:
-    """Fill ``work`` with every matching local file; return (files still to fetch, reused)."""
-    wanted = {e.path for e in entries}
-    # Anything in an adopted partial folder that is not part of this manifest goes.
+    work: Path, target: Path, files: Sequence[SurveyEntry], notes: list[str]
+) -> tuple[list[ManifestEntry], list[ManifestEntry]]:
+    """Fill ``work`` with every local file still valid by metadata (the record of ``work`` from
+    an interrupted attempt, then the previous collection's); return (reused, still to fetch)."""
+    wanted = {e.path for e in files}
+    in_work = read_record(work)
+    # Anything in an adopted partial folder that is not part of this survey goes.
     for folder, _, names in os.walk(work):
         for name in names:
             path = Path(folder) / name
-            if path.relative_to(work).as_posix() not in wanted:
+            rel = path.relative_to(work).as_posix()
+            if rel not in wanted and rel != RECORD_NAME:
                 path.unlink()
-    fetch: list[ManifestEntry] = []
-    reused = 0
     have_target = target.is_dir() and not target.is_symlink()
-    for entry in entries:
-        in_work = local_path(work, entry.path)
-        if matches(in_work, entry):
-            reused += 1
+    in_target = read_record(target) if have_target else {}
+    reused: list[ManifestEntry] = []
+    fetch: list[ManifestEntry] = []
+    for entry in files:
+        known = in_work.get(entry.path)
+        if still_valid(work, known, entry):
+            pass
+        elif have_target and still_valid(target, known := in_target.get(entry.path), entry):
+            link_or_copy(local_path(target, entry.path), local_path(work, entry.path))
+        else:
+            fetch.append(ManifestEntry(entry.path, entry.byte_count, ""))
             continue
-        in_target = local_path(target, entry.path)
-        if have_target and matches(in_target, entry):
-            link_or_copy(in_target, in_work)
-            reused += 1
-            continue
-        fetch.append(entry)
+        assert known is not None
+        reused.append(ManifestEntry(entry.path, entry.byte_count, known.sha256))
     if have_target:
         kept = []
         for folder, _, names in os.walk(target):
@@ -160,11 +212,14 @@ def prepare_work(
                 f"kept {len(kept)} local files that are not in the cluster's run folder: "
                 + ", ".join(sorted(kept)[:5])
             )
-    return fetch, reused
+    return reused, fetch
 
 
-def verify_placed(work: Path, entries: Sequence[ManifestEntry]) -> None:
-
+def verify_placed(work: Path, entries: Sequence[ManifestEntry], expected_count: int) -> None:
+    if len(entries) != expected_count:
+        raise IntegrityError(
+            f"{expected_count - len(entries)} listed files neither arrived nor were found locally"
+        )
     for entry in entries:
         path = local_path(work, entry.path)
         try:

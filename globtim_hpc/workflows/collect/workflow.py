@@ -7,7 +7,7 @@ import posixpath
 import secrets
 import shutil
 
-from globtim_hpc.errors import GlobtimHpcError, UsageError
+from globtim_hpc.errors import GlobtimHpcError, IntegrityError, UsageError
 from globtim_hpc.layout import (
     RemoteLayout,
     local_run_dir,
@@ -15,9 +15,7 @@ from globtim_hpc.layout import (
 from globtim_hpc.models import JobState, TaskStatus
 from globtim_hpc.registry.records import RunRecord
 from globtim_hpc.registry.store import Store
-from globtim_hpc.results.manifest import (
-    manifest_digest,
-)
+from globtim_hpc.results.manifest import ManifestEntry, manifest_digest
 from globtim_hpc.results.placement import (
     NoSpaceError,
     folder_lock,
@@ -26,6 +24,7 @@ from globtim_hpc.results.placement import (
     space_error,
     sync_filesystem,
 )
+from globtim_hpc.results.recollect import write_record
 from globtim_hpc.scheduler.base import Scheduler
 from globtim_hpc.transport.base import Transport
 from globtim_hpc.workflows.collect.describe import (
@@ -44,8 +43,7 @@ from globtim_hpc.workflows.collect.records import (
 from globtim_hpc.workflows.collect.snapshot import (
     MIN_STREAM_TIMEOUT_S,
     Snapshot,
-    fetch_manifest,
-    read_snapshot,
+    read_survey,
 )
 from globtim_hpc.workflows.collect.transfer import (
     disk_bytes,
@@ -120,7 +118,7 @@ def collect_run(
     observer = observer or SilentObserver()
     result = CollectResult(run_id=run.run_id, problem=run.problem)
     observer.phase(f"reading the status of {run.run_id} on {transport.label}")
-    snapshot = read_snapshot(transport, run)
+    snapshot, survey = read_survey(transport, run)
     states, state_notes = task_states(store, scheduler, run, snapshot, ask=ask_scheduler)
     notes = [*snapshot.notes, *state_notes]
     tasks, exclude = build_task_records(store, run, snapshot, states)
@@ -137,17 +135,14 @@ def collect_run(
         result.notes = notes
         return result
 
-    observer.phase(f"computing checksums on {transport.label}")
-    manifest = fetch_manifest(transport, run.remote_dir, exclude)
-    entries = wanted_entries(manifest, tasks, notes)
-    digest = manifest_digest(entries)
-    result.file_count, result.byte_count = len(entries), sum(e.byte_count for e in entries)
-    result.manifest_sha256 = digest
+    files = wanted_entries(survey.without(exclude), tasks, notes)
+    stamps = {f.path: f for f in files}
+    result.file_count, result.byte_count = len(files), sum(f.byte_count for f in files)
 
     target = local_run_dir(options.results_root, run.problem, run.run_id)
     parent = target.parent
     if not parent.is_dir():
-        ensure_space(parent, disk_bytes(entries))
+        ensure_space(parent, disk_bytes(files))
         parent.mkdir(parents=True, exist_ok=True)
     with folder_lock(parent):
         partials = partial_folders(parent, target.name)
@@ -159,20 +154,32 @@ def collect_run(
         try:
             if not partials:
                 # Checked before anything is created: a full disk leaves no trace.
-                ensure_space(parent, disk_bytes(entries) - reusable_bytes(target, entries))
+                ensure_space(parent, disk_bytes(files) - reusable_bytes(target, files))
                 work.mkdir()
             observer.phase("checking local copies")
-            fetch, result.files_reused = prepare_work(work, target, entries, notes)
+            reused, fetch = prepare_work(work, target, files, notes)
+            result.files_reused = len(reused)
             ensure_space(parent, disk_bytes(fetch))
+            arrived: dict[str, ManifestEntry] = {}
             if fetch:
-                fetch_files(transport, run.remote_dir, work, fetch, observer, result)
-            verify_placed(work, entries)
+                try:
+                    fetch_files(transport, run.remote_dir, work, fetch, observer, result, arrived)
+                except GlobtimHpcError as exc:
+                    if not isinstance(exc, IntegrityError):
+                        # A broken link: what arrived whole is kept for the next attempt.
+                        write_record(work, [*reused, *arrived.values()], stamps)
+                    raise
+            entries = sorted([*reused, *arrived.values()])
+            digest = manifest_digest(entries)
+            result.manifest_sha256 = digest
+            verify_placed(work, entries, len(files))
             fill_task_files(work, run, tasks, entries)
             result.notes = [*notes, *result.notes]
             write_descriptions(
                 work, run, snapshot, tasks, entries, digest, result.notes,
                 run_attempts(store, run), plots=options.plots,
             )  # fmt: skip
+            write_record(work, entries, stamps)
             if options.fsync:
                 sync_filesystem(work)
             place_folder(work, target)
@@ -180,7 +187,7 @@ def collect_run(
             if exc.errno not in _SPACE_ERRNOS:
                 raise
             shutil.rmtree(work, ignore_errors=True)
-            raise space_error(parent, disk_bytes(entries), None) from exc
+            raise space_error(parent, disk_bytes(files), None) from exc
         except NoSpaceError:
             shutil.rmtree(work, ignore_errors=True)
             raise
