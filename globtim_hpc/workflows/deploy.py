@@ -201,7 +201,7 @@ class Deployer:
         shipped = codeship.ship(self.transport, self.layout.code_root, snap, extras)
         if not options.force and record_is_current(shipped.existing_record, snap, self.profile):
             record = dict(shipped.existing_record or {})
-            self._register(snap, shipped.remote_dir, record, verified=True)
+            self._register(snap, shipped.remote_dir, record, verified=True, noop=True)
             return self._report(snap, shipped, record, True, started, notes, noop=True)
         if shipped.uploaded:
             self.notify(
@@ -436,11 +436,14 @@ class Deployer:
         record: dict[str, Any],
         *,
         verified: bool,
+        noop: bool = False,
     ) -> None:
         # A deployment is when the cluster may have changed: read its array limits again (if
-        # the controller does not answer now, the first submission asks).
-        with contextlib.suppress(GlobtimHpcError):
-            refresh_limits(self.scheduler, self.store, self.profile.name)
+        # the controller does not answer now, the first submission asks). A deployment that
+        # changed nothing reads them only if none are cached, so it stays one command.
+        if not noop or self.store.cluster_limits(self.profile.name) is None:
+            with contextlib.suppress(GlobtimHpcError):
+                refresh_limits(self.scheduler, self.store, self.profile.name)
         self.store.record_deployment(
             deploy_id=snap.deploy_id,
             cluster=self.profile.name,
