@@ -226,7 +226,8 @@ def test_drops_at_every_operation_of_the_four_commands(testbed: Testbed, tmp_pat
     collect_args = [*CLUSTER, "--job-id", job_id, "--local-dir"]
     assert _faultrun(probe, record, "collect", [*collect_args, str(tmp_path / "r0")]).returncode == 0
     collect_ops = _ops(record)
-    for at, (mode, hop) in itertools.product(range(1, collect_ops + 1), COMBOS):
+    # one listing and one stream: every moment of both, at either hop
+    for at, (mode, hop) in itertools.product(range(1, collect_ops + 1), ALL_COMBOS):
         where = f"collect {mode} op {at} at {hop}"
         state = tmp_path / f"state-collect-{at}-{mode}-{hop}"
         results = tmp_path / f"results-{at}-{mode}-{hop}"
