@@ -34,7 +34,6 @@ pytestmark = pytest.mark.integration
 
 FIXTURE = REPO / "tests" / "fixtures" / "globtim_project"
 CLUSTER = ["--cluster", "testbed"]
-COMBOS = list(itertools.product(["before", "during"], ["mack", "falcon"]))
 ALL_COMBOS = list(itertools.product(["before", "during", "after"], ["mack", "falcon"]))
 DEPLOY_POINTS = 8  # a deploy point costs a verification job: every other operation
 DOCUMENTED_ON_A_DROP = {0, 4}
