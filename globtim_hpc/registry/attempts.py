@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 
@@ -24,10 +24,9 @@ SUBMITTED = "submitted"
 class AttemptsMixin:
     """Attempt methods of ``Store`` (which provides ``_db`` and ``_tx``)."""
 
+    # Declared, not defined: Store supplies both (its connection and its transaction).
     _db: sqlite3.Connection
-
-    def _tx(self) -> AbstractContextManager[sqlite3.Connection]:  # pragma: no cover - Store's
-        raise NotImplementedError
+    _tx: Callable[[], AbstractContextManager[sqlite3.Connection]]
 
     def claim_attempt(
         self,
