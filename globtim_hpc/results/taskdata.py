@@ -97,34 +97,29 @@ def degree_results(results: Mapping[str, Any] | None) -> list[DegreeResult]:
         out.append(
             DegreeResult(
                 degree=count(item.get("degree")),
-                status=text(item.get("status")),
                 samples=count(item.get("samples")),
                 basis_size=count(item.get("basis_size")),
-                l2_error=number(item.get("l2_error")),
-                condition_number=number(item.get("condition_number")),
-                n_critical_points=count(item.get("n_critical_points")),
-                n_minima=count(item.get("n_minima")),
-                best_value=number(item.get("best_value")),
-                best_point=point(item.get("best_point")),
                 timings_s={stage: number(timings.get(stage)) for stage in DEGREE_STAGES},
-                error=_error_text(item.get("error")),
+                **_summary_fields(item),
             )
         )
     if out or not res:
         return out
-    return [
-        DegreeResult(
-            degree=None,
-            status=text(res.get("status")),
-            l2_error=number(res.get("l2_error")),
-            condition_number=number(res.get("condition_number")),
-            n_critical_points=count(res.get("n_critical_points")),
-            n_minima=count(res.get("n_minima")),
-            best_value=number(res.get("best_value")),
-            best_point=point(res.get("best_point")),
-            error=_error_text(res.get("error")),
-        )
-    ]
+    return [DegreeResult(degree=None, **_summary_fields(res))]
+
+
+def _summary_fields(item: Mapping[str, Any]) -> dict[str, Any]:
+    """The fields a degree's entry and a task's top-level summary share in results.json."""
+    return {
+        "status": text(item.get("status")),
+        "l2_error": number(item.get("l2_error")),
+        "condition_number": number(item.get("condition_number")),
+        "n_critical_points": count(item.get("n_critical_points")),
+        "n_minima": count(item.get("n_minima")),
+        "best_value": number(item.get("best_value")),
+        "best_point": point(item.get("best_point")),
+        "error": _error_text(item.get("error")),
+    }
 
 
 def task_timings(results: Mapping[str, Any] | None) -> dict[str, float | None]:
