@@ -58,17 +58,6 @@ class AttemptsMixin:
             self._insert_attempt(db, run_id, number, sorted(seen), resources, cause)
             return number
 
-    def record_attempt(
-        self,
-        run_id: str,
-        attempt: int,
-        task_indices: Sequence[int],
-        resources: Mapping[str, Any],
-        cause: str,
-    ) -> None:
-        with self._tx() as db:
-            self._insert_attempt(db, run_id, attempt, task_indices, resources, cause)
-
     @staticmethod
     def _insert_attempt(
         db: sqlite3.Connection,

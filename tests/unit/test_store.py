@@ -248,7 +248,9 @@ def test_an_attempt_restarts_only_its_tasks_and_keeps_the_earlier_state(tmp_path
         store.record_job(RUN, "c", "7")
         store.update_tasks(RUN, [TaskStatus(0, JobState.COMPLETED), TaskStatus(1, JobState.FAILED),
                                  TaskStatus(2, JobState.TIMEOUT)])  # fmt: skip
-        store.record_attempt(RUN, 2, [1, 2], {"mem_gb": 2.0, "time_min": 2}, "rerun --only failed")
+        seen = {1: 1, 2: 1}  # the tasks, and the attempt they were seen in
+        assert store.claim_attempt(RUN, seen, {"mem_gb": 2.0}, "rerun --only failed") == 2
+        assert store.claim_attempt(RUN, seen, {"mem_gb": 2.0}, "again") is None  # one at a time
         assert store.unfinished_attempt(RUN) is not None
         store.start_attempt(RUN, "c", 2, [("9", [1, 2])])
         store.start_attempt(RUN, "c", 2, [("9", [1, 2])])  # recorded twice: no change
