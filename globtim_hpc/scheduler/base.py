@@ -101,6 +101,8 @@ class Scheduler(Protocol):
     runs_on: str  # where the tasks run, in words: "compute node", "target host"
     needs_bash_4_3: bool  # whether the target host's bash must have ``wait -n``
     reruns_tasks: bool  # whether a later attempt can run only some of a run's tasks
+    # whether a job can be held until other jobs completed well (SubmitRequest.after_job_ids)
+    holds_for_jobs: bool
 
     # ---- what a run folder needs -------------------------------------------------------------
 

@@ -212,6 +212,7 @@ class DirectScheduler:
     runs_on = "target host"
     needs_bash_4_3 = True  # the runner's ``wait -n``
     reruns_tasks = False  # one runner per run folder, over every task
+    holds_for_jobs = False  # the runner starts at once
 
     def __init__(self, transport: Transport, *, timeout_s: float = 120.0) -> None:
         self.transport = transport

@@ -102,6 +102,7 @@ class SlurmScheduler:
     runs_on = "compute node"
     needs_bash_4_3 = False
     reruns_tasks = True  # the attempt's script carries its own --array list
+    holds_for_jobs = True  # --dependency=afterok
 
     def __init__(self, transport: Transport, *, timeout_s: float = 120.0) -> None:
         self.transport = transport

@@ -116,19 +116,16 @@ def _read_exit(transport: Transport, job_dir: str) -> int | None:
         return None
 
 
-def run_job(
+def start_job(
     transport: Transport,
     scheduler: Scheduler,
     script: str,
     job_dir: str,
     *,
     name: str,
-    timeout_s: float,
-    time_limit_s: int | None = None,
-    poll_s: float = 1.0,
-    on_wait: Callable[[str], None] | None = None,
-) -> JobOutcome:
-    """Write ``script`` into ``job_dir``, submit it, wait at most ``timeout_s`` for its exit code."""
+    time_limit_s: int,
+) -> TrackedJob:
+    """Write ``script`` into ``job_dir`` and submit it as a one-task job."""
     layout = RunLayout(job_dir)
     transport.run(["mkdir", "-p", "--", layout.logs_dir, layout.direct_dir], timeout_s=60).check(
         f"creating {job_dir} on {transport.label}", "check that remote_root is writable"
@@ -143,32 +140,81 @@ def run_job(
         script_path=script_path,
         task_count=1,
         max_parallel=1,
-        time_limit_s=time_limit_s or int(timeout_s),
+        time_limit_s=time_limit_s,
         cpus=1,
     )
     job_id = submit_job(scheduler, request)
-    if on_wait:
-        on_wait(job_id)
-    tracked = TrackedJob(run_id=name, job_id=job_id, run_dir=job_dir, task_ids=("0000",))
+    return TrackedJob(run_id=name, job_id=job_id, run_dir=job_dir, task_ids=("0000",))
+
+
+def look(transport: Transport, scheduler: Scheduler, job: TrackedJob) -> JobOutcome | None:
+    """One look at a job: its outcome if it ended (by its exit file, or the scheduler's final
+    state when it ended without writing one), None while it is queued or running."""
+    return _look(transport, scheduler, job)[0]
+
+
+def _look(
+    transport: Transport, scheduler: Scheduler, job: TrackedJob
+) -> tuple[JobOutcome | None, JobState | None]:
+    code = _read_exit(transport, job.run_dir)
+    state: JobState | None = None
+    if code is None:
+        tasks = scheduler.poll([job]).tasks.get(job.run_id, {})
+        state = next(iter(tasks.values())).state if tasks else None
+        if state is None or not state.is_final:
+            return None, state
+        # The trap may have run just after our read: look once more before giving up.
+        code = _read_exit(transport, job.run_dir)
+    tail = _tail(transport, job.run_dir, job.job_id)
+    return JobOutcome(job.job_id, job.run_dir, code, state, False, tail), state
+
+
+def wait_job(
+    transport: Transport,
+    scheduler: Scheduler,
+    job: TrackedJob,
+    *,
+    timeout_s: float,
+    poll_s: float = 1.0,
+    cancel_on_timeout: bool = True,
+) -> JobOutcome:
+    """Look at ``job`` until it ends or ``timeout_s`` passed; then it is cancelled, unless
+    ``cancel_on_timeout`` is off (someone else will look again: a pending verification)."""
     deadline = time.monotonic() + timeout_s
     delay = poll_s
-    state: JobState | None = None
     while True:
-        code = _read_exit(transport, job_dir)
-        if code is not None:
-            return JobOutcome(job_id, job_dir, code, state, False, _tail(transport, job_dir, job_id))
-        tasks = scheduler.poll([tracked]).tasks.get(name, {})
-        if tasks:
-            state = next(iter(tasks.values())).state
-        if state is not None and state.is_final:
-            # The trap may have run just after our read: look once more before giving up.
-            code = _read_exit(transport, job_dir)
-            return JobOutcome(job_id, job_dir, code, state, False, _tail(transport, job_dir, job_id))
+        outcome, state = _look(transport, scheduler, job)
+        if outcome is not None:
+            return outcome
         if time.monotonic() >= deadline:
-            scheduler.cancel([tracked])
-            return JobOutcome(job_id, job_dir, None, state, True, _tail(transport, job_dir, job_id))
+            if cancel_on_timeout:
+                scheduler.cancel([job])
+            tail = _tail(transport, job.run_dir, job.job_id)
+            return JobOutcome(job.job_id, job.run_dir, None, state, True, tail)
         time.sleep(delay)
         delay = min(delay * 1.5, 5.0)
+
+
+def run_job(
+    transport: Transport,
+    scheduler: Scheduler,
+    script: str,
+    job_dir: str,
+    *,
+    name: str,
+    timeout_s: float,
+    time_limit_s: int | None = None,
+    poll_s: float = 1.0,
+    on_wait: Callable[[str], None] | None = None,
+) -> JobOutcome:
+    """Write ``script`` into ``job_dir``, submit it, wait at most ``timeout_s`` for its exit code."""
+    job = start_job(
+        transport, scheduler, script, job_dir, name=name,
+        time_limit_s=time_limit_s or int(timeout_s),
+    )  # fmt: skip
+    if on_wait:
+        on_wait(job.job_id)
+    return wait_job(transport, scheduler, job, timeout_s=timeout_s, poll_s=poll_s)
 
 
 def outcome_error(what: str, outcome: JobOutcome, hint: str) -> RemoteCommandError:

@@ -395,6 +395,7 @@ class FixedScheduler:
     runs_on = "nowhere"
     needs_bash_4_3 = False
     reruns_tasks = False
+    holds_for_jobs = False
 
     def __init__(self, transport: ScriptedTransport, states: list[dict[int, TaskStatus]]) -> None:
         self.transport = transport
