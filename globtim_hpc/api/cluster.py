@@ -183,7 +183,10 @@ class Cluster:
         )
 
     def latest_deployment(self) -> dict[str, Any] | None:
-        return self.store.latest_deployment(self.profile.name)
+        """The deployment runs use: verified, or with its verification job not ended yet."""
+        from globtim_hpc.workflows.verification import usable_deployment
+
+        return usable_deployment(self.store, self.profile.name)
 
     # ---- submission -------------------------------------------------------------------------
 
@@ -210,9 +213,6 @@ class Cluster:
         # request itself for ``mem_gb: auto``.
         return apply_sizing(plan, observations(self.store.path, self.name, plan.problem))
 
-    def _deployment(self, use_deployment: bool) -> dict[str, Any] | None:
-        return self.latest_deployment() if use_deployment else None
-
     def dry_run(
         self, plan: JobPlan, *, use_deployment: bool = True
     ) -> PreparedRun:
@@ -222,7 +222,8 @@ class Cluster:
         from globtim_hpc.workflows.submit import prepare_run
 
         offline = make_scheduler(self.profile, OfflineTransport(self.profile.name))
-        return prepare_run(plan, self.profile, self._deployment(use_deployment), offline.run_files())
+        deployment = self.latest_deployment() if use_deployment else None
+        return prepare_run(plan, self.profile, deployment, offline.run_files())
 
     def submit(
         self,
@@ -249,12 +250,17 @@ class Cluster:
 
             check_local_julia(self.profile.julia_executable)
         from globtim_hpc.api.chaining import resolve_after
+        from globtim_hpc.workflows.verification import choose_deployment
 
         waits_on, notes = resolve_after(self, after)
+        chosen = None
+        if use_deployment:
+            choice = choose_deployment(self.store, self.name, self.transport, self.scheduler)
+            chosen = choice.deployment
+            notes.extend(choice.notes)
         ctx = SubmitContext(profile=self.profile, scheduler=self.scheduler, store=self.store)
         result = submit_plan(
-            plan, ctx, deployment=self._deployment(use_deployment), resume=not new,
-            after=waits_on,
+            plan, ctx, deployment=chosen, resume=not new, after=waits_on
         )  # fmt: skip
         result.warnings.extend(notes)
         run = self.run(run_id=result.run_id)

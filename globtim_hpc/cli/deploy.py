@@ -24,7 +24,10 @@ The git-tracked files (plus untracked files that are not ignored) go to
 DEPLOY.patch). Only content the cluster does not have yet is sent. Then
 Pkg.instantiate + Pkg.precompile run where the network is (julia.precompile_on),
 a job loads the packages offline on a compute node, and DEPLOY.json records it all.
-Submissions use the latest verified deployment.
+Submissions use the latest verified deployment. A verification job still queued
+when the wait ends (--no-wait, or --verify-timeout) keeps its place: the deployment
+is recorded as pending, and runs submitted meanwhile are held on that job (SLURM
+afterok): they start once it succeeds, and show DependencyNeverSatisfied if it fails.
 
 --check runs the cluster doctor instead: SSH hops and host keys, free space in home
 and remote_root, Julia, the depot, sbatch --test-only, sacct, and a probe job that
@@ -64,7 +67,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=1800.0,
         metavar="SECONDS",
-        help="how long to wait for the verification job (default: 1800)",
+        help="how long to wait for the verification job (default: 1800); one still queued "
+        "then is left to run and the deployment is recorded as pending on it",
+    )
+    parser.add_argument(
+        "--no-wait",
+        action="store_true",
+        help="submit the verification job and return: runs submitted before it ends wait on it",
     )
     parser.add_argument(
         "--env-project",
@@ -112,6 +121,7 @@ def _body(args: argparse.Namespace, out: Output) -> int:
             require_clean=args.require_clean,
             force=args.force,
             verify_timeout_s=args.verify_timeout,
+            wait_verify=not args.no_wait,
             extra_project=args.env_project,
         )
         report = cluster.deploy(options=options, notify=notify)
@@ -132,8 +142,13 @@ def _print_deploy(out: Output, report: DeployReport) -> None:
         out.emit_json({"ok": True, "deployment": report.to_dict()})
         return
     state = "dirty" if report.dirty else "clean"
+    record = report.record
+    verification = record.get("verification") or {}
     if report.noop:
-        out.info(f"{report.deploy_id} ({state}) is already deployed and verified: nothing sent")
+        how = "being verified by job " + str(verification.get("job_id")) if report.pending else (
+            "verified"
+        )
+        out.info(f"{report.deploy_id} ({state}) is already deployed and {how}: nothing sent")
         out.info(f"  {report.remote_dir}")
         return
     out.info(f"deployed {report.deploy_id} ({state}) to {report.remote_dir}")
@@ -143,8 +158,6 @@ def _print_deploy(out: Output, report: DeployReport) -> None:
             f"({report.payload_bytes:,} bytes before compression), "
             f"{report.reused_objects} already on the cluster"
         )
-    record = report.record
-    verification = record.get("verification") or {}
     versions = ", ".join(
         f"{k} {v}" for k, v in sorted((verification.get("packages") or {}).items())
     )
@@ -152,10 +165,16 @@ def _print_deploy(out: Output, report: DeployReport) -> None:
         f"  Julia {record.get('julia_version')}, depot {record.get('depot_path')}, "
         f"Manifest sha256 {str(record.get('manifest_sha256'))[:12]}"
     )
-    out.info(
-        f"  verified by job {verification.get('job_id')} on {verification.get('hostname')}: "
-        f"{versions or 'no packages listed'}"
-    )
+    if report.pending:
+        out.info(
+            f"  verification job {verification.get('job_id')} has not ended "
+            f"(output: {verification.get('output')})"
+        )
+    else:
+        out.info(
+            f"  verified by job {verification.get('job_id')} on {verification.get('hostname')}: "
+            f"{versions or 'no packages listed'}"
+        )
     for note in report.notes:
         out.warn(note)
 

@@ -43,8 +43,8 @@ def format_exit(status: TaskStatus) -> str:
 
 
 NEVER_STARTS_TEXT = (
-    "a run it waits on (--after) did not complete, so it will never start; "
-    "cancel it (--cancel) and submit again"
+    "a job it waits on (a run given with --after, or its deployment's verification) did "
+    "not complete, so it will never start; cancel it (--cancel) and submit again"
 )
 
 

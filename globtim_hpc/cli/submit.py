@@ -143,7 +143,10 @@ def _body(args: argparse.Namespace, out: Output) -> int:
     out.info(f"  outputs:  {result.output_dir}")
     out.info(f"  deploy:   {result.deploy_id or '(none)'}")
     for parent in (run.record.submission or {}).get("after") or []:
-        out.info(f"  after:    run {parent['run_id']} (jobs {', '.join(parent['job_ids'])})")
+        what = f"run {parent['run_id']}" if "run_id" in parent else (
+            f"verification of deployment {parent.get('deployment')}"
+        )
+        out.info(f"  after:    {what} (jobs {', '.join(parent['job_ids'])})")
     cluster_flag = f" --cluster {args.cluster}" if args.cluster else ""
     out.info(f"next: ./monitor_jobs.py{cluster_flag} --run-id {result.run_id} --watch")
     out.info(

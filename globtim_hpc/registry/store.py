@@ -403,13 +403,17 @@ class Store(AttemptsMixin):
         remote_dir: str,
         verified: bool,
         info: dict[str, Any],
+        keep_created_at: bool = False,
     ) -> None:
+        """Record a deployment, or its new state; ``keep_created_at``: settling a pending
+        verification does not make a deployment newer than those made after it."""
+        refresh = "" if keep_created_at else ", created_at=excluded.created_at"
         with self._tx() as db:
             db.execute(
                 "INSERT INTO deployments (deploy_id, cluster, git_sha, dirty, remote_dir, verified,"
                 " info_json, created_at) VALUES (?,?,?,?,?,?,?,?)"
                 " ON CONFLICT(cluster, deploy_id) DO UPDATE SET verified=excluded.verified,"
-                " info_json=excluded.info_json, created_at=excluded.created_at",
+                " info_json=excluded.info_json" + refresh,
                 (
                     deploy_id,
                     cluster,

@@ -10,7 +10,8 @@ Steps (each is skipped when its result is already there):
 4. ``Pkg.instantiate`` + ``Pkg.precompile`` (julia/deploy_env.jl) where the network is: on the
    login node, or in a job (``julia.precompile_on``);
 5. a verification job on a compute node, offline, loads the packages and reports versions
-   (julia/verify_env.jl);
+   (julia/verify_env.jl); one still queued when the wait ends is left to run, and the
+   deployment is recorded as pending on it (see workflows.verification);
 6. write ``DEPLOY.json`` beside the code and record the deployment in the local registry.
 """
 
@@ -26,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from globtim_hpc import paths
-from globtim_hpc.errors import GlobtimHpcError, JobFailedError, RemoteCommandError, TransferError
+from globtim_hpc.errors import GlobtimHpcError, JobFailedError, RemoteCommandError
 from globtim_hpc.julia import env as juliaenv
 from globtim_hpc.julia import runenv
 from globtim_hpc.julia.compat import (
@@ -35,7 +36,7 @@ from globtim_hpc.julia.compat import (
     format_version,
     read_project,
 )
-from globtim_hpc.layout import RemoteLayout, RunLayout
+from globtim_hpc.layout import RemoteLayout
 from globtim_hpc.registry.records import utc_now
 from globtim_hpc.registry.store import Store
 from globtim_hpc.scheduler.base import Scheduler
@@ -44,10 +45,16 @@ from globtim_hpc.toolinfo import tool_info
 from globtim_hpc.transport.base import Transport
 from globtim_hpc.workflows import codeship, gitsource, jobwait
 from globtim_hpc.workflows.limits import refresh_limits
+from globtim_hpc.workflows.verification import (
+    VERIFY_RESULT,
+    outcome_record,
+    pending_record,
+    read_json,
+    settle_record,
+)
 
 PATCH_FILE = "DEPLOY.patch"
 ENV_RESULT = "env_result.json"
-VERIFY_RESULT = "verify_result.json"
 # Settings that make an environment what it is: a change means setting it up again.
 ENV_KEYS = ("julia_executable", "julia_modules", "depot_path")
 
@@ -61,6 +68,8 @@ class DeployOptions:
     force: bool = False  # set up and verify again even if a verified record exists
     env_timeout_s: float = 7200.0
     verify_timeout_s: float = 1800.0
+    # False: submit the verification job and record the deployment as pending on it.
+    wait_verify: bool = True
     # A user's own Julia project whose [deps] and [compat] join the run environment.
     extra_project: Path | None = None
 
@@ -83,6 +92,11 @@ class DeployReport:
     elapsed_s: float
     notes: list[str] = field(default_factory=list)
 
+    @property
+    def pending(self) -> bool:
+        """Whether the verification job has not ended yet (runs wait on it)."""
+        return bool((self.record.get("verification") or {}).get("pending"))
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "deploy_id": self.deploy_id,
@@ -97,6 +111,7 @@ class DeployReport:
             "reused_objects": self.reused_objects,
             "file_count": self.file_count,
             "verified": self.verified,
+            "pending": self.pending,
             "record": self.record,
             "elapsed_s": round(self.elapsed_s, 3),
             "notes": self.notes,
@@ -134,30 +149,23 @@ def env_settings(profile: ClusterProfile) -> dict[str, Any]:
 
 
 def record_is_current(
-    record: dict[str, Any] | None, snap: gitsource.SourceSnapshot, profile: ClusterProfile
+    record: dict[str, Any] | None,
+    snap: gitsource.SourceSnapshot,
+    profile: ClusterProfile,
+    *,
+    pending_too: bool = False,
 ) -> bool:
-    """A remote DEPLOY.json that already says: this tree, verified, with these Julia settings."""
-    if not record or record.get("verified") is not True:
+    """A remote DEPLOY.json that already says: this tree, verified (or, with ``pending_too``,
+    being verified), with these Julia settings."""
+    if not record:
+        return False
+    pending = bool((record.get("verification") or {}).get("pending"))
+    if record.get("verified") is not True and not (pending_too and pending):
         return False
     if record.get("tree_sha256") != snap.tree_sha256:
         return False
     wanted = env_settings(profile)
     return all(record.get(key) == wanted[key] for key in ENV_KEYS)
-
-
-def _read_json(transport: Transport, path: str, what: str) -> dict[str, Any] | None:
-    try:
-        data = transport.get_bytes(path)
-    except (TransferError, RemoteCommandError, OSError):
-        return None
-    try:
-        loaded = json.loads(data)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise RemoteCommandError(
-            f"{what}: {path} is not valid JSON ({exc})",
-            "the Julia script was interrupted while writing it; deploy again",
-        ) from exc
-    return loaded if isinstance(loaded, dict) else None
 
 
 class Deployer:
@@ -199,10 +207,18 @@ class Deployer:
             + (" (local changes: dirty)" if snap.dirty else "")
         )
         shipped = codeship.ship(self.transport, self.layout.code_root, snap, extras)
-        if not options.force and record_is_current(shipped.existing_record, snap, self.profile):
-            record = dict(shipped.existing_record or {})
-            self._register(snap, shipped.remote_dir, record, verified=True, noop=True)
-            return self._report(snap, shipped, record, True, started, notes, noop=True)
+        existing = shipped.existing_record
+        if record_is_current(existing, snap, self.profile, pending_too=True) and existing:
+            # Its verification job was still queued when the last deployment ended: one look.
+            settled = settle_record(self.transport, self.scheduler, existing)
+            if settled is not existing:
+                self._write_record(shipped.remote_dir, settled)
+            existing = settled
+        if not options.force and record_is_current(existing, snap, self.profile, pending_too=True):
+            record = dict(existing or {})
+            verified = record.get("verified") is True
+            self._register(snap, shipped.remote_dir, record, verified=verified, noop=True)
+            return self._report(snap, shipped, record, verified, started, notes, noop=True)
         if shipped.uploaded:
             self.notify(
                 f"sent {shipped.new_objects} new file(s), {shipped.bytes_sent} bytes; "
@@ -212,11 +228,16 @@ class Deployer:
             self.notify(f"code already in {shipped.remote_dir}; setting up its environment again")
         record = self._setup_and_verify(snap, project, extra, shipped.remote_dir, options, notes)
         verified = bool(record["verified"])
-        payload = json.dumps(record, indent=2, sort_keys=True).encode("utf-8") + b"\n"
-        self.transport.put_bytes(payload, posixpath.join(shipped.remote_dir, codeship.DEPLOY_JSON))
+        self._write_record(shipped.remote_dir, record)
         self._register(snap, shipped.remote_dir, record, verified=verified)
         report = self._report(snap, shipped, record, verified, started, notes, noop=False)
-        if not verified:
+        if report.pending:
+            job_id = record["verification"]["job_id"]
+            notes.append(
+                f"verification job {job_id} has not ended yet: the deployment is recorded as "
+                "pending, and runs submitted meanwhile start once that job succeeds"
+            )
+        elif not verified:
             verification = record.get("verification") or {}
             raise JobFailedError(
                 f"deployment {snap.deploy_id} did not verify on a compute node: "
@@ -344,7 +365,7 @@ class Deployer:
                     "read the job output above; precompile_on: login runs it on the login node",
                 )
             job_id, tail, exit_code = outcome.job_id, outcome.output_tail, outcome.exit_code
-        reported = _read_json(self.transport, result_path, "environment set-up") or {}
+        reported = read_json(self.transport, result_path, "environment set-up") or {}
         if exit_code != 0 or not reported.get("ok"):
             raise RemoteCommandError(
                 "Pkg.instantiate/Pkg.precompile failed on "
@@ -375,57 +396,25 @@ class Deployer:
             code_dir, juliaenv.VERIFY_ENV_JL, [result_path, *packages], offline=True
         )
         script = self._render([line], job_dir, name, options.verify_timeout_s)
-        outcome = jobwait.run_job(
-            self.transport,
-            self.scheduler,
-            script,
-            job_dir,
-            name=name,
-            timeout_s=options.verify_timeout_s,
-            on_wait=lambda job_id: self.notify(f"verification job {job_id} submitted"),
-        )
-        reported = _read_json(self.transport, result_path, "verification") or {}
-        ok = outcome.ok and bool(reported.get("ok"))
-        failures = {
-            pkg: entry.get("error")
-            for table in ("packages", "extensions")
-            for pkg, entry in (reported.get(table) or {}).items()
-            if isinstance(entry, dict) and not entry.get("loaded")
-        }
-        error = None
-        if not ok:
-            if failures:
-                error = "; ".join(f"{pkg}: {message}" for pkg, message in sorted(failures.items()))
-            elif outcome.timed_out:
-                error = f"the job did not finish within {options.verify_timeout_s:.0f} s"
-            else:
-                error = f"exit status {outcome.exit_code}" + (
-                    f", state {outcome.state.value}" if outcome.state else ""
-                )
-        return {
-            "job_id": outcome.job_id,
-            "job_dir": job_dir,
-            "output": RunLayout(job_dir).log_file(outcome.job_id, 0),
-            "exit_code": outcome.exit_code,
-            "state": outcome.state.value if outcome.state else None,
-            "ok": ok,
-            "error": error,
-            "hostname": reported.get("hostname"),
-            "julia_version": reported.get("julia_version"),
-            "offline": reported.get("offline"),
-            "packages": {
-                pkg: entry.get("version")
-                for pkg, entry in (reported.get("packages") or {}).items()
-                if isinstance(entry, dict)
-            },
-            "extensions": {
-                ext: bool(entry.get("loaded"))
-                for ext, entry in (reported.get("extensions") or {}).items()
-                if isinstance(entry, dict)
-            },
-            "manifest_sha256": reported.get("manifest_sha256"),
-            "output_tail": outcome.output_tail if not ok else "",
-        }
+        job = jobwait.start_job(
+            self.transport, self.scheduler, script, job_dir, name=name,
+            time_limit_s=int(options.verify_timeout_s),
+        )  # fmt: skip
+        self.notify(f"verification job {job.job_id} submitted")
+        if not options.wait_verify:
+            return pending_record(job)
+        # A job still queued at the deadline keeps its place: the deployment waits on it.
+        outcome = jobwait.wait_job(
+            self.transport, self.scheduler, job,
+            timeout_s=options.verify_timeout_s, cancel_on_timeout=False,
+        )  # fmt: skip
+        if outcome.timed_out:
+            return pending_record(job, outcome.state.value if outcome.state else None)
+        return outcome_record(self.transport, outcome, options.verify_timeout_s)
+
+    def _write_record(self, remote_dir: str, record: dict[str, Any]) -> None:
+        payload = json.dumps(record, indent=2, sort_keys=True).encode("utf-8") + b"\n"
+        self.transport.put_bytes(payload, posixpath.join(remote_dir, codeship.DEPLOY_JSON))
 
     # ---- bookkeeping --------------------------------------------------------------------
 

@@ -165,7 +165,7 @@ def test_a_failed_parent_shows_dependency_never_satisfied(bed: Bed, tmp_path: Pa
     _reason(bed, child.run_id, "DependencyNeverSatisfied")
     waited = bed.monitor("--run-id", child.run_id, "--wait", "--interval", "1", timeout_s=120)
     assert waited.returncode == 6, waited.stdout + waited.stderr  # settled: it never starts
-    assert "DependencyNeverSatisfied: a run it waits on (--after) did not complete" in waited.stdout
+    assert "DependencyNeverSatisfied: a job it waits on (a run given with --after" in waited.stdout
     refused = bed.cluster.run(child.run_id).cancel()
     assert refused.plan.indices == {child.job_id: [0]}
     assert _states(bed, child.run_id) == ["CANCELLED"]

@@ -275,6 +275,14 @@ def _verify_args(args: list[str]) -> tuple[list[str], list[tuple[str, str]]]:
     return packages, extensions
 
 
+def _wait_for_gate(gate: str, limit_s: float = 600.0) -> None:
+    """GLOBTIM_STAND_IN_VERIFY_GATE=PATH: verification runs only once PATH is gone, so a test
+    can keep a verification job running while it submits against its deployment."""
+    deadline = time.monotonic() + limit_s
+    while gate and os.path.exists(gate) and time.monotonic() < deadline:
+        time.sleep(0.5)
+
+
 def make_verify_env(julia_version: str) -> Handler:
     def verify_env(args: list[str], threads: int) -> int:
         import standin_loading as loading
@@ -283,6 +291,7 @@ def make_verify_env(julia_version: str) -> Handler:
             print("usage: verify_env.jl RESULT.json PACKAGE... [--extension PKG:EXT]...",
                   file=sys.stderr)
             return 2
+        _wait_for_gate(os.environ.get("GLOBTIM_STAND_IN_VERIFY_GATE", ""))
         project, depot = _project_dir(), _depot()
         env = loading.Environment.load(project)
         failing = os.environ.get("GLOBTIM_STAND_IN_VERIFY_FAIL", "")

@@ -35,6 +35,7 @@ from globtim_hpc.layout import (
 from globtim_hpc.registry.records import utc_now
 from globtim_hpc.scheduler.base import SubmitRequest
 from globtim_hpc.toolinfo import tool_info
+from globtim_hpc.workflows.verification import pending_job_ids
 
 if TYPE_CHECKING:
     from globtim_hpc.jobs.plan import JobPlan
@@ -240,9 +241,14 @@ def prepare_run(
         "resources": plan.resources.to_dict(),
         "tasks": [task.to_dict() for task in plan.tasks],
         "inputs": upload_inputs(plan, deployment, scheduler_files),
-        # Runs this one starts after, once every job of theirs completed (--after).
+        # Runs this one starts after, once every job of theirs completed (--after), and the
+        # deployment's verification job while that has not ended.
         "after": [
             {"run_id": parent, "job_ids": list(job_ids)} for parent, job_ids in (after or {}).items()
+        ]
+        + [
+            {"deployment": deploy_id, "job_ids": [job_id]}
+            for job_id in pending_job_ids(deployment)
         ],
     }
     if parts:

@@ -1,0 +1,152 @@
+"""A deployment whose verification job has not ended: runs submitted meanwhile wait on it.
+
+The stand-in's verify_env.jl waits while a gate file exists (GLOBTIM_STAND_IN_VERIFY_GATE in its
+knob file), so the verification job is held running while a run is submitted against it.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import shutil
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from globtim_hpc.api import Cluster
+from globtim_hpc.workflows.deploy import DeployOptions
+from tests.integration import bedenv
+from tests.integration.conftest import Testbed
+from tests.integration.test_deploy import FIXTURE, git
+
+pytestmark = pytest.mark.integration
+
+
+@dataclass
+class Gate:
+    """The stand-in's knob file, and the gate its verification waits behind."""
+
+    knobs: Path
+    local: Path  # the gate as this namespace reaches it
+    remote: str  # ... and as the compute node sees it
+
+    def close(self, **more: str) -> None:
+        self.local.write_text("closed\n")
+        lines = [f"GLOBTIM_STAND_IN_VERIFY_GATE={self.remote}"]
+        lines += [f"{key}={value}" for key, value in more.items()]
+        self.knobs.write_text("\n".join(lines) + "\n")
+
+    def open(self) -> None:
+        self.local.unlink(missing_ok=True)
+
+
+@pytest.fixture
+def gate() -> Iterator[Gate]:
+    folder = bedenv.stand_in_dir()
+    knobs = bedenv._backing(folder) / "knobs.env"
+    name = f"verify-{secrets.token_hex(4)}.gate"
+    held = Gate(knobs, bedenv._backing(folder) / name, f"{folder}/{name}")
+    yield held
+    held.open()
+    knobs.unlink(missing_ok=True)
+
+
+@pytest.fixture
+def source(tmp_path: Path) -> Path:
+    root = tmp_path / "GlobTim.jl"
+    shutil.copytree(FIXTURE, root)
+    (root / "src" / "token.jl").write_text(f'const DEPLOY_TEST_TOKEN = "{secrets.token_hex(16)}"\n')
+    git(root, "init", "-q")
+    git(root, "add", "-A")
+    git(root, "commit", "-qm", "fixture")
+    return root
+
+
+@pytest.fixture
+def cluster(testbed: Testbed, monkeypatch: pytest.MonkeyPatch) -> Iterator[Cluster]:
+    monkeypatch.setenv("GLOBTIM_HPC_POLL_FLOOR_S", "1")
+    with Cluster(str(testbed.profile)) as opened:
+        yield opened
+
+
+def _config(tmp_path: Path) -> Path:
+    config = tmp_path / "child.yaml"
+    config.write_text("parameters:\n  degree: 4\nresources:\n  time_min: 5\n  cpus: 1\n")
+    return config
+
+
+def _task(cluster: Cluster, run_id: str, want: str, deadline_s: float = 120) -> str:
+    end = time.monotonic() + deadline_s
+    seen = ""
+    while time.monotonic() < end:
+        status = cluster.run(run_id).status().tasks[0].status
+        seen = f"{status.state.value} {status.reason}"
+        if want in seen:
+            return seen
+        time.sleep(2)
+    raise AssertionError(f"never saw {want!r}; last {seen!r}")
+
+
+def _remote_record(testbed: Testbed, remote_dir: str) -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads(testbed.as_user("falcon", f"cat {remote_dir}/DEPLOY.json").stdout)
+    return loaded
+
+
+def test_a_run_submitted_while_verification_runs_waits_on_it(
+    testbed: Testbed, cluster: Cluster, gate: Gate, source: Path, tmp_path: Path
+) -> None:
+    gate.close()
+    report = cluster.deploy(source, DeployOptions(source, wait_verify=False))
+    assert report.pending and not report.verified
+    job_id = report.record["verification"]["job_id"]
+    assert _remote_record(testbed, report.remote_dir)["verification"]["pending"] is True
+    assert cluster.latest_deployment()["deploy_id"] == report.deploy_id  # type: ignore[index]
+
+    child = cluster.submit("4d_benchmark", _config(tmp_path))
+    submission = child.record.submission or {}
+    assert submission["deploy_id"] == report.deploy_id
+    assert submission["after"] == [{"deployment": report.deploy_id, "job_ids": [job_id]}]
+    assert any("still being verified" in note for note in child.submission.warnings)  # type: ignore[union-attr]
+    assert "PENDING Dependency" in _task(cluster, child.run_id, "Dependency")
+
+    gate.open()
+    settled = child.wait(timeout_s=240, interval_s=1)
+    assert settled.counts() == {"COMPLETED": 1}
+    # The next deployment of the same tree looks at the job once and records how it ended.
+    again = cluster.deploy(source)
+    assert again.noop and again.verified and not again.pending
+    record = _remote_record(testbed, report.remote_dir)
+    assert record["verified"] is True and record["verification"]["job_id"] == job_id
+    assert record["verification"]["packages"]["Globtim"] == "1.2.1"
+    latest = cluster.store.latest_deployment(cluster.name)
+    assert latest is not None and latest["deploy_id"] == report.deploy_id
+
+
+def test_a_failed_verification_never_starts_its_held_run(
+    testbed: Testbed, cluster: Cluster, gate: Gate, source: Path, tmp_path: Path
+) -> None:
+    gate.close(GLOBTIM_STAND_IN_VERIFY_FAIL="Globtim")
+    report = cluster.deploy(source, DeployOptions(source, wait_verify=False))
+    assert report.pending
+    child = cluster.submit("4d_benchmark", _config(tmp_path))
+    assert (child.record.submission or {})["after"][0]["deployment"] == report.deploy_id
+    gate.open()
+    assert "DependencyNeverSatisfied" in _task(cluster, child.run_id, "DependencyNeverSatisfied")
+
+    # The next submission finds out: the deployment is recorded as failed and not used.
+    later = cluster.submit("4d_benchmark", _config(tmp_path), new=True)
+    notes = later.submission.warnings  # type: ignore[union-attr]
+    assert any(f"deployment {report.deploy_id} failed its verification" in n for n in notes)
+    assert (later.record.submission or {})["deploy_id"] != report.deploy_id
+    assert (later.record.submission or {})["after"] == []
+    record = _remote_record(testbed, report.remote_dir)
+    assert record["verified"] is False and record["verification"].get("pending") is not True
+    assert "Globtim" in record["verification"]["error"]
+    unverified = cluster.store.latest_deployment(cluster.name, verified_only=False)
+    assert unverified is not None and unverified["verified"] is False
+    for run in (child, later):
+        run.cancel()
