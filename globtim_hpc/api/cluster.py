@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from globtim_hpc.closing import ClosesOnExit
 from globtim_hpc.errors import ConnectError, GlobtimHpcError, SchedulerError, UsageError
 from globtim_hpc.registry.records import RunRecord
 from globtim_hpc.registry.store import Store
@@ -35,7 +35,7 @@ Notify = Callable[[str], None]
 OnPoll = Callable[[Sequence["RunView"]], None]
 
 
-class Cluster:
+class Cluster(ClosesOnExit):
     """A cluster profile (name, path, or a loaded profile) with its registry and connection.
 
     ``prompt`` answers passphrase and one-time-code prompts (default: the terminal, or a
@@ -114,17 +114,6 @@ class Cluster:
             self._transport = None
             self._scheduler = None
         return False if self.profile.is_local else disconnect(self.profile.ssh)
-
-    def __enter__(self) -> Cluster:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"Cluster({self.profile.name!r})"

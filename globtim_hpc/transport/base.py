@@ -9,12 +9,13 @@ from __future__ import annotations
 import io
 import posixpath
 import secrets
-from abc import ABC, abstractmethod
+from abc import abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import BinaryIO, Protocol, TypeVar, runtime_checkable
+from typing import BinaryIO, Protocol, runtime_checkable
 
+from globtim_hpc.closing import ClosesOnExit
 from globtim_hpc.errors import RemoteCommandError, TransferError
 
 ProgressFn = Callable[[int], None]
@@ -129,30 +130,29 @@ class Transport(Protocol):
     ) -> None: ...
 
 
-_Self = TypeVar("_Self", bound="ClosesOnExit")
+@dataclass(frozen=True)
+class Invocation:
+    """One command for ``CommandTransport._execute``: a ``run`` (``whole``: output kept in
+    memory, ``source`` the given stdin) or a ``stream``."""
 
+    argv: Sequence[str]
+    source: BinaryIO | None
+    sink: BinaryIO | None
+    timeout_s: float
+    progress: ProgressFn | None
+    whole: bool
 
-class ClosesOnExit(ABC):
-    """The context-manager half of the Transport contract: ``with`` closes it."""
-
-    @abstractmethod
-    def close(self) -> None: ...
-
-    def __enter__(self: _Self) -> _Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
+    def args(self) -> tuple[str, ...]:
+        """The argv as run; an empty one is a caller's mistake, not a failed command."""
+        args = tuple(self.argv)
+        if not args:
+            raise ValueError("argv must not be empty")
+        return args
 
 
 class CommandTransport(ClosesOnExit):
     """``run`` and ``stream`` for a transport that executes every command one way
-    (``_execute``): the remote transports, and the offline one that refuses them all."""
+    (``_execute``): every transport here, the offline one that refuses them all included."""
 
     def run(
         self,
@@ -162,7 +162,7 @@ class CommandTransport(ClosesOnExit):
         stdin: bytes | None = None,
     ) -> CommandResult:
         source = io.BytesIO(stdin) if stdin is not None else None
-        return self._execute(argv, source, None, timeout_s, None, whole=True)
+        return self._execute(Invocation(argv, source, None, timeout_s, None, whole=True))
 
     def stream(
         self,
@@ -173,17 +173,8 @@ class CommandTransport(ClosesOnExit):
         timeout_s: float = 3600.0,
         progress: ProgressFn | None = None,
     ) -> CommandResult:
-        return self._execute(argv, stdin_source, stdout_sink, timeout_s, progress, whole=False)
+        command = Invocation(argv, stdin_source, stdout_sink, timeout_s, progress, whole=False)
+        return self._execute(command)
 
     @abstractmethod
-    def _execute(
-        self,
-        argv: Sequence[str],
-        source: BinaryIO | None,
-        sink: BinaryIO | None,
-        timeout_s: float,
-        progress: ProgressFn | None,
-        *,
-        whole: bool,
-    ) -> CommandResult:
-        """Run argv; ``whole``: a ``run`` (output kept in memory), else a ``stream``."""
+    def _execute(self, command: Invocation) -> CommandResult: ...

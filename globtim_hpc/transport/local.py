@@ -5,58 +5,36 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-from collections.abc import Sequence
-from typing import BinaryIO
 
 from globtim_hpc.errors import RemoteCommandError, TransferError
 from globtim_hpc.transport import process
-from globtim_hpc.transport.base import ClosesOnExit, CommandResult, ProgressFn, temporary_beside
+from globtim_hpc.transport.base import (
+    CommandResult,
+    CommandTransport,
+    Invocation,
+    temporary_beside,
+)
 
 _COMMAND_NOT_FOUND = 127  # what a shell would report, so both transports agree
 _NOT_EXECUTABLE = 126
 
 
-class LocalTransport(ClosesOnExit):
+class LocalTransport(CommandTransport):
     """Runs argv lists directly (no shell, so no quoting) and moves files on the local disk."""
 
     @property
     def label(self) -> str:
         return "local"
 
-    def run(
-        self,
-        argv: Sequence[str],
-        *,
-        timeout_s: float = 120.0,
-        stdin: bytes | None = None,
-    ) -> CommandResult:
-        args = _checked(argv)
+    def _execute(self, command: Invocation) -> CommandResult:
+        args = command.args()
         child = process.start(args)
         if child is None:
             return _not_started(args)
         try:
-            stdout, stderr = process.communicate(child, stdin, timeout_s)
+            stdout, stderr = process.serve(child, command)
         except process.ProcessTimeout as exc:
-            raise _timeout_error(args, timeout_s, exc.stdout, exc.stderr) from None
-        return CommandResult(args, child.returncode, stdout, stderr)
-
-    def stream(
-        self,
-        argv: Sequence[str],
-        *,
-        stdin_source: BinaryIO | None = None,
-        stdout_sink: BinaryIO | None = None,
-        timeout_s: float = 3600.0,
-        progress: ProgressFn | None = None,
-    ) -> CommandResult:
-        args = _checked(argv)
-        child = process.start(args)
-        if child is None:
-            return _not_started(args)
-        try:
-            stdout, stderr = process.pump(child, stdin_source, stdout_sink, timeout_s, progress)
-        except process.ProcessTimeout as exc:
-            raise _timeout_error(args, timeout_s, exc.stdout, exc.stderr) from None
+            raise _timeout_error(args, command.timeout_s, exc.stdout, exc.stderr) from None
         return CommandResult(args, child.returncode, stdout, stderr)
 
     def put_bytes(self, data: bytes, remote_path: str, *, mode: int = 0o644) -> None:
@@ -86,13 +64,6 @@ class LocalTransport(ClosesOnExit):
 
     def close(self) -> None:
         """Nothing to release: every command is its own process."""
-
-
-def _checked(argv: Sequence[str]) -> tuple[str, ...]:
-    args = tuple(argv)
-    if not args:
-        raise ValueError("argv must not be empty")
-    return args
 
 
 def _not_started(args: tuple[str, ...]) -> CommandResult:

@@ -6,11 +6,8 @@ folder needs, but must never connect. Anything that would is refused loudly, not
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import BinaryIO
-
 from globtim_hpc.errors import UsageError
-from globtim_hpc.transport.base import CommandResult, CommandTransport, ProgressFn
+from globtim_hpc.transport.base import CommandResult, CommandTransport, Invocation
 
 
 class OfflineTransport(CommandTransport):
@@ -27,17 +24,11 @@ class OfflineTransport(CommandTransport):
             "drop --dry-run to reach the cluster",
         )
 
-    def _execute(
-        self,
-        argv: Sequence[str],
-        source: BinaryIO | None,
-        sink: BinaryIO | None,
-        timeout_s: float,
-        progress: ProgressFn | None,
-        *,
-        whole: bool,
-    ) -> CommandResult:
-        raise self._refuse(f"running {argv[0] if argv else 'a command'}" if whole else "streaming")
+    def _execute(self, command: Invocation) -> CommandResult:
+        argv = command.argv
+        raise self._refuse(
+            f"running {argv[0] if argv else 'a command'}" if command.whole else "streaming"
+        )
 
     def put_bytes(self, data: bytes, remote_path: str, *, mode: int = 0o644) -> None:
         raise self._refuse(f"writing {remote_path}")

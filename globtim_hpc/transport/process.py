@@ -16,7 +16,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import IO, BinaryIO
 
-from globtim_hpc.transport.base import ProgressFn
+from globtim_hpc.transport.base import Invocation, ProgressFn
 
 CHUNK = 64 * 1024
 
@@ -45,6 +45,14 @@ def start(
         )
     except (FileNotFoundError, PermissionError):
         return None
+
+
+def serve(process: subprocess.Popen[bytes], command: Invocation) -> tuple[bytes, bytes]:
+    """Serve the started ``command``'s pipes: all at once for a ``run``, streamed otherwise."""
+    if command.whole:
+        stdin = command.source.read() if command.source is not None else None
+        return communicate(process, stdin, command.timeout_s)
+    return pump(process, command.source, command.sink, command.timeout_s, command.progress)
 
 
 def communicate(

@@ -6,11 +6,10 @@ Used to count remote round trips (tests, benchmarks) without replacing the real 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from globtim_hpc.transport.base import ClosesOnExit, CommandResult, ProgressFn, Transport
+from globtim_hpc.transport.base import CommandResult, CommandTransport, Invocation, Transport
 
 
 @dataclass
@@ -50,7 +49,7 @@ class _CountingWriter:
         self.inner.flush()
 
 
-class RecordingTransport(ClosesOnExit):
+class RecordingTransport(CommandTransport):
     def __init__(self, inner: Transport) -> None:
         self.inner = inner
         self.calls: list[Call] = []
@@ -66,15 +65,19 @@ class RecordingTransport(ClosesOnExit):
     def clear(self) -> None:
         self.calls.clear()
 
-    def run(
-        self, argv: Sequence[str], *, timeout_s: float = 120.0, stdin: bytes | None = None
-    ) -> CommandResult:
+    def _execute(self, command: Invocation) -> CommandResult:
+        if command.whole:
+            return self._record_run(command)
+        return self._record_stream(command)
+
+    def _record_run(self, command: Invocation) -> CommandResult:
+        stdin = command.source.read() if command.source is not None else None
         started = time.perf_counter()
-        result = self.inner.run(argv, timeout_s=timeout_s, stdin=stdin)
+        result = self.inner.run(command.argv, timeout_s=command.timeout_s, stdin=stdin)
         self.calls.append(
             Call(
                 "run",
-                tuple(argv),
+                tuple(command.argv),
                 len(stdin or b""),
                 len(result.stdout) + len(result.stderr),
                 time.perf_counter() - started,
@@ -82,30 +85,22 @@ class RecordingTransport(ClosesOnExit):
         )
         return result
 
-    def stream(
-        self,
-        argv: Sequence[str],
-        *,
-        stdin_source: BinaryIO | None = None,
-        stdout_sink: BinaryIO | None = None,
-        timeout_s: float = 3600.0,
-        progress: ProgressFn | None = None,
-    ) -> CommandResult:
-        reader = _CountingReader(stdin_source) if stdin_source is not None else None
-        writer = _CountingWriter(stdout_sink) if stdout_sink is not None else None
+    def _record_stream(self, command: Invocation) -> CommandResult:
+        reader = _CountingReader(command.source) if command.source is not None else None
+        writer = _CountingWriter(command.sink) if command.sink is not None else None
         started = time.perf_counter()
         result = self.inner.stream(
-            argv,
+            command.argv,
             stdin_source=reader,  # type: ignore[arg-type]
             stdout_sink=writer,  # type: ignore[arg-type]
-            timeout_s=timeout_s,
-            progress=progress,
+            timeout_s=command.timeout_s,
+            progress=command.progress,
         )
         received = (writer.bytes_written if writer else len(result.stdout)) + len(result.stderr)
         self.calls.append(
             Call(
                 "stream",
-                tuple(argv),
+                tuple(command.argv),
                 reader.bytes_read if reader else 0,
                 received,
                 time.perf_counter() - started,

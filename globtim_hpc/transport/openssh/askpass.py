@@ -28,8 +28,8 @@ import socket
 import sys
 import threading
 from collections.abc import Mapping
-from types import TracebackType
 
+from globtim_hpc.closing import ClosesOnExit
 from globtim_hpc.transport.base import PromptFn
 from globtim_hpc.transport.openssh import askpass_client
 from globtim_hpc.transport.openssh.runtime import ControlFiles, write_private
@@ -54,7 +54,7 @@ def user_askpass(environment: Mapping[str, str], *, have_prompt: bool) -> bool:
     return require != "never" and not have_prompt and bool(environment.get("DISPLAY"))
 
 
-class AskpassServer:
+class AskpassServer(ClosesOnExit):
     """Serves the askpass program while one ssh authenticates (a context manager)."""
 
     def __init__(
@@ -99,12 +99,8 @@ class AskpassServer:
         self._thread.start()
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def close(self) -> None:
+        """Stop serving; the ``with`` block's end calls it."""
         if self._listener is not None:
             with contextlib.suppress(OSError):
                 self._listener.shutdown(socket.SHUT_RDWR)
@@ -120,7 +116,7 @@ class AskpassServer:
             try:
                 conn, _ = self._listener.accept()
             except OSError:
-                return  # closed by __exit__
+                return  # closed by close()
             with conn:
                 self._answer(conn)
 

@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Sequence
-from typing import BinaryIO
 
 from globtim_hpc.errors import ConfigError, ConnectError, RemoteCommandError, TransferError
 from globtim_hpc.quoting import command_line
@@ -27,7 +25,7 @@ from globtim_hpc.transport import process
 from globtim_hpc.transport.base import (
     CommandResult,
     CommandTransport,
-    ProgressFn,
+    Invocation,
     PromptFn,
     temporary_beside,
 )
@@ -104,32 +102,17 @@ class OpenSshTransport(CommandTransport):
 
     # -- commands --------------------------------------------------------------------------
 
-    def _execute(
-        self,
-        argv: Sequence[str],
-        source: BinaryIO | None,
-        sink: BinaryIO | None,
-        timeout_s: float,
-        progress: ProgressFn | None,
-        *,
-        whole: bool,
-    ) -> CommandResult:
-        args = tuple(argv)
-        if not args:
-            raise ValueError("argv must not be empty")
-        command = self._client_argv(command_line(args))
-        child = process.start(command)
+    def _execute(self, command: Invocation) -> CommandResult:
+        args = command.args()
+        client = self._client_argv(command_line(args))
+        child = process.start(client)
         if child is None:
-            raise ConnectError(f"cannot start {command[0]}", hop=self.label)
+            raise ConnectError(f"cannot start {client[0]}", hop=self.label)
         try:
-            if whole:
-                stdin = source.read() if source is not None else b""
-                stdout, stderr = process.communicate(child, stdin, timeout_s)
-            else:
-                stdout, stderr = process.pump(child, source, sink, timeout_s, progress)
+            stdout, stderr = process.serve(child, command)
         except process.ProcessTimeout as exc:
             raise RemoteCommandError(
-                f"{self.label}: command timed out after {timeout_s:g} s and was abandoned",
+                f"{self.label}: command timed out after {command.timeout_s:g} s and was abandoned",
                 "raise timeout_s if the command needs longer",
                 argv=args,
                 output_tail=CommandResult(args, -1, exc.stdout, exc.stderr).output_tail(),

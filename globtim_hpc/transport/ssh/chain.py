@@ -14,8 +14,8 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Callable, Sequence
-from typing import BinaryIO, NoReturn, TypeVar
+from collections.abc import Callable
+from typing import NoReturn, TypeVar
 
 import paramiko
 
@@ -24,7 +24,7 @@ from globtim_hpc.quoting import command_line
 from globtim_hpc.transport.base import (
     CommandResult,
     CommandTransport,
-    ProgressFn,
+    Invocation,
     PromptFn,
     temporary_beside,
 )
@@ -107,27 +107,24 @@ class SshTransport(CommandTransport):
 
     # -- commands --------------------------------------------------------------------------
 
-    def _execute(
-        self,
-        argv: Sequence[str],
-        source: BinaryIO | None,
-        sink: BinaryIO | None,
-        timeout_s: float,
-        progress: ProgressFn | None,
-        *,
-        whole: bool = False,  # one path for both: output is read concurrently either way
-    ) -> CommandResult:
-        args = tuple(argv)
-        if not args:
-            raise ValueError("argv must not be empty")
+    def _execute(self, command: Invocation) -> CommandResult:
+        # One path for a run and a stream: output is read concurrently either way.
+        args = command.args()
         channel = self._open_session(args)
-        pump = StdinPump(channel, source, progress)
+        pump = StdinPump(channel, command.source, command.progress)
         stdout, stderr = bytearray(), bytearray()
         try:
             channel.exec_command(command_line(args))
             pump.start()
             read_until_exit(
-                channel, args, stdout, stderr, sink, timeout_s, progress, label=self.label
+                channel,
+                args,
+                stdout,
+                stderr,
+                command.sink,
+                command.timeout_s,
+                command.progress,
+                label=self.label,
             )
         except BROKEN as exc:
             close_channel(channel)
