@@ -48,16 +48,28 @@ def _config(tmp_path: Path) -> Path:
     return config
 
 
+def _indices(job_field: str) -> list[int]:
+    """Array indices in one sacct JobID: ``123_4``, or the still-pending ``123_[3,6-8%2]``."""
+    _, sep, rest = job_field.partition("_")
+    if not sep:
+        return []
+    if rest.isdigit():
+        return [int(rest)]
+    if not (rest.startswith("[") and rest.endswith("]")):
+        return []
+    out: list[int] = []
+    for item in rest[1:-1].split("%")[0].split(","):
+        low, _, high = item.partition("-")
+        out.extend(range(int(low), int(high or low) + 1))
+    return out
+
+
 def _sacct_indices(testbed: Testbed, job_id: str) -> list[int]:
     """The array indices SLURM holds for ``job_id`` (read until two reads agree)."""
     previous: list[int] | None = None
     for _ in range(30):
         out = testbed.inhost("falcon", "sacct", "-n", "-X", "-P", "-o", "JobID", "-j", job_id)
-        now = sorted(
-            int(line.split("_", 1)[1])
-            for line in out.stdout.split()
-            if "_" in line and line.split("_", 1)[1].isdigit()
-        )
+        now = sorted(index for line in out.stdout.split() for index in _indices(line))
         if now and now == previous:
             return now
         previous = now
