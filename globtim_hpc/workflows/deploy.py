@@ -18,7 +18,6 @@ Steps (each is skipped when its result is already there):
 from __future__ import annotations
 
 import contextlib
-import json
 import posixpath
 import time
 from collections.abc import Callable
@@ -50,7 +49,9 @@ from globtim_hpc.workflows.verification import (
     outcome_record,
     pending_record,
     read_json,
+    record_pending,
     settle_record,
+    write_record,
 )
 
 PATCH_FILE = "DEPLOY.patch"
@@ -95,7 +96,7 @@ class DeployReport:
     @property
     def pending(self) -> bool:
         """Whether the verification job has not ended yet (runs wait on it)."""
-        return bool((self.record.get("verification") or {}).get("pending"))
+        return record_pending(self.record)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -159,8 +160,7 @@ def record_is_current(
     being verified), with these Julia settings."""
     if not record:
         return False
-    pending = bool((record.get("verification") or {}).get("pending"))
-    if record.get("verified") is not True and not (pending_too and pending):
+    if record.get("verified") is not True and not (pending_too and record_pending(record)):
         return False
     if record.get("tree_sha256") != snap.tree_sha256:
         return False
@@ -212,7 +212,7 @@ class Deployer:
             # Its verification job was still queued when the last deployment ended: one look.
             settled = settle_record(self.transport, self.scheduler, existing)
             if settled is not existing:
-                self._write_record(shipped.remote_dir, settled)
+                write_record(self.transport, shipped.remote_dir, settled)
             existing = settled
         if not options.force and record_is_current(existing, snap, self.profile, pending_too=True):
             record = dict(existing or {})
@@ -228,7 +228,7 @@ class Deployer:
             self.notify(f"code already in {shipped.remote_dir}; setting up its environment again")
         record = self._setup_and_verify(snap, project, extra, shipped.remote_dir, options, notes)
         verified = bool(record["verified"])
-        self._write_record(shipped.remote_dir, record)
+        write_record(self.transport, shipped.remote_dir, record)
         self._register(snap, shipped.remote_dir, record, verified=verified)
         report = self._report(snap, shipped, record, verified, started, notes, noop=False)
         if report.pending:
@@ -339,6 +339,7 @@ class Deployer:
             f"Pkg.instantiate + Pkg.precompile ({'login node' if where == 'login' else 'in a job'})"
         )
         job_id: str | None = None
+        job_dir = ""
         if where == "login":
             result = self.transport.run(
                 juliaenv.bash_argv(f"{mkdir} && {line}"), timeout_s=options.env_timeout_s
@@ -367,6 +368,8 @@ class Deployer:
             job_id, tail, exit_code = outcome.job_id, outcome.output_tail, outcome.exit_code
         reported = read_json(self.transport, result_path, "environment set-up") or {}
         if exit_code != 0 or not reported.get("ok"):
+            if job_id and not tail:  # the job exited 0, so its output was not read yet
+                tail = jobwait.output_tail(self.transport, job_dir, job_id)
             raise RemoteCommandError(
                 "Pkg.instantiate/Pkg.precompile failed on "
                 f"{self.transport.label}: {reported.get('error') or 'no result written'}",
@@ -411,10 +414,6 @@ class Deployer:
         if outcome.timed_out:
             return pending_record(job, outcome.state.value if outcome.state else None)
         return outcome_record(self.transport, outcome, options.verify_timeout_s)
-
-    def _write_record(self, remote_dir: str, record: dict[str, Any]) -> None:
-        payload = json.dumps(record, indent=2, sort_keys=True).encode("utf-8") + b"\n"
-        self.transport.put_bytes(payload, posixpath.join(remote_dir, codeship.DEPLOY_JSON))
 
     # ---- bookkeeping --------------------------------------------------------------------
 

@@ -411,7 +411,7 @@ class Doctor:
             self.notify(f"....  submitting a probe job (waits up to {self.probe_timeout_s:.0f} s)")
             outcome = jobwait.run_job(
                 transport, scheduler, script, job_dir, name=name, timeout_s=self.probe_timeout_s,
-                time_limit_s=120,
+                time_limit_s=120, keep_output=True,
             )
         except GlobtimHpcError as exc:
             self.add(f"{where} sees run folders", FAIL, exc.message, exc.hint)

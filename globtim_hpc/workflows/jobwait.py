@@ -95,7 +95,8 @@ def new_job_dir(parent: str, label: str) -> tuple[str, str]:
     return name, posixpath.join(parent, name)
 
 
-def _tail(transport: Transport, job_dir: str, job_id: str) -> str:
+def output_tail(transport: Transport, job_dir: str, job_id: str) -> str:
+    """The last lines of a job's output ("" while it has none)."""
     for path in RunLayout(job_dir).log_candidates(job_id, 0):
         try:
             data = transport.get_bytes(path)
@@ -149,12 +150,13 @@ def start_job(
 
 def look(transport: Transport, scheduler: Scheduler, job: TrackedJob) -> JobOutcome | None:
     """One look at a job: its outcome if it ended (by its exit file, or the scheduler's final
-    state when it ended without writing one), None while it is queued or running."""
-    return _look(transport, scheduler, job)[0]
+    state when it ended without writing one), None while it is queued or running. The output
+    is read only when the job failed."""
+    return _look(transport, scheduler, job, keep_output=False)[0]
 
 
 def _look(
-    transport: Transport, scheduler: Scheduler, job: TrackedJob
+    transport: Transport, scheduler: Scheduler, job: TrackedJob, *, keep_output: bool
 ) -> tuple[JobOutcome | None, JobState | None]:
     code = _read_exit(transport, job.run_dir)
     state: JobState | None = None
@@ -165,7 +167,8 @@ def _look(
             return None, state
         # The trap may have run just after our read: look once more before giving up.
         code = _read_exit(transport, job.run_dir)
-    tail = _tail(transport, job.run_dir, job.job_id)
+    # A successful job's output costs a remote read that only callers parsing it want.
+    tail = output_tail(transport, job.run_dir, job.job_id) if keep_output or code != 0 else ""
     return JobOutcome(job.job_id, job.run_dir, code, state, False, tail), state
 
 
@@ -177,19 +180,21 @@ def wait_job(
     timeout_s: float,
     poll_s: float = 1.0,
     cancel_on_timeout: bool = True,
+    keep_output: bool = False,
 ) -> JobOutcome:
     """Look at ``job`` until it ends or ``timeout_s`` passed; then it is cancelled, unless
-    ``cancel_on_timeout`` is off (someone else will look again: a pending verification)."""
+    ``cancel_on_timeout`` is off (someone else will look again: a pending verification).
+    The output tail is read when the job failed, or always with ``keep_output``."""
     deadline = time.monotonic() + timeout_s
     delay = poll_s
     while True:
-        outcome, state = _look(transport, scheduler, job)
+        outcome, state = _look(transport, scheduler, job, keep_output=keep_output)
         if outcome is not None:
             return outcome
         if time.monotonic() >= deadline:
             if cancel_on_timeout:
                 scheduler.cancel([job])
-            tail = _tail(transport, job.run_dir, job.job_id)
+            tail = output_tail(transport, job.run_dir, job.job_id)
             return JobOutcome(job.job_id, job.run_dir, None, state, True, tail)
         time.sleep(delay)
         delay = min(delay * 1.5, 5.0)
@@ -206,6 +211,7 @@ def run_job(
     time_limit_s: int | None = None,
     poll_s: float = 1.0,
     on_wait: Callable[[str], None] | None = None,
+    keep_output: bool = False,
 ) -> JobOutcome:
     """Write ``script`` into ``job_dir``, submit it, wait at most ``timeout_s`` for its exit code."""
     job = start_job(
@@ -214,7 +220,9 @@ def run_job(
     )  # fmt: skip
     if on_wait:
         on_wait(job.job_id)
-    return wait_job(transport, scheduler, job, timeout_s=timeout_s, poll_s=poll_s)
+    return wait_job(
+        transport, scheduler, job, timeout_s=timeout_s, poll_s=poll_s, keep_output=keep_output
+    )
 
 
 def outcome_error(what: str, outcome: JobOutcome, hint: str) -> RemoteCommandError:

@@ -41,11 +41,24 @@ def read_json(transport: Transport, path: str, what: str) -> dict[str, Any] | No
     return loaded if isinstance(loaded, dict) else None
 
 
+def record_pending(record: dict[str, Any] | None) -> bool:
+    """Whether a deployment record (DEPLOY.json's content) waits on its verification job."""
+    if not record or record.get("verified") is True:
+        return False
+    return bool((record.get("verification") or {}).get("pending"))
+
+
 def is_pending(deployment: dict[str, Any] | None) -> bool:
     """Whether a registry deployment waits on its verification job."""
     if not deployment or deployment.get("verified"):
         return False
-    return bool(((deployment.get("info") or {}).get("verification") or {}).get("pending"))
+    return record_pending(deployment.get("info"))
+
+
+def write_record(transport: Transport, remote_dir: str, record: dict[str, Any]) -> None:
+    """Write a deployment's record as its DEPLOY.json."""
+    payload = json.dumps(record, indent=2, sort_keys=True).encode("utf-8") + b"\n"
+    transport.put_bytes(payload, posixpath.join(remote_dir, codeship.DEPLOY_JSON))
 
 
 def pending_job_ids(deployment: dict[str, Any] | None) -> list[str]:
@@ -71,9 +84,10 @@ def pending_record(job: TrackedJob, state: str | None = None) -> dict[str, Any]:
 
 
 def outcome_record(
-    transport: Transport, outcome: jobwait.JobOutcome, timeout_s: float
+    transport: Transport, outcome: jobwait.JobOutcome, timeout_s: float | None = None
 ) -> dict[str, Any]:
-    """The verification part of a deployment record once its job ended (or was given up)."""
+    """The verification part of a deployment record once its job ended (or was given up after
+    ``timeout_s``)."""
     reported = read_json(transport, posixpath.join(outcome.job_dir, VERIFY_RESULT), "verification")
     reported = reported or {}
     ok = outcome.ok and bool(reported.get("ok"))
@@ -88,7 +102,7 @@ def outcome_record(
         if failures:
             error = "; ".join(f"{pkg}: {message}" for pkg, message in sorted(failures.items()))
         elif outcome.timed_out:
-            error = f"the job did not finish within {timeout_s:.0f} s"
+            error = "the job did not finish" + (f" within {timeout_s:.0f} s" if timeout_s else "")
         else:
             error = f"exit status {outcome.exit_code}" + (
                 f", state {outcome.state.value}" if outcome.state else ""
@@ -115,7 +129,10 @@ def outcome_record(
             if isinstance(entry, dict)
         },
         "manifest_sha256": reported.get("manifest_sha256"),
-        "output_tail": outcome.output_tail if not ok else "",
+        # A job that exited 0 without a good report had its output left unread: read it now.
+        "output_tail": "" if ok else (
+            outcome.output_tail or jobwait.output_tail(transport, outcome.job_dir, outcome.job_id)
+        ),
     }
 
 
@@ -150,7 +167,7 @@ def settle_record(
         outcome = jobwait.look(transport, scheduler, job)
     if outcome is None:
         return record
-    settled = outcome_record(transport, outcome, wait_s)
+    settled = outcome_record(transport, outcome)
     manifest = settled.get("manifest_sha256") or record.get("manifest_sha256")
     return {**record, "verification": settled, "verified": bool(settled["ok"]),
             "manifest_sha256": manifest}  # fmt: skip
@@ -211,8 +228,7 @@ def choose_deployment(
         dirty=chosen["dirty"], remote_dir=chosen["remote_dir"], verified=settled["verified"],
         info=settled, keep_created_at=True,
     )  # fmt: skip
-    payload = json.dumps(settled, indent=2, sort_keys=True).encode("utf-8") + b"\n"
-    transport.put_bytes(payload, posixpath.join(chosen["remote_dir"], codeship.DEPLOY_JSON))
+    write_record(transport, chosen["remote_dir"], settled)
     if settled["verified"]:
         return DeploymentChoice({**chosen, "verified": True, "info": settled})
     error = settled["verification"].get("error")

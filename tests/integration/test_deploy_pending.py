@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import json
 import secrets
-import shutil
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +19,8 @@ from globtim_hpc.api import Cluster
 from globtim_hpc.workflows.deploy import DeployOptions
 from tests.integration import bedenv
 from tests.integration.conftest import Testbed
-from tests.integration.test_deploy import FIXTURE, git
+from tests.integration.runwatch import small_child_config, wait_for_reason
+from tests.integration.test_deploy import source  # noqa: F401  (the fixture in a fresh repo)
 
 pytestmark = pytest.mark.integration
 
@@ -56,39 +55,10 @@ def gate() -> Iterator[Gate]:
 
 
 @pytest.fixture
-def source(tmp_path: Path) -> Path:
-    root = tmp_path / "GlobTim.jl"
-    shutil.copytree(FIXTURE, root)
-    (root / "src" / "token.jl").write_text(f'const DEPLOY_TEST_TOKEN = "{secrets.token_hex(16)}"\n')
-    git(root, "init", "-q")
-    git(root, "add", "-A")
-    git(root, "commit", "-qm", "fixture")
-    return root
-
-
-@pytest.fixture
 def cluster(testbed: Testbed, monkeypatch: pytest.MonkeyPatch) -> Iterator[Cluster]:
     monkeypatch.setenv("GLOBTIM_HPC_POLL_FLOOR_S", "1")
     with Cluster(str(testbed.profile)) as opened:
         yield opened
-
-
-def _config(tmp_path: Path) -> Path:
-    config = tmp_path / "child.yaml"
-    config.write_text("parameters:\n  degree: 4\nresources:\n  time_min: 5\n  cpus: 1\n")
-    return config
-
-
-def _task(cluster: Cluster, run_id: str, want: str, deadline_s: float = 120) -> str:
-    end = time.monotonic() + deadline_s
-    seen = ""
-    while time.monotonic() < end:
-        status = cluster.run(run_id).status().tasks[0].status
-        seen = f"{status.state.value} {status.reason}"
-        if want in seen:
-            return seen
-        time.sleep(2)
-    raise AssertionError(f"never saw {want!r}; last {seen!r}")
 
 
 def _remote_record(testbed: Testbed, remote_dir: str) -> dict[str, Any]:
@@ -97,7 +67,7 @@ def _remote_record(testbed: Testbed, remote_dir: str) -> dict[str, Any]:
 
 
 def test_a_run_submitted_while_verification_runs_waits_on_it(
-    testbed: Testbed, cluster: Cluster, gate: Gate, source: Path, tmp_path: Path
+    testbed: Testbed, cluster: Cluster, gate: Gate, source: Path, tmp_path: Path  # noqa: F811
 ) -> None:
     gate.close()
     report = cluster.deploy(source, DeployOptions(source, wait_verify=False))
@@ -106,12 +76,12 @@ def test_a_run_submitted_while_verification_runs_waits_on_it(
     assert _remote_record(testbed, report.remote_dir)["verification"]["pending"] is True
     assert cluster.latest_deployment()["deploy_id"] == report.deploy_id  # type: ignore[index]
 
-    child = cluster.submit("4d_benchmark", _config(tmp_path))
+    child = cluster.submit("4d_benchmark", small_child_config(tmp_path))
     submission = child.record.submission or {}
     assert submission["deploy_id"] == report.deploy_id
     assert submission["after"] == [{"deployment": report.deploy_id, "job_ids": [job_id]}]
     assert any("still being verified" in note for note in child.submission.warnings)  # type: ignore[union-attr]
-    assert "PENDING Dependency" in _task(cluster, child.run_id, "Dependency")
+    assert "PENDING Dependency" in wait_for_reason(cluster, child.run_id, "Dependency")
 
     gate.open()
     settled = child.wait(timeout_s=240, interval_s=1)
@@ -127,18 +97,18 @@ def test_a_run_submitted_while_verification_runs_waits_on_it(
 
 
 def test_a_failed_verification_never_starts_its_held_run(
-    testbed: Testbed, cluster: Cluster, gate: Gate, source: Path, tmp_path: Path
+    testbed: Testbed, cluster: Cluster, gate: Gate, source: Path, tmp_path: Path  # noqa: F811
 ) -> None:
     gate.close(GLOBTIM_STAND_IN_VERIFY_FAIL="Globtim")
     report = cluster.deploy(source, DeployOptions(source, wait_verify=False))
     assert report.pending
-    child = cluster.submit("4d_benchmark", _config(tmp_path))
+    child = cluster.submit("4d_benchmark", small_child_config(tmp_path))
     assert (child.record.submission or {})["after"][0]["deployment"] == report.deploy_id
     gate.open()
-    assert "DependencyNeverSatisfied" in _task(cluster, child.run_id, "DependencyNeverSatisfied")
+    assert "DependencyNeverSatisfied" in wait_for_reason(cluster, child.run_id, "DependencyNeverSatisfied")
 
     # The next submission finds out: the deployment is recorded as failed and not used.
-    later = cluster.submit("4d_benchmark", _config(tmp_path), new=True)
+    later = cluster.submit("4d_benchmark", small_child_config(tmp_path), new=True)
     notes = later.submission.warnings  # type: ignore[union-attr]
     assert any(f"deployment {report.deploy_id} failed its verification" in n for n in notes)
     assert (later.record.submission or {})["deploy_id"] != report.deploy_id

@@ -13,15 +13,10 @@ from globtim_hpc import Cluster
 from globtim_hpc.registry.store import Store
 from globtim_hpc.workflows.deploy import DeployOptions
 from tests.integration.conftest import Testbed
+from tests.integration.runwatch import small_child_config
 from tests.integration.test_deploy import source  # noqa: F401  (the fixture in a fresh repo)
 
 pytestmark = pytest.mark.integration
-
-
-def small_config(tmp_path: Path) -> Path:
-    config = tmp_path / "small.yaml"
-    config.write_text("parameters:\n  degree: 4\nresources:\n  time_min: 5\n  cpus: 1\n")
-    return config
 
 
 def test_the_old_project_fails_at_load_and_the_run_environment_completes(
@@ -44,7 +39,7 @@ def test_the_old_project_fails_at_load_and_the_run_environment_completes(
                 deploy_id=report.deploy_id + "-old", cluster="testbed", git_sha=report.git_sha,
                 dirty=False, remote_dir=report.remote_dir, verified=True, info={},
             )
-        old = cluster.submit(cluster.plan("4d_benchmark", small_config(tmp_path)))
+        old = cluster.submit(cluster.plan("4d_benchmark", small_child_config(tmp_path)))
         old.wait(timeout_s=300)
         results = json.loads(testbed.as_user(
             "falcon", f"cat {old.remote_dir}/output/0000/results.json").stdout)
@@ -59,7 +54,7 @@ def test_the_old_project_fails_at_load_and_the_run_environment_completes(
                 deploy_id=report.deploy_id, cluster="testbed", git_sha=report.git_sha,
                 dirty=False, remote_dir=report.remote_dir, verified=True, info=record,
             )
-        run = cluster.submit(cluster.plan("4d_benchmark", small_config(tmp_path)))
+        run = cluster.submit(cluster.plan("4d_benchmark", small_child_config(tmp_path)))
         status = run.wait(timeout_s=300)
         assert set(status.counts()) == {"COMPLETED"}
         folder = run.collect(tmp_path / "results")

@@ -22,6 +22,7 @@ from globtim_hpc.scheduler.slurm import SlurmScheduler
 from globtim_hpc.transport.recording import RecordingTransport
 from tests.integration.conftest import REPO, Testbed
 from tests.integration.monitor_support import BedRun, submit_run, unique_base
+from tests.integration.runwatch import small_child_config, wait_for_reason
 from tests.integration.test_poll_cost import _rpc_counts
 
 pytestmark = pytest.mark.integration
@@ -128,29 +129,11 @@ def test_log_tail_is_one_remote_read(bed: Bed) -> None:
     assert bad.returncode == 2 and "no task '5'" in bad.stderr
 
 
-def _child_config(tmp_path: Path) -> Path:
-    config = tmp_path / "child.yaml"
-    config.write_text("parameters:\n  degree: 4\nresources:\n  time_min: 5\n  cpus: 1\n")
-    return config
-
-
-def _reason(bed: Bed, run_id: str, want: str, deadline_s: float = 90) -> str:
-    end = time.monotonic() + deadline_s
-    reason = ""
-    while time.monotonic() < end:
-        task = bed.cluster.run(run_id).status().tasks[0].status
-        reason = f"{task.state.value} {task.reason}"
-        if want in reason:
-            return reason
-        time.sleep(2)
-    raise AssertionError(f"never saw {want!r}; last {reason!r}")
-
-
 def test_after_holds_the_child_until_the_parent_completes(bed: Bed, tmp_path: Path) -> None:
     parent = bed.submit("parent_ok", "sleep 12")
-    child = bed.cluster.submit("4d_benchmark", _child_config(tmp_path), use_deployment=False,
+    child = bed.cluster.submit("4d_benchmark", small_child_config(tmp_path), use_deployment=False,
                                after=[parent.run_id])  # fmt: skip
-    assert "PENDING Dependency" in _reason(bed, child.run_id, "Dependency")
+    assert "PENDING Dependency" in wait_for_reason(bed.cluster, child.run_id, "Dependency")
     assert _states(bed, parent.run_id) == ["COMPLETED"]
     assert _states(bed, child.run_id, deadline_s=180) == ["COMPLETED"]
     submission = child.record.submission or {}
@@ -159,10 +142,10 @@ def test_after_holds_the_child_until_the_parent_completes(bed: Bed, tmp_path: Pa
 
 def test_a_failed_parent_shows_dependency_never_satisfied(bed: Bed, tmp_path: Path) -> None:
     parent = bed.submit("parent_bad", "sleep 6; exit 3")
-    child = bed.cluster.submit("4d_benchmark", _child_config(tmp_path), use_deployment=False,
+    child = bed.cluster.submit("4d_benchmark", small_child_config(tmp_path), use_deployment=False,
                                after=[parent.run_id])  # fmt: skip
     assert _states(bed, parent.run_id) == ["FAILED"]
-    _reason(bed, child.run_id, "DependencyNeverSatisfied")
+    wait_for_reason(bed.cluster, child.run_id, "DependencyNeverSatisfied")
     waited = bed.monitor("--run-id", child.run_id, "--wait", "--interval", "1", timeout_s=120)
     assert waited.returncode == 6, waited.stdout + waited.stderr  # settled: it never starts
     assert "DependencyNeverSatisfied: a job it waits on (a run given with --after" in waited.stdout
