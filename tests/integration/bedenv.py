@@ -109,6 +109,32 @@ def install_default_env() -> Path:
 
 
 @contextmanager
+def setup_lock() -> Iterator[None]:
+    """Held while a test process checks, brings up or refreshes the bed: parallel workers do
+    it one at a time."""
+    TESTS_LOCK.parent.mkdir(parents=True, exist_ok=True)
+    with TESTS_LOCK.with_name("globtim-testbed-setup.lock").open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def first_in_test_run(what: str) -> bool:
+    """Under setup_lock: whether this is the first of a test run's parallel workers to do
+    ``what`` (always True without workers); the others use what it did."""
+    run_id = os.environ.get("PYTEST_XDIST_TESTRUNUID")
+    if run_id is None:
+        return True
+    done = TESTS_LOCK.with_name(f"globtim-testbed-{checkout_id()}-{what}.done")
+    if done.is_file() and done.read_text() == run_id:
+        return False
+    done.write_text(run_id)
+    return True
+
+
+@contextmanager
 def bed_lock(*, exclusive: bool) -> Iterator[None]:
     """Shared for ordinary integration tests, exclusive for those that disturb the bed."""
     TESTS_LOCK.parent.mkdir(parents=True, exist_ok=True)

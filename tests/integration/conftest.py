@@ -98,6 +98,22 @@ class Testbed:
         )
 
 
+def _bring_up() -> None:
+    ok, report = _status_ok()
+    if ok:
+        return
+    if os.geteuid() != 0:
+        pytest.fail(f"the test bed is not up and bringing it up needs root:\n{report}")
+    proc = subprocess.run(
+        ["bash", str(TESTBED_SCRIPTS / "up.sh")], capture_output=True, text=True, timeout=900
+    )
+    if proc.returncode != 0:
+        pytest.fail(f"tests/testbed/up.sh failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    ok, report = _status_ok()
+    if not ok:
+        pytest.fail(f"the test bed is not healthy after up.sh:\n{report}")
+
+
 def _status_ok() -> tuple[bool, str]:
     proc = subprocess.run(
         ["bash", str(TESTBED_SCRIPTS / "status.sh")], capture_output=True, text=True, timeout=60
@@ -107,28 +123,17 @@ def _status_ok() -> tuple[bool, str]:
 
 @pytest.fixture(scope="session")
 def testbed() -> Iterator[Testbed]:
-    ok, report = _status_ok()
-    if not ok:
-        if os.geteuid() != 0:
-            pytest.fail(f"the test bed is not up and bringing it up needs root:\n{report}")
-        proc = subprocess.run(
-            ["bash", str(TESTBED_SCRIPTS / "up.sh")], capture_output=True, text=True, timeout=900
-        )
-        if proc.returncode != 0:
-            pytest.fail(
-                f"tests/testbed/up.sh failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
-            )
-        ok, report = _status_ok()
-        if not ok:
-            pytest.fail(f"the test bed is not healthy after up.sh:\n{report}")
-    bedenv.install_stand_in(force=True)  # this checkout's stand-in, as it is now
-    bedenv.install_default_env()  # for runs submitted without a deployment
+    with bedenv.setup_lock():  # parallel workers: one brings the bed up, the others wait
+        _bring_up()
+        if bedenv.first_in_test_run("stand-in"):
+            bedenv.install_stand_in(force=True)  # this checkout's stand-in, as it is now
+            bedenv.install_default_env()  # for runs submitted without a deployment
     yield Testbed(dir=_testbed_dir())
 
 
 @pytest.fixture(autouse=True)
 def bed_lock(request: pytest.FixtureRequest) -> Iterator[None]:
-    exclusive = request.node.get_closest_marker("disruptive") is not None
+    exclusive = any(request.node.get_closest_marker(name) for name in ("disruptive", "alone"))
     with bedenv.bed_lock(exclusive=exclusive):
         if "testbed" in request.fixturenames:
             # A disruptive test elsewhere may have rebuilt the bed, and the copy with it.

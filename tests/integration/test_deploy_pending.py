@@ -22,7 +22,8 @@ from tests.integration.conftest import Testbed
 from tests.integration.runwatch import small_child_config, wait_for_reason
 from tests.integration.test_deploy import source  # noqa: F401  (the fixture in a fresh repo)
 
-pytestmark = pytest.mark.integration
+# The stand-in's knob file holds every verification of this checkout: no other may run meanwhile.
+pytestmark = [pytest.mark.integration, pytest.mark.alone]
 
 
 @dataclass

@@ -356,10 +356,10 @@ def test_a_drop_is_a_connect_error_and_the_next_command_reconnects(
     assert transport.run(["sh", "-c", "exit 255"]).exit_status == 255
 
 
-def test_control_folder_is_private_and_paths_short(testbed: Testbed, tmp_path: Path) -> None:
+def test_control_folder_is_private_and_paths_short(testbed: Testbed, control_dir: str) -> None:
     from globtim_hpc.errors import ConfigError
 
-    folder = tmp_path / "ctl"
+    folder = Path(control_dir) / "ctl"  # short: a socket path has at most 107 bytes
     settings = bed_settings(testbed, client="openssh", control_dir=str(folder))
     transport = OpenSshTransport(settings)
     transport.master_status()

@@ -22,7 +22,8 @@ from globtim_hpc.transport.factory import open_transport
 from tests.integration.conftest import Testbed
 from tests.integration.monitor_support import batch_script, unique_base
 
-pytestmark = pytest.mark.integration
+# The counts are the controller's, for every client: no other test may poll meanwhile.
+pytestmark = [pytest.mark.integration, pytest.mark.alone]
 
 ARRAY_SIZE = 1000
 JOB_INFO_RPCS = ("REQUEST_JOB_INFO", "REQUEST_JOB_INFO_SINGLE", "REQUEST_JOB_USER_INFO")

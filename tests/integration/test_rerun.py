@@ -21,7 +21,9 @@ from tests.integration.conftest import REPO, Testbed
 pytestmark = pytest.mark.integration
 
 # Memory: the bed kills a task over --mem (OverMemoryKill, sampled every 2 s) and sacct's MaxRSS
-# over the request makes it OUT_OF_MEMORY. Time: 90 s of sleep against a 1 min limit.
+# over the request makes it OUT_OF_MEMORY. Time: 90 s of sleep against a 1 min limit (SLURM
+# checks limits every 30 s), in the first attempt only: that the rerun has the room is read from
+# SLURM's own record of its time limit, so the second attempt need not sit out a minute.
 SCRIPT = """\
 function run_custom(params, outdir)
     nothing
@@ -29,7 +31,7 @@ end
 # stand-in: task 3 attempt 1: exit 3
 # stand-in: task 6: allocate-mb 300
 # stand-in: task 6: sleep 6
-# stand-in: task 9: sleep 90
+# stand-in: task 9 attempt 1: sleep 90
 """
 
 
@@ -107,6 +109,8 @@ def test_a_rerun_of_the_failed_tasks_with_more_room(
     (job_id,) = rerun["job_ids"]
     assert job_id != first_job
     assert _sacct_indices(testbed, job_id) == [3, 6, 9]
+    limits = testbed.inhost("falcon", "sacct", "-n", "-X", "-P", "-o", "Timelimit", "-j", job_id)
+    assert set(limits.stdout.split()) == {"00:02:00"}, limits.stdout
 
     with Cluster("testbed") as cluster:
         run = cluster.run(run_id=run.run_id)

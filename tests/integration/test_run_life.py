@@ -76,6 +76,7 @@ def _states(bed: Bed, run_id: str, *, until_final: bool = True, deadline_s: floa
         time.sleep(2)
 
 
+@pytest.mark.alone  # counts the controller's kill RPCs
 def test_cancel_of_a_thousand_task_array_is_one_scancel(bed: Bed) -> None:
     run = bed.submit("cancel_big", "true", task_count=1000, sbatch=("--hold",))
     before = bed.kill_rpcs()
@@ -92,6 +93,7 @@ def test_cancel_of_a_thousand_task_array_is_one_scancel(bed: Bed) -> None:
     assert again.returncode == 2 and "nothing to cancel" in again.stderr
 
 
+@pytest.mark.alone  # counts the controller's kill RPCs
 def test_cancel_some_tasks_pending_and_running_alike(bed: Bed) -> None:
     run = bed.submit("cancel_some", "sleep 120", task_count=6)
     recording = RecordingTransport(bed.cluster.transport)

@@ -74,6 +74,7 @@ def test_a_2x5_sweep_collected_on_the_bed(
     assert list(index.run_id) == [run.run_id] and int(index.n_completed[0]) == 10
 
 
+@pytest.mark.alone  # the stand-in's knob file reaches every job of this checkout
 def test_sizing_learns_from_a_run_that_used_more_than_estimated(
     testbed: Testbed, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, knobs: Path,
     capsys: pytest.CaptureFixture[str],
