@@ -305,6 +305,7 @@ def _remote_runs(testbed: Testbed) -> list[str]:
     )
 
 
+@pytest.mark.alone  # compares the listing of the runs folder every test writes to
 def test_full_home_is_refused_before_anything_is_written(testbed: Testbed, tmp_path: Path) -> None:
     before = _remote_runs(testbed)
     testbed.as_user("falcon", "dd if=/dev/zero of=$HOME/fill bs=1M count=64 2>/dev/null || true")
@@ -351,6 +352,7 @@ def test_unwritable_remote_root_is_refused_before_anything_is_written(
         assert store.list_runs() == []
 
 
+@pytest.mark.alone  # compares the listing of the runs folder every test writes to
 def test_invalid_partition_shows_slurms_message_and_exit_5(
     testbed: Testbed, tmp_path: Path
 ) -> None:
@@ -373,6 +375,7 @@ def test_invalid_partition_shows_slurms_message_and_exit_5(
         assert store.list_runs() == []
 
 
+@pytest.mark.alone  # compares the listing of the runs folder every test writes to
 def test_refusal_at_sbatch_itself_removes_the_run_folder(testbed: Testbed, tmp_path: Path) -> None:
     """With the pre-flight's test-only check off, sbatch's own refusal leaves nothing behind."""
     profile = yaml.safe_load((REPO / "configs" / "testbed.yaml").read_text())

@@ -97,6 +97,7 @@ def test_deploy_submit_monitor_collect_with_a_tcsh_login_shell(
     assert len(statuses) == int(str(submitted["task_count"]))
 
 
+@pytest.mark.alone  # rewrites the tcsh user's .cshrc, which the other tcsh tests log in through
 def test_the_doctor_reports_tcsh_and_a_cshrc_that_prints(testbed: Testbed) -> None:
     def login_shell() -> dict[str, object]:
         done = subprocess.run(
