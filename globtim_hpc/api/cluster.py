@@ -155,9 +155,9 @@ class Cluster(ClosesOnExit):
         notify: Notify | None = None,
     ) -> DoctorReport:
         """The doctor: every hop, quota, tool and the scheduler, each with a fix."""
-        from globtim_hpc.workflows.doctor import run_doctor
+        from globtim_hpc.workflows.doctor import Doctor
 
-        return run_doctor(
+        return Doctor(
             self.profile,
             lambda: self.transport,
             lambda _transport: self.scheduler,
@@ -169,7 +169,7 @@ class Cluster(ClosesOnExit):
                 max_array_size=limits.max_array_size,
                 max_job_count=limits.max_job_count,
             ),
-        )
+        ).run()
 
     def latest_deployment(self) -> dict[str, Any] | None:
         """The deployment runs use: verified, or with its verification job not ended yet."""

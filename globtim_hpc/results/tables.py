@@ -32,7 +32,8 @@ LEAD_COLUMNS = (
     "degree",
     "degree_status",
 )
-METRIC_COLUMNS = (
+# Columns that are a DegreeResult's attribute of the same name.
+DEGREE_COLUMNS = (
     "l2_error",
     "condition_number",
     "n_critical_points",
@@ -41,6 +42,9 @@ METRIC_COLUMNS = (
     "best_point",
     "samples",
     "basis_size",
+)
+METRIC_COLUMNS = (
+    *DEGREE_COLUMNS,
     *(f"time_{stage}_s" for stage in td.DEGREE_STAGES if stage != "total"),
     "time_degree_s",
     *(f"time_task_{stage}_s" for stage in td.TASK_STAGES),
@@ -97,16 +101,7 @@ def task_rows(
             }
             for name in names:
                 row[PARAM_PREFIX + name] = params.get(name)
-            row.update(
-                l2_error=entry.l2_error,
-                condition_number=entry.condition_number,
-                n_critical_points=entry.n_critical_points,
-                n_minima=entry.n_minima,
-                best_value=entry.best_value,
-                best_point=entry.best_point,
-                samples=entry.samples,
-                basis_size=entry.basis_size,
-            )
+            row.update((column, getattr(entry, column)) for column in DEGREE_COLUMNS)
             for stage in td.DEGREE_STAGES:
                 key = "time_degree_s" if stage == "total" else f"time_{stage}_s"
                 row[key] = entry.timings_s.get(stage)

@@ -223,12 +223,12 @@ class SlurmScheduler:
         if live.ok:
             queue = sc.parse_squeue(live.stdout_text)
         elif sc.squeue_unknown_ids(live.stderr_text):
-            queue = sc.SqueueParse()  # every id aged out of slurmctld's memory
+            queue = sc.StatusParse()  # every id aged out of slurmctld's memory
         else:
             raise self._query_error("squeue", live)
         if queue.unparsed:
             poll.notes.append(f"squeue printed {len(queue.unparsed)} line(s) this tool cannot read")
-        accounting: sc.SacctParse | None = None
+        accounting: sc.StatusParse | None = None
         if accounted.ok:
             accounting = sc.parse_sacct(accounted.stdout_text)
             if accounting.unparsed:

@@ -21,7 +21,7 @@ State rules (what a task's state is taken to be):
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from globtim_hpc.errors import SchedulerError
@@ -235,23 +235,33 @@ def _split_fields(line: str, count: int) -> list[str] | None:
 
 
 @dataclass
-class SqueueParse:
+class StatusParse:
+    """What ``parse_squeue`` or ``parse_sacct`` read: the same shape, so the poll merges them."""
+
     tasks: dict[TaskKey, TaskStatus] = field(default_factory=dict)
     names: dict[TaskKey, str] = field(default_factory=dict)  # each job's name (our run id)
     unparsed: list[str] = field(default_factory=list)
 
 
-def parse_squeue(stdout: str) -> SqueueParse:
-    """Lines of ``squeue_argv`` output -> one TaskStatus per (array job, index)."""
-    result = SqueueParse()
+def _rows(
+    stdout: str, fields: Sequence[str], unparsed: list[str]
+) -> Iterator[tuple[str, dict[str, str]]]:
+    """Each non-blank line with its fields by name. A line with a different number of fields
+    goes to ``unparsed`` instead: the poll counts those in a note rather than guess at them."""
     for line in stdout.splitlines():
         if not line.strip():
             continue
-        parts = _split_fields(line, len(SQUEUE_FIELDS))
+        parts = _split_fields(line, len(fields))
         if parts is None:
-            result.unparsed.append(line)
+            unparsed.append(line)
             continue
-        row = dict(zip(SQUEUE_FIELDS, parts, strict=True))
+        yield line, dict(zip(fields, parts, strict=True))
+
+
+def parse_squeue(stdout: str) -> StatusParse:
+    """Lines of ``squeue_argv`` output -> one TaskStatus per (array job, index)."""
+    result = StatusParse()
+    for line, row in _rows(stdout, SQUEUE_FIELDS, result.unparsed):
         array_job_id = row["ArrayJobID"].strip()
         indices = task_indices(row["ArrayTaskID"])
         if not JOB_ID.match(array_job_id) or indices is None:
@@ -374,26 +384,12 @@ def requested_memory_kb(req_mem: str, alloc_cpus: str) -> int | None:
     return size
 
 
-@dataclass
-class SacctParse:
-    tasks: dict[TaskKey, TaskStatus] = field(default_factory=dict)
-    names: dict[TaskKey, str] = field(default_factory=dict)  # each job's name (our run id)
-    unparsed: list[str] = field(default_factory=list)
-
-
-def parse_sacct(stdout: str) -> SacctParse:
+def parse_sacct(stdout: str) -> StatusParse:
     """Lines of ``sacct_argv`` output -> one TaskStatus per (array job, index), steps folded in."""
-    result = SacctParse()
+    result = StatusParse()
     steps: dict[TaskKey, _Steps] = {}
     requested: dict[TaskKey, int | None] = {}
-    for line in stdout.splitlines():
-        if not line.strip():
-            continue
-        parts = _split_fields(line, len(SACCT_FIELDS))
-        if parts is None:
-            result.unparsed.append(line)
-            continue
-        row = dict(zip(SACCT_FIELDS, parts, strict=True))
+    for line, row in _rows(stdout, SACCT_FIELDS, result.unparsed):
         job_ref, _, step_name = row["JobID"].strip().partition(".")
         keys = parse_job_ref(job_ref)
         if keys is None:

@@ -358,23 +358,14 @@ def _build(
         values["julia"]["depot_path"] = depot
     ssh_settings: SshSettings | None = None
     if top["transport"] == "ssh":
+        # The other ssh keys are SshSettings' field names, so a key added to the schema
+        # arrives without a second list to forget (and an unmatched one fails every load).
         ssh_settings = SshSettings(
-            target=ssh["target"],
-            config_file=ssh["config_file"],
-            proxy_jump=ssh["proxy_jump"],
+            **{key: value for key, value in ssh.items() if key not in ("hosts", "known_hosts")},
             overrides=tuple(
                 HopOverride(host=alias, **entry) for alias, entry in sorted(ssh["hosts"].items())
             ),
             known_hosts_files=tuple(ssh["known_hosts"]),
-            host_key_policy=ssh["host_key_policy"],
-            connect_timeout_s=ssh["connect_timeout_s"],
-            keepalive_s=ssh["keepalive_s"],
-            connect_retries=ssh["connect_retries"],
-            passphrase_env=ssh["passphrase_env"],
-            use_agent=ssh["use_agent"],
-            client=ssh["client"],
-            control_persist_s=ssh["control_persist_s"],
-            control_dir=ssh["control_dir"],
         )
     return ClusterProfile(
         name=top["name"],
@@ -393,12 +384,7 @@ def _build(
         depot_path=depot,
         precompile_on=julia["precompile_on"],
         julia_cpu_target=julia["cpu_target"],
-        slurm_partition=slurm["partition"],
-        slurm_account=slurm["account"],
-        slurm_qos=slurm["qos"],
-        slurm_max_array_parallel=slurm["max_array_parallel"],
-        slurm_test_only=slurm["test_only"],
-        slurm_max_array_size=slurm["max_array_size"],
+        **{f"slurm_{key}": value for key, value in slurm.items()},  # as with ssh, above
         collect_plots=values["collect"]["plots"],
         resolved=Resolved(values=values, sources=sources, origin=origin),
     )

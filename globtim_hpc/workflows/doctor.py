@@ -457,23 +457,3 @@ class Doctor:
         if outcome.ok:
             transport.run(["rm", "-rf", "--", job_dir], timeout_s=60)
 
-
-def run_doctor(
-    profile: ClusterProfile,
-    open_transport: Callable[[], Transport],
-    make_scheduler: Callable[[Transport], Scheduler],
-    *,
-    source: Path | None = None,
-    probe_timeout_s: float = 120.0,
-    notify: Callable[[str], None] | None = None,
-    on_limits: Callable[[ClusterLimits], None] | None = None,
-) -> DoctorReport:
-    return Doctor(
-        profile,
-        open_transport,
-        make_scheduler,
-        source=source,
-        probe_timeout_s=probe_timeout_s,
-        notify=notify,
-        on_limits=on_limits,
-    ).run()

@@ -10,8 +10,8 @@ a refusal by the scheduler moves them back, so the run reads as before.
 
 from __future__ import annotations
 
+import functools
 import posixpath
-import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -26,12 +26,12 @@ from globtim_hpc.layout import (
     part_job_name,
 )
 from globtim_hpc.registry.records import RunRecord
-from globtim_hpc.scheduler.base import SubmitRequest, submit_job
+from globtim_hpc.scheduler.base import SubmitRequest
 from globtim_hpc.transport.base import CommandResult
 from globtim_hpc.workflows.submit.exactly_once import (
-    MAX_RECOVERY_ATTEMPTS,
     SubmitContext,
     _recovery_lock,
+    find_or_submit,
 )
 
 # $1 run folder, $2 attempt, $3 script path (relative), then task_id:earlier_attempt pairs,
@@ -186,32 +186,14 @@ def submit_attempt(
         )
         if done is not None and done.phase == "submitted" and done.job_ids:
             return _result(ctx, spec, list(done.job_ids), resumed=True, adopted=False)
-        job_id: str | None = None
-        adopted = False
-        look_first = resumed
-        tries = 0
-        while job_id is None:
-            tries += 1
-            try:
-                if look_first:
-                    ctx.commands += 1
-                    found = ctx.scheduler.find_job(spec.job_name, record.remote_dir)
-                    if found:
-                        job_id, adopted = str(found), True
-                        break
-                look_first = True  # after any lost answer, look before submitting again
-                job_id = _submit_command(ctx, record, spec)
-            except ConnectError as exc:
-                if not exc.transient or tries >= MAX_RECOVERY_ATTEMPTS:
-                    ctx.store.set_attempt_error(record.run_id, spec.attempt, str(exc))
-                    raise ConnectError(
-                        f"the connection dropped while submitting attempt {spec.attempt} of run "
-                        f"{record.run_id}: {exc.message}",
-                        "run the same rerun command again: it finds the attempt's job if SLURM "
-                        "got it, and submits it otherwise (never twice)",
-                        hop=None,
-                    ) from exc
-                time.sleep(min(2.0 * tries, 8.0))
+        job_id, adopted = find_or_submit(
+            ctx, spec.job_name, record.remote_dir, lambda: _submit_command(ctx, record, spec),
+            look_first=resumed,
+            what=f"attempt {spec.attempt} of run {record.run_id}",
+            advice="run the same rerun command again: it finds the attempt's job if SLURM "
+            "got it, and submits it otherwise (never twice)",
+            give_up=lambda exc: ctx.store.set_attempt_error(record.run_id, spec.attempt, str(exc)),
+        )  # fmt: skip
         if not spec.parts:
             ctx.store.start_attempt(
                 record.run_id, record.cluster, spec.attempt, [(job_id, spec.task_indices)],
@@ -235,32 +217,14 @@ def _other_parts(
     job_ids: list[str] = []
     for part in spec.parts[1:]:
         request = _request(record, spec, part.part)
-        job_id: str | None = None
-        look = look_first
-        for tries in range(1, MAX_RECOVERY_ATTEMPTS + 1):
-            try:
-                if look:
-                    ctx.commands += 1
-                    found = ctx.scheduler.find_job(request.run_id, record.remote_dir)
-                    if found:
-                        job_id = str(found)
-                        break
-                look = True
-                ctx.commands += 1
-                job_id = submit_job(ctx.scheduler, request, timeout_s=300)
-                break
-            except ConnectError as exc:
-                if not exc.transient or tries >= MAX_RECOVERY_ATTEMPTS:
-                    ctx.store.set_attempt_error(record.run_id, spec.attempt, str(exc))
-                    raise ConnectError(
-                        f"the connection dropped while submitting part {part.part} of attempt "
-                        f"{spec.attempt} of run {record.run_id}: {exc.message}",
-                        "run the same rerun command again: it finds the parts SLURM got and "
-                        "submits only the others (never twice)",
-                        hop=None,
-                    ) from exc
-                time.sleep(min(2.0 * tries, 8.0))
-        assert job_id is not None
+        job_id, _ = find_or_submit(
+            ctx, request.run_id, record.remote_dir, functools.partial(ctx.submit, request),
+            look_first=look_first,
+            what=f"part {part.part} of attempt {spec.attempt} of run {record.run_id}",
+            advice="run the same rerun command again: it finds the parts SLURM got and "
+            "submits only the others (never twice)",
+            give_up=lambda exc: ctx.store.set_attempt_error(record.run_id, spec.attempt, str(exc)),
+        )  # fmt: skip
         job_ids.append(job_id)
     return job_ids
 

@@ -11,13 +11,14 @@ the same configuration finds the unfinished run in the registry and recovers it 
 from __future__ import annotations
 
 import fcntl
+import functools
 import posixpath
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from globtim_hpc import paths
 from globtim_hpc.errors import ConnectError, PreflightError, SchedulerError, UsageError
@@ -25,7 +26,7 @@ from globtim_hpc.layout import RunLayout
 from globtim_hpc.models import RunPhase
 from globtim_hpc.registry.records import RunRecord
 from globtim_hpc.registry.store import Store
-from globtim_hpc.scheduler.base import Scheduler, submit_job
+from globtim_hpc.scheduler.base import Scheduler, SubmitRequest, submit_job
 from globtim_hpc.transport.base import CommandResult
 from globtim_hpc.workflows.limits import array_limits, check_sweep_size
 from globtim_hpc.workflows.submit.preflight import preflight
@@ -43,6 +44,8 @@ if TYPE_CHECKING:
 
 MAX_RECOVERY_ATTEMPTS = 4
 LOCK_WAIT_S = 600.0  # a submission holds its run's lock for seconds, a slow link for minutes
+
+T = TypeVar("T")
 
 _UPLOAD_AND_SUBMIT = r"""
 runs=$1 run_id=$2; shift 2
@@ -121,6 +124,11 @@ class SubmitContext:
         self.commands += 1
         return self.scheduler.transport.run(argv, stdin=stdin, timeout_s=timeout_s)
 
+    def submit(self, request: SubmitRequest) -> str:
+        """The scheduler's own submit (the run folder is in place), counted like ``run``."""
+        self.commands += 1
+        return submit_job(self.scheduler, request, timeout_s=300)
+
 
 def _scheduler_argv(ctx: SubmitContext, record: RunRecord) -> list[str]:
     """The scheduler's submit command, which the upload step runs from inside the run folder."""
@@ -155,6 +163,56 @@ def _recovery_lock(run_id: str) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def retry_submission(
+    step: Callable[[int], T],
+    *,
+    what: str,
+    advice: str,
+    give_up: Callable[[ConnectError], None] = lambda _exc: None,
+) -> T:
+    """``step(try number)`` until it returns. A dropped connection may have lost an answer, so
+    it is tried again after a pause (the step then looks before it submits); when the link stays
+    down, ``give_up`` records why and the error names ``what`` and how to resume (``advice``)."""
+    for tries in range(1, MAX_RECOVERY_ATTEMPTS + 1):
+        try:
+            return step(tries)
+        except ConnectError as exc:
+            if not exc.transient or tries >= MAX_RECOVERY_ATTEMPTS:
+                give_up(exc)
+                raise ConnectError(
+                    f"the connection dropped while submitting {what}: {exc.message}",
+                    advice,
+                    hop=None,
+                ) from exc
+            time.sleep(min(2.0 * tries, 8.0))
+    raise AssertionError("the last try returns or raises")
+
+
+def find_or_submit(
+    ctx: SubmitContext,
+    name: str,
+    remote_dir: str,
+    submit: Callable[[], str],
+    *,
+    look_first: bool,
+    what: str,
+    advice: str,
+    give_up: Callable[[ConnectError], None] = lambda _exc: None,
+) -> tuple[str, bool]:
+    """(job id, adopted): the job called ``name`` if the scheduler has one, else ``submit()``'s.
+    It looks first when told to, and before every retry, as an earlier answer may have been lost."""
+
+    def step(tries: int) -> tuple[str, bool]:
+        if look_first or tries > 1:
+            ctx.commands += 1
+            found = ctx.scheduler.find_job(name, remote_dir)
+            if found:
+                return str(found), True
+        return submit(), False
+
+    return retry_submission(step, what=what, advice=advice, give_up=give_up)
 
 
 def _pending_archive_path(run_id: str) -> Path:
@@ -261,48 +319,28 @@ def _finish(
     pending = _pending_archive_path(record.run_id)
     if archive is None and pending.is_file():
         archive = pending.read_bytes()
-    runs_root = posixpath.dirname(record.remote_dir)
     job_id: str | None = None
     adopted = False
     if resumed and (record.submission or {}).get("array_parts"):
         # A split sweep interrupted after its first part was recorded: only the rest is left.
         job_id = store.part_jobs(record.run_id).get(0)
         adopted = job_id is not None
-    first_try = not resumed
-    attempt = 0
-    while job_id is None:
-        attempt += 1
-        try:
-            if first_try:
-                first_try = False
-                if archive is None:
-                    raise PreflightError(
-                        f"run {record.run_id} has no saved upload archive", "submit again"
-                    )
-                store.set_phase(record.run_id, RunPhase.SUBMITTING)
-                argv = [
-                    "sh",
-                    "-c",
-                    _UPLOAD_AND_SUBMIT,
-                    "globtim-submit",
-                    runs_root,
-                    record.run_id,
-                    *_scheduler_argv(ctx, record),
-                ]
-                result = ctx.run(argv, stdin=archive)
-                job_id = _accept(ctx, record, result)
-            else:
-                job_id, adopted = _recover(ctx, record, archive)
-        except ConnectError as exc:
-            if not exc.transient or attempt >= MAX_RECOVERY_ATTEMPTS:
-                store.set_phase(record.run_id, RunPhase.SUBMITTING, error=str(exc))
-                raise ConnectError(
-                    f"the connection dropped while submitting run {record.run_id}: {exc.message}",
-                    "run the same submit command again: it will find the job if SLURM got it, "
-                    "and submit it otherwise (never twice)",
-                    hop=None,
-                ) from exc
-            time.sleep(min(2.0 * attempt, 8.0))
+
+    def step(tries: int) -> tuple[str, bool]:
+        if tries > 1 or resumed:  # an answer may have been lost: find what came of it first
+            return _recover(ctx, record, archive)
+        if archive is None:
+            raise PreflightError(f"run {record.run_id} has no saved upload archive", "submit again")
+        return _upload_and_submit(ctx, record, archive), False
+
+    if job_id is None:
+        job_id, adopted = retry_submission(
+            step,
+            what=f"run {record.run_id}",
+            advice="run the same submit command again: it will find the job if SLURM got it, "
+            "and submit it otherwise (never twice)",
+            give_up=lambda exc: store.set_phase(record.run_id, RunPhase.SUBMITTING, error=str(exc)),
+        )
     parts = (record.submission or {}).get("array_parts") or []
     if parts:
         store.record_job(record.run_id, record.cluster, job_id, adopted=adopted, part=0)
@@ -325,30 +363,13 @@ def _submit_other_parts(
             record.run_id, record.remote_dir, record.plan, submission=record.submission,
             part=part,
         )  # fmt: skip
-        job_id: str | None = None
-        adopted = False
-        for attempt in range(1, MAX_RECOVERY_ATTEMPTS + 1):
-            try:
-                if look_first or attempt > 1:  # an earlier answer may have been lost
-                    ctx.commands += 1
-                    found = ctx.scheduler.find_job(request.run_id, record.remote_dir)
-                    if found:
-                        job_id, adopted = str(found), True
-                        break
-                ctx.commands += 1
-                job_id = submit_job(ctx.scheduler, request, timeout_s=300)
-                break
-            except ConnectError as exc:
-                if not exc.transient or attempt >= MAX_RECOVERY_ATTEMPTS:
-                    raise ConnectError(
-                        f"the connection dropped while submitting part {part} of run "
-                        f"{record.run_id}: {exc.message}",
-                        "run the same submit command again: it finds the parts SLURM got and "
-                        "submits only the others (never twice)",
-                        hop=None,
-                    ) from exc
-                time.sleep(min(2.0 * attempt, 8.0))
-        assert job_id is not None
+        job_id, adopted = find_or_submit(
+            ctx, request.run_id, record.remote_dir, functools.partial(ctx.submit, request),
+            look_first=look_first,
+            what=f"part {part} of run {record.run_id}",
+            advice="run the same submit command again: it finds the parts SLURM got and "
+            "submits only the others (never twice)",
+        )  # fmt: skip
         ctx.store.record_job(record.run_id, record.cluster, job_id, adopted=adopted, part=part)
 
 
@@ -449,16 +470,20 @@ def _recover(ctx: SubmitContext, record: RunRecord, archive: bytes | None) -> tu
         )
     if "@@PRESENT" in lines:
         ctx.store.set_phase(record.run_id, RunPhase.SUBMITTING)
-        ctx.commands += 1
         request = submit_request(
             record.run_id, record.remote_dir, record.plan, submission=record.submission
         )
-        return submit_job(ctx.scheduler, request, timeout_s=300), False
+        return ctx.submit(request), False
     if archive is None:
         raise PreflightError(
             f"run {record.run_id} never reached the cluster and its upload archive is gone",
             "submit the job again with --new",
         )
+    return _upload_and_submit(ctx, record, archive), False
+
+
+def _upload_and_submit(ctx: SubmitContext, record: RunRecord, archive: bytes) -> str:
+    """One command: unpack the archive as the run folder, then submit from inside it."""
     ctx.store.set_phase(record.run_id, RunPhase.SUBMITTING)
     argv = [
         "sh",
@@ -469,5 +494,4 @@ def _recover(ctx: SubmitContext, record: RunRecord, archive: bytes | None) -> tu
         record.run_id,
         *_scheduler_argv(ctx, record),
     ]
-    result = ctx.run(argv, stdin=archive)
-    return _accept(ctx, record, result), False
+    return _accept(ctx, record, ctx.run(argv, stdin=archive))
