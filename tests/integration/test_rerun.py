@@ -224,10 +224,6 @@ def test_a_rerun_whose_answer_was_lost_is_adopted_not_submitted_twice(
         assert again.resumed and again.adopted and again.job_ids == [lost], again.to_dict()
         view = run.wait(timeout_s=600, interval_s=2)
         assert view.all_completed, view.counts()
-        # Read once the tasks ended: while some are pending, sacct's rows for them come and go.
-        assert _sacct_indices(testbed, job_id) == [3, 6, 9]
-        limits = testbed.inhost("falcon", "sacct", "-n", "-X", "-P", "-o", "Timelimit", "-j", job_id)
-        assert set(limits.stdout.split()) == {"00:02:00"}, limits.stdout
     named = testbed.inhost(
         "falcon", "sacct", "-n", "-X", "-P", "-o", "JobID", f"--name={record.run_id}.a2",
         "-S", "now-1hours",
