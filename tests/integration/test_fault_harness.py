@@ -23,6 +23,8 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +39,7 @@ CLUSTER = ["--cluster", "testbed"]
 ALL_COMBOS = list(itertools.product(["before", "during", "after"], ["mack", "falcon"]))
 DEPLOY_POINTS = 8  # a deploy point costs a verification job: every other operation
 DOCUMENTED_ON_A_DROP = {0, 4}
+POINTS_AT_ONCE = 3  # a point mostly waits on SSH and SLURM; independent points overlap
 
 
 @dataclass
@@ -145,6 +148,14 @@ def _fresh_commit(source: Path, token: str) -> None:
         )
 
 
+def _each_point(point: Callable[[int, str, str], Outcome], op_count: int) -> list[Outcome]:
+    """Every (operation, moment, hop) point of one command, a few at a time: each point has its
+    own registry, record and results, and only its own process's connections are dropped."""
+    points = list(itertools.product(range(1, op_count + 1), ALL_COMBOS))
+    with ThreadPoolExecutor(max_workers=POINTS_AT_ONCE) as pool:
+        return list(pool.map(lambda p: point(p[0], *p[1]), points))
+
+
 def test_drops_at_every_operation_of_the_four_commands(testbed: Testbed, tmp_path: Path) -> None:
     outcomes: list[Outcome] = []
     record = tmp_path / "record.json"
@@ -178,20 +189,24 @@ def test_drops_at_every_operation_of_the_four_commands(testbed: Testbed, tmp_pat
     done = _faultrun(counting, record, "submit", submit_args)
     assert done.returncode == 0, done.stderr
     submit_ops = _ops(record)
-    for at, (mode, hop) in itertools.product(range(1, submit_ops + 1), ALL_COMBOS):
+    def submit_point(at: int, mode: str, hop: str) -> Outcome:
         where = f"submit {mode} op {at} at {hop}"
         state = tmp_path / f"state-submit-{at}-{mode}-{hop}"
+        point_record = tmp_path / f"record-submit-{at}-{mode}-{hop}.json"
         _copy_registry(base, state)
-        done = _faultrun(state, record, "submit", submit_args, at=at, mode=mode, hop=hop)
-        outcomes.append(Outcome("submit", where, done.returncode, _check_message(done, where), _fired(record)))
+        done = _faultrun(state, point_record, "submit", submit_args, at=at, mode=mode, hop=hop)
+        outcome = Outcome("submit", where, done.returncode, _check_message(done, where), _fired(point_record))
         _check_registry(state, where)
         if done.returncode != 0:  # a finished submission rerun would be a new run, rightly
-            again = _faultrun(state, record, "submit", submit_args)
+            again = _faultrun(state, point_record, "submit", submit_args)
             assert again.returncode == 0, f"{where}: the rerun failed\n{again.stderr}"
         runs = _runs(state)
         assert len(runs) == 1, f"{where}: {runs}"
         assert len(_slurm_jobs_named(testbed, runs[0][0])) == 1, f"{where}: not one job"
         _check_remote_runs(testbed, where)
+        return outcome
+
+    outcomes += _each_point(submit_point, submit_ops)
 
     # ---- monitor and collect: one finished run; every point from the registry before them
     submitted = tmp_path / "state-submitted"
@@ -209,16 +224,20 @@ def test_drops_at_every_operation_of_the_four_commands(testbed: Testbed, tmp_pat
     _copy_registry(submitted, probe)
     assert _faultrun(probe, record, "monitor", monitor_args).returncode == 0
     monitor_ops = _ops(record)
-    for at, (mode, hop) in itertools.product(range(1, monitor_ops + 1), ALL_COMBOS):
+    def monitor_point(at: int, mode: str, hop: str) -> Outcome:
         where = f"monitor {mode} op {at} at {hop}"
         state = tmp_path / f"state-monitor-{at}-{mode}-{hop}"
+        point_record = tmp_path / f"record-monitor-{at}-{mode}-{hop}.json"
         _copy_registry(submitted, state)
-        done = _faultrun(state, record, "monitor", monitor_args, at=at, mode=mode, hop=hop)
-        outcomes.append(Outcome("monitor", where, done.returncode, _check_message(done, where), _fired(record)))
+        done = _faultrun(state, point_record, "monitor", monitor_args, at=at, mode=mode, hop=hop)
+        outcome = Outcome("monitor", where, done.returncode, _check_message(done, where), _fired(point_record))
         _check_registry(state, where)
-        again = _faultrun(state, record, "monitor", [*monitor_args, "--json"])
+        again = _faultrun(state, point_record, "monitor", [*monitor_args, "--json"])
         assert again.returncode == 0, f"{where}: the rerun failed\n{again.stderr}"
         assert json.loads(again.stdout)["ok"] is True
+        return outcome
+
+    outcomes += _each_point(monitor_point, monitor_ops)
 
     probe = tmp_path / "state-collect-count"
     _copy_registry(waited, probe)
@@ -226,19 +245,23 @@ def test_drops_at_every_operation_of_the_four_commands(testbed: Testbed, tmp_pat
     assert _faultrun(probe, record, "collect", [*collect_args, str(tmp_path / "r0")]).returncode == 0
     collect_ops = _ops(record)
     # one listing and one stream: every moment of both, at either hop
-    for at, (mode, hop) in itertools.product(range(1, collect_ops + 1), ALL_COMBOS):
+    def collect_point(at: int, mode: str, hop: str) -> Outcome:
         where = f"collect {mode} op {at} at {hop}"
         state = tmp_path / f"state-collect-{at}-{mode}-{hop}"
+        point_record = tmp_path / f"record-collect-{at}-{mode}-{hop}.json"
         results = tmp_path / f"results-{at}-{mode}-{hop}"
         _copy_registry(waited, state)
         args = [*collect_args, str(results)]
-        done = _faultrun(state, record, "collect", args, at=at, mode=mode, hop=hop)
-        outcomes.append(Outcome("collect", where, done.returncode, _check_message(done, where), _fired(record)))
+        done = _faultrun(state, point_record, "collect", args, at=at, mode=mode, hop=hop)
+        outcome = Outcome("collect", where, done.returncode, _check_message(done, where), _fired(point_record))
         _check_registry(state, where)
         _check_local_results(results, where)
-        again = _faultrun(state, record, "collect", args)
+        again = _faultrun(state, point_record, "collect", args)
         assert again.returncode == 0, f"{where}: the rerun failed\n{again.stderr}"
         assert len(_check_local_results(results, where)) == 1, where
+        return outcome
+
+    outcomes += _each_point(collect_point, collect_ops)
 
     by_command = collections.Counter(o.command for o in outcomes)
     by_code = collections.Counter(o.exit_code for o in outcomes)
