@@ -2,6 +2,11 @@
 the cluster's (size, mtime, ctime) when it was collected, its SHA-256, and the local mtime it
 was written with. A file whose cluster and local metadata both still match is taken as is: an
 unchanged re-collect reads metadata only, on both sides, and transfers nothing.
+
+The record also names what the folder's descriptions (metadata.json, summary.md, plots) were
+made from (a digest of the task records, notes and attempts) and their own sizes and mtimes.
+When all of that still holds, the folder is already what a new collection would make: it is
+left as it is, not rebuilt.
 """
 
 from __future__ import annotations
@@ -19,6 +24,14 @@ from globtim_hpc.results.survey import SurveyEntry
 
 RECORD_NAME = ".globtim-collect.json"
 SCHEMA = "globtim-hpc/collect-record/1"
+
+
+@dataclass(frozen=True)
+class Unchanged:
+    """A collected folder that is exactly what collecting again would make."""
+
+    manifest_sha256: str
+    file_count: int
 
 
 @dataclass(frozen=True)
@@ -47,7 +60,9 @@ def still_valid(folder: Path, known: Known | None, entry: SurveyEntry) -> bool:
     if known is None or known.remote != (entry.byte_count, entry.mtime, entry.ctime):
         return False
     try:
-        info = local_path(folder, entry.path).lstat()
+        # entry.path was checked when the listing was read (parse_survey); a plain join keeps
+        # the metadata-only check of a large folder cheap.
+        info = os.lstat(os.path.join(folder, entry.path))
     except OSError:
         return False
     return (
@@ -57,10 +72,45 @@ def still_valid(folder: Path, known: Known | None, entry: SurveyEntry) -> bool:
     )
 
 
+def unchanged(
+    folder: Path, stamps: Mapping[str, SurveyEntry], inputs_sha256: str
+) -> Unchanged | None:
+    """``folder`` as recorded, by metadata alone: the same files from the cluster (``stamps``),
+    each local copy untouched, and descriptions made from the same ``inputs_sha256``, untouched."""
+    try:
+        data = json.loads((folder / RECORD_NAME).read_text("utf-8"))
+        if data.get("schema") != SCHEMA or data.get("inputs_sha256") != inputs_sha256:
+            return None
+        described: dict[str, list[int]] = data["described"]
+        digest = str(data["manifest_sha256"])
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+    known = read_record(folder)
+    if not digest or set(known) != set(stamps):
+        return None
+    if not all(still_valid(folder, known[path], entry) for path, entry in stamps.items()):
+        return None
+    for name, (size, mtime_ns) in described.items():
+        try:
+            info = (folder / name).lstat()
+        except OSError:
+            return None
+        if not stat.S_ISREG(info.st_mode) or (info.st_size, info.st_mtime_ns) != (size, mtime_ns):
+            return None
+    return Unchanged(digest, len(known))
+
+
 def write_record(
-    folder: Path, entries: Iterable[ManifestEntry], stamps: Mapping[str, SurveyEntry]
+    folder: Path,
+    entries: Iterable[ManifestEntry],
+    stamps: Mapping[str, SurveyEntry],
+    *,
+    inputs_sha256: str = "",
+    manifest_sha256: str = "",
 ) -> None:
-    """Record every entry present in ``folder`` (a missing one is simply left out)."""
+    """Record every entry present in ``folder`` (a missing one is simply left out). With
+    ``inputs_sha256`` (a finished folder), every other file in it is recorded as a description
+    made from those inputs."""
     files: dict[str, list[object]] = {}
     for entry in entries:
         survey = stamps.get(entry.path)
@@ -70,6 +120,21 @@ def write_record(
             info = local_path(folder, entry.path).lstat()
             if info.st_size == entry.byte_count:
                 files[entry.path] = [*survey.stamp, entry.sha256, info.st_mtime_ns]
+    record: dict[str, object] = {"schema": SCHEMA, "files": files}
+    if inputs_sha256:
+        described: dict[str, list[int]] = {}
+        for root, _, names in os.walk(folder):
+            for name in names:
+                path = Path(root, name)
+                relative = path.relative_to(folder).as_posix()
+                if relative in files or relative.startswith(RECORD_NAME):
+                    continue
+                info = path.lstat()
+                if stat.S_ISREG(info.st_mode):
+                    described[relative] = [info.st_size, info.st_mtime_ns]
+        record.update(
+            inputs_sha256=inputs_sha256, manifest_sha256=manifest_sha256, described=described
+        )
     temporary = folder / (RECORD_NAME + ".tmp")
-    temporary.write_text(json.dumps({"schema": SCHEMA, "files": files}) + "\n", "utf-8")
+    temporary.write_text(json.dumps(record) + "\n", "utf-8")
     os.replace(temporary, folder / RECORD_NAME)

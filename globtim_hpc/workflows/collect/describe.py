@@ -3,6 +3,8 @@ results and log tail, ``MANIFEST.sha256``, ``metadata.json`` and ``summary.md``.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import os
 import re
@@ -130,6 +132,31 @@ def fill_task_files(
             task.results_note = f"no {results_rel}"
         if task.state != JobState.COMPLETED.value and task.log_path is not None:
             task.log_tail = tail_lines(local_path(work, task.log_path))
+
+
+def inputs_digest(
+    run: RunRecord,
+    snapshot: Snapshot,
+    tasks: Sequence[TaskRecord],
+    notes: Sequence[str],
+    attempts: Sequence[dict[str, Any]],
+    *,
+    plots: bool,
+) -> str:
+    """What write_descriptions makes a folder's descriptions from (besides the collected files
+    themselves), as one SHA-256: equal digests over equal files give equal descriptions."""
+    made_from = {
+        "tool_version": __version__,
+        "run": [run.run_id, run.problem, run.cluster, run.scheduler, run.job_id, run.remote_dir,
+                run.config_hash, run.submitted_at, run.deploy_id, run.git_sha],
+        "submission": snapshot.submission,
+        "tasks": [dataclasses.asdict(task) for task in tasks],
+        "notes": list(notes),
+        "attempts": list(attempts),
+        "plots": plots,
+    }  # fmt: skip
+    text = json.dumps(made_from, sort_keys=True, default=str, ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def write_descriptions(

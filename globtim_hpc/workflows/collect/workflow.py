@@ -24,12 +24,13 @@ from globtim_hpc.results.placement import (
     space_error,
     sync_filesystem,
 )
-from globtim_hpc.results.recollect import write_record
+from globtim_hpc.results.recollect import unchanged, write_record
 from globtim_hpc.scheduler.base import Scheduler
 from globtim_hpc.transport.base import Transport
 from globtim_hpc.workflows.collect.describe import (
     build_task_records,
     fill_task_files,
+    inputs_digest,
     run_attempts,
     wanted_entries,
     write_descriptions,
@@ -139,6 +140,8 @@ def collect_run(
     stamps = {f.path: f for f in files}
     result.file_count, result.byte_count = len(files), sum(f.byte_count for f in files)
 
+    attempts = run_attempts(store, run)
+    inputs = inputs_digest(run, snapshot, tasks, notes, attempts, plots=options.plots)
     target = local_run_dir(options.results_root, run.problem, run.run_id)
     parent = target.parent
     if not parent.is_dir():
@@ -148,49 +151,55 @@ def collect_run(
         partials = partial_folders(parent, target.name)
         for stale in partials[1:]:
             shutil.rmtree(stale, ignore_errors=True)
-        work = partials[0] if partials else parent / f".{target.name}.partial-{secrets.token_hex(4)}"
-        if partials:
-            notes.append(f"resumed from an interrupted collection ({work.name})")
-        try:
-            if not partials:
-                # Checked before anything is created: a full disk leaves no trace.
-                ensure_space(parent, disk_bytes(files) - reusable_bytes(target, files))
-                work.mkdir()
-            observer.phase("checking local copies")
-            reused, fetch = prepare_work(work, target, files, notes)
-            result.files_reused = len(reused)
-            ensure_space(parent, disk_bytes(fetch))
-            arrived: dict[str, ManifestEntry] = {}
-            if fetch:
-                try:
-                    fetch_files(transport, run.remote_dir, work, fetch, observer, result, arrived)
-                except GlobtimHpcError as exc:
-                    if not isinstance(exc, IntegrityError):
-                        # A broken link: what arrived whole is kept for the next attempt.
-                        write_record(work, [*reused, *arrived.values()], stamps)
+        same = None if partials else unchanged(target, stamps, inputs)
+        if same is not None:  # nothing to fetch and nothing to rewrite: the folder stays
+            digest = same.manifest_sha256
+            result.manifest_sha256, result.files_reused = digest, same.file_count
+            result.notes = [*notes, "unchanged since it was last collected: left as it is"]
+        else:
+            work = partials[0] if partials else parent / f".{target.name}.partial-{secrets.token_hex(4)}"
+            if partials:
+                notes.append(f"resumed from an interrupted collection ({work.name})")
+            try:
+                if not partials:
+                    # Checked before anything is created: a full disk leaves no trace.
+                    ensure_space(parent, disk_bytes(files) - reusable_bytes(target, files))
+                    work.mkdir()
+                observer.phase("checking local copies")
+                reused, fetch = prepare_work(work, target, files, notes)
+                result.files_reused = len(reused)
+                ensure_space(parent, disk_bytes(fetch))
+                arrived: dict[str, ManifestEntry] = {}
+                if fetch:
+                    try:
+                        fetch_files(transport, run.remote_dir, work, fetch, observer, result, arrived)
+                    except GlobtimHpcError as exc:
+                        if not isinstance(exc, IntegrityError):
+                            # A broken link: what arrived whole is kept for the next attempt.
+                            write_record(work, [*reused, *arrived.values()], stamps)
+                        raise
+                entries = sorted([*reused, *arrived.values()])
+                digest = manifest_digest(entries)
+                result.manifest_sha256 = digest
+                verify_placed(work, entries, len(files))
+                fill_task_files(work, run, tasks, entries)
+                result.notes = [*notes, *result.notes]
+                write_descriptions(
+                    work, run, snapshot, tasks, entries, digest, result.notes,
+                    attempts, plots=options.plots,
+                )  # fmt: skip
+                write_record(work, entries, stamps, inputs_sha256=inputs, manifest_sha256=digest)
+                if options.fsync:
+                    sync_filesystem(work)
+                place_folder(work, target)
+            except OSError as exc:
+                if exc.errno not in _SPACE_ERRNOS:
                     raise
-            entries = sorted([*reused, *arrived.values()])
-            digest = manifest_digest(entries)
-            result.manifest_sha256 = digest
-            verify_placed(work, entries, len(files))
-            fill_task_files(work, run, tasks, entries)
-            result.notes = [*notes, *result.notes]
-            write_descriptions(
-                work, run, snapshot, tasks, entries, digest, result.notes,
-                run_attempts(store, run), plots=options.plots,
-            )  # fmt: skip
-            write_record(work, entries, stamps)
-            if options.fsync:
-                sync_filesystem(work)
-            place_folder(work, target)
-        except OSError as exc:
-            if exc.errno not in _SPACE_ERRNOS:
+                shutil.rmtree(work, ignore_errors=True)
+                raise space_error(parent, disk_bytes(files), None) from exc
+            except NoSpaceError:
+                shutil.rmtree(work, ignore_errors=True)
                 raise
-            shutil.rmtree(work, ignore_errors=True)
-            raise space_error(parent, disk_bytes(files), None) from exc
-        except NoSpaceError:
-            shutil.rmtree(work, ignore_errors=True)
-            raise
     result.local_dir = str(target)
     result.notes += after_placement(store, options.results_root, target)
     store.record_collection(
