@@ -1,6 +1,6 @@
 """Compression of the collection stream: the choice of codec, the sniffing decoder in front of the
-extractor, and the stream script's negotiation (run against this machine's sh, tar, gzip and
-zstd)."""
+extractor, the stream script's negotiation (run against this machine's sh, tar, gzip and zstd),
+and the profile key and flag that ask for it."""
 
 from __future__ import annotations
 
@@ -15,11 +15,13 @@ from pathlib import Path
 
 import pytest
 
-from globtim_hpc.errors import IntegrityError, UsageError
+from globtim_hpc.cli.collect import build_parser
+from globtim_hpc.errors import ConfigError, IntegrityError, UsageError
 from globtim_hpc.results.cksum import Cksum
 from globtim_hpc.results.decoding import DecodingSink, decodable, sniff
 from globtim_hpc.results.manifest import ManifestEntry
 from globtim_hpc.results.safe_tar import ExtractingSink
+from globtim_hpc.settings.profile import load_profile
 from globtim_hpc.workflows.collect.compression import (
     AUTO_MIN_BYTES,
     check_mode,
@@ -89,6 +91,30 @@ def test_a_bad_mode_is_a_usage_error_naming_the_allowed_values() -> None:
         check_mode("brotli", "compression")
     with pytest.raises(UsageError):
         choose("lz4", [], local_link=False, decodable=BOTH)
+
+
+# ---- the profile key and the flag ---------------------------------------------------------------
+
+
+def test_profile_key_is_read_and_validated(tmp_path: Path) -> None:
+    assert load_profile("local").collect_compression == "auto"
+    good = tmp_path / "good.yaml"
+    good.write_text("collect:\n  compression: gzip\n")
+    assert load_profile(str(good)).collect_compression == "gzip"
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("collect:\n  compression: brotli\n")
+    with pytest.raises(ConfigError) as info:
+        load_profile(str(bad))
+    assert "collect.compression" in info.value.message
+    assert "not one of: auto, zstd, gzip, none" in info.value.message
+
+
+def test_flag_takes_only_the_known_modes(capsys: pytest.CaptureFixture[str]) -> None:
+    assert build_parser().parse_args(["--compression", "zstd"]).compression == "zstd"
+    assert build_parser().parse_args([]).compression is None
+    with pytest.raises(SystemExit) as info:
+        build_parser().parse_args(["--compression", "brotli"])
+    assert info.value.code == 2 and "--compression" in capsys.readouterr().err
 
 
 # ---- the decoder --------------------------------------------------------------------------------
