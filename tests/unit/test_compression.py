@@ -294,3 +294,55 @@ def test_a_failing_compressor_is_reported(tmp_path: Path) -> None:
     checksum = Cksum()
     with pytest.raises(IntegrityError, match="zstd on here exited with 1 while compressing"):
         check_trailer(stderr, checksum, "here", "zstd")
+
+
+# ---- a whole collection on this machine ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("mode", "expected"),
+    [("gzip", "gzip"), pytest.param("zstd", "zstd", marks=needs_zstandard), ("auto", "none")],
+)
+def test_local_collection_with_compression(tmp_path: Path, mode: str, expected: str) -> None:
+    from globtim_hpc.layout import new_run_id
+    from globtim_hpc.registry.store import Store
+    from globtim_hpc.scheduler.direct import DirectScheduler
+    from globtim_hpc.transport.local import LocalTransport
+    from globtim_hpc.workflows.collect import CollectOptions, SilentObserver, collect_run
+
+    from .test_summary import fabricate
+
+    if shutil.which(expected) is None and expected != "none":
+        pytest.skip(f"{expected} is not installed here")
+    remote_root = tmp_path / "remote"
+    run_id = new_run_id("4d_benchmark")
+    run_dir = fabricate(remote_root, run_id, {"0000": ("EXITED", 0)})
+    (run_dir / "output" / "0000" / "big.csv").write_bytes(b"0.1234567890123,-0.5\n" * 40_000)
+    told: list[str] = []
+
+    class Told(SilentObserver):
+        def stream_codec(self, codec: str) -> None:
+            told.append(codec)
+
+    with Store.open() as store:
+        store.add_run(run_id=run_id, problem="4d_benchmark", cluster="local", scheduler="direct",
+                      remote_dir=str(run_dir), task_ids=["0000"], config_hash="h",
+                      deploy_id="d1", git_sha="abc123", plan={}, submission=None)
+        store.record_job(run_id, "local", "7")
+        run = store.get_run(run_id)
+        assert run is not None
+        options = CollectOptions(results_root=tmp_path / "results", fsync=False,
+                                 compression=mode, local_link=True)
+        result = collect_run(run, store=store, scheduler=DirectScheduler(LocalTransport()),
+                             remote_root=str(remote_root), options=options, ask_scheduler=False,
+                             observer=Told())
+    assert result.compression == expected and told == [expected]
+    target = Path(result.local_dir or "")
+    assert (target / "output" / "0000" / "big.csv").read_bytes() == (
+        run_dir / "output" / "0000" / "big.csv"
+    ).read_bytes()
+    if expected == "none":
+        assert result.wire_bytes_received == result.stream_bytes_received
+    else:
+        assert result.wire_bytes_received * 5 < result.content_bytes_received
+    assert result.to_dict()["compression"] == expected
