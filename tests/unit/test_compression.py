@@ -24,6 +24,7 @@ from globtim_hpc.results.safe_tar import ExtractingSink
 from globtim_hpc.settings.profile import load_profile
 from globtim_hpc.workflows.collect.compression import (
     AUTO_MIN_BYTES,
+    MODES,
     check_mode,
     choose,
     fallback_note,
@@ -107,6 +108,14 @@ def test_profile_key_is_read_and_validated(tmp_path: Path) -> None:
         load_profile(str(bad))
     assert "collect.compression" in info.value.message
     assert "not one of: auto, zstd, gzip, none" in info.value.message
+
+
+def test_flag_and_profile_offer_the_same_modes_as_the_policy() -> None:
+    from globtim_hpc.settings.profile import SCHEMA
+
+    assert SCHEMA["collect"]["compression"].choices == MODES
+    (action,) = [a for a in build_parser()._actions if a.dest == "compression"]
+    assert tuple(action.choices or ()) == MODES
 
 
 def test_flag_takes_only_the_known_modes(capsys: pytest.CaptureFixture[str]) -> None:
