@@ -405,11 +405,20 @@ class Cluster(ClosesOnExit):
         require_complete: bool = False,
         observer: CollectObserver | None = None,
         plots: bool | None = None,
+        compression: str | None = None,
     ) -> CollectResult:
         """Bring the run's finished tasks back, verified, into
         ``<local_dir>/<problem>/<date>_<run_id>/``; collecting again fetches only what changed.
-        ``plots`` (default: the profile's ``collect.plots``) draws plots/ into the folder."""
+        ``plots`` (default: the profile's ``collect.plots``) draws plots/ into the folder.
+        ``compression``: auto, zstd, gzip or none (default: the profile's
+        ``collect.compression``)."""
         from globtim_hpc.workflows.collect import CollectOptions, collect_run
+        from globtim_hpc.workflows.collect.compression import check_mode
+
+        mode = check_mode(
+            self.profile.collect_compression if compression is None else compression,
+            "compression",
+        )
 
         record = self._record(run)
         if (record.plan.get("resources") or {}).get("retry"):
@@ -422,6 +431,7 @@ class Cluster(ClosesOnExit):
             results_root=Path(local_dir).absolute(), clean_remote=clean_remote,
             require_complete=require_complete,
             plots=self.profile.collect_plots if plots is None else plots,
+            compression=mode, local_link=self.profile.is_local,
         )  # fmt: skip
         return collect_run(
             self.store.get_run(record.run_id) or record, store=self.store, scheduler=self.scheduler,

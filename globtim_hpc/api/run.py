@@ -114,12 +114,15 @@ class Run:
         *,
         clean_remote: bool = False,
         observer: CollectObserver | None = None,
+        compression: str | None = None,
     ) -> Path:
         """Bring the finished tasks back (verified); returns the run's local folder. The full
-        account (files, bytes, notes) is in ``last_collection``."""
+        account (files, bytes, notes) is in ``last_collection``. ``compression``: as
+        ``Cluster.collect``."""
         result = self.cluster.collect(
-            self, local_dir, clean_remote=clean_remote, observer=observer
-        )
+            self, local_dir, clean_remote=clean_remote, observer=observer,
+            compression=compression,
+        )  # fmt: skip
         self.last_collection = result
         assert result.local_dir is not None  # only --all collections skip unfinished runs
         return Path(result.local_dir)

@@ -76,6 +76,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="do not draw plots/ (default: the profile's collect.plots, normally on)",
     )
+    parser.add_argument(
+        "--compression",
+        choices=("auto", "zstd", "gzip", "none"),
+        default=None,
+        help="compress the file stream (default: the profile's collect.compression, auto: text "
+        "over a real link; zstd needs globtim-hpc[fast] here and falls back to gzip)",
+    )
     return parser
 
 
@@ -95,6 +102,8 @@ class ConsoleObserver:
         self._received_bytes = 0
         self._next_report = PLAIN_PROGRESS_STEP
         self._started_s = 0.0
+        self._file_count = 0
+        self._codec: str | None = None
 
     def _line(self, text: str) -> None:
         if not self.out.json_mode:
@@ -107,6 +116,8 @@ class ConsoleObserver:
         from globtim_hpc.results.summary import format_bytes
 
         self._total_bytes = max(byte_count, 1)
+        self._file_count = file_count
+        self._codec = None
         self._received_bytes = 0
         self._next_report = PLAIN_PROGRESS_STEP
         self._started_s = time.monotonic()
@@ -121,7 +132,7 @@ class ConsoleObserver:
             )
 
             self._progress = Progress(
-                TextColumn(f"{file_count} files"),
+                TextColumn("{task.description}"),
                 BarColumn(),
                 DownloadColumn(binary_units=True),
                 TransferSpeedColumn(),
@@ -130,9 +141,17 @@ class ConsoleObserver:
                 transient=True,
             )
             self._progress.start()
-            self._task = self._progress.add_task("receiving", total=self._total_bytes)
+            self._task = self._progress.add_task(f"{file_count} files", total=self._total_bytes)
         else:
             self._line(f"receiving {file_count} files (about {format_bytes(byte_count)})")
+
+    def stream_codec(self, codec: str) -> None:
+        self._codec = codec
+        shown = "uncompressed" if codec == "none" else codec
+        if self._progress is not None and self._task is not None:
+            self._progress.update(self._task, description=f"{self._file_count} files, {shown}")
+        else:
+            self._line(f"  stream: {shown}")
 
     def transferred(self, byte_count: int) -> None:
         self._received_bytes += byte_count
@@ -155,7 +174,10 @@ class ConsoleObserver:
             self._progress = None
         elapsed_s = max(time.monotonic() - self._started_s, 1e-6)
         rate = format_bytes(self._received_bytes / elapsed_s)
-        self._line(f"received {format_bytes(self._received_bytes)} in {elapsed_s:.1f} s ({rate}/s)")
+        codec = f", {self._codec}" if self._codec and self._codec != "none" else ""
+        self._line(
+            f"received {format_bytes(self._received_bytes)} in {elapsed_s:.1f} s ({rate}/s{codec})"
+        )
 
 
 def _runs(args: argparse.Namespace, cluster: Cluster) -> list[Run]:
@@ -173,9 +195,12 @@ def _report(out: Output, result: CollectResult) -> None:
         out.info(f"{result.run_id}: not collected: {result.skipped}")
         return
     out.info(f"collected {result.run_id} -> {result.local_dir}")
+    wire = ""
+    if result.compression and result.compression != "none":
+        wire = f", {format_bytes(result.wire_bytes_received)} on the wire with {result.compression}"
     out.info(
         f"  {result.file_count} files, {format_bytes(result.byte_count)}; received "
-        f"{result.files_fetched} ({format_bytes(result.content_bytes_received)}), "
+        f"{result.files_fetched} ({format_bytes(result.content_bytes_received)}{wire}), "
         f"reused {result.files_reused} already here"
     )
     finished = len(result.finished_tasks)
@@ -242,7 +267,7 @@ def _body(args: argparse.Namespace, out: Output) -> int:
                 result = cluster.collect(
                     run, Path(args.local_dir), clean_remote=args.clean_remote,
                     require_complete=args.all, observer=ConsoleObserver(out),
-                    plots=False if args.no_plots else None,
+                    plots=False if args.no_plots else None, compression=args.compression,
                 )  # fmt: skip
             except GlobtimHpcError as exc:
                 if not args.all:

@@ -130,6 +130,13 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "plots": Field(
             "bool", True, "draw plots into collected run folders (needs matplotlib)", nullable=False
         ),
+        "compression": Field(
+            "str",
+            "auto",
+            "compress the file stream: auto (text over a real link), zstd, gzip or none",
+            ("auto", "zstd", "gzip", "none"),
+            nullable=False,
+        ),
     },
 }
 
@@ -171,6 +178,7 @@ class ClusterProfile:
     slurm_max_array_size: int | None = None
     julia_cpu_target: str | None = None
     collect_plots: bool = True
+    collect_compression: str = "auto"
     resolved: Resolved | None = field(default=None, compare=False, repr=False)
 
     @property
@@ -386,6 +394,7 @@ def _build(
         julia_cpu_target=julia["cpu_target"],
         **{f"slurm_{key}": value for key, value in slurm.items()},  # as with ssh, above
         collect_plots=values["collect"]["plots"],
+        collect_compression=values["collect"]["compression"],
         resolved=Resolved(values=values, sources=sources, origin=origin),
     )
 

@@ -18,6 +18,11 @@ class CollectObserver(Protocol):
 
     def transfer_finished(self) -> None: ...
 
+    def stream_codec(self, codec: str) -> None:
+        """Called once, as the stream begins, with its codec: zstd, gzip or none. An observer
+        written before this existed, without it, is simply not told."""
+        ...
+
 
 class SilentObserver:
     def phase(self, message: str) -> None:
@@ -32,6 +37,9 @@ class SilentObserver:
     def transfer_finished(self) -> None:
         pass
 
+    def stream_codec(self, codec: str) -> None:
+        pass
+
 
 @dataclass(frozen=True)
 class CollectOptions:
@@ -40,6 +48,9 @@ class CollectOptions:
     require_complete: bool = False  # skip (do not partly collect) runs with unfinished tasks
     fsync: bool = True
     plots: bool = True  # draw plots/ into the run folder (matplotlib)
+    # auto, zstd, gzip or none (see collect.compression); the API passes the profile's, auto.
+    compression: str = "none"
+    local_link: bool = False  # the transport is this machine: auto never compresses
 
 
 @dataclass
@@ -59,6 +70,8 @@ class CollectResult:
     files_reused: int = 0
     content_bytes_received: int = 0  # sum of the sizes of the files that came over the wire
     stream_bytes_received: int = 0  # tar stream bytes, headers and padding included
+    wire_bytes_received: int = 0  # what came over the link: the tar stream, compressed or not
+    compression: str | None = None  # the stream's codec (zstd, gzip, none); None: no stream
     manifest_sha256: str | None = None
     remote_removed: bool = False
     notes: list[str] = field(default_factory=list)
@@ -80,6 +93,8 @@ class CollectResult:
             "files_reused": self.files_reused,
             "content_bytes_received": self.content_bytes_received,
             "stream_bytes_received": self.stream_bytes_received,
+            "wire_bytes_received": self.wire_bytes_received,
+            "compression": self.compression,
             "manifest_sha256": self.manifest_sha256,
             "remote_removed": self.remote_removed,
             "notes": list(self.notes),

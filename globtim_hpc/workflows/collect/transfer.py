@@ -14,6 +14,7 @@ from typing import BinaryIO, cast
 
 from globtim_hpc.errors import IntegrityError
 from globtim_hpc.results.cksum import Cksum
+from globtim_hpc.results.decoding import DecodingSink
 from globtim_hpc.results.manifest import (
     ManifestEntry,
     local_path,
@@ -77,29 +78,49 @@ def reusable_bytes(target: Path, entries: Sequence[ManifestEntry | SurveyEntry])
 
 
 # One command: tar reads each selected file once; tee hands the same bytes to the link and to
-# cksum (through a FIFO), so the stream is checked without a second read. tar's exit status and
-# the CRC go to stderr as the last line, after the whole stream: stdout stays pure tar.
+# cksum (through a FIFO), so the stream is checked without a second read. tar's exit status, the
+# CRC, the codec and the compressor's status go to stderr as the last line, after the whole
+# stream: stdout stays pure (compressed) tar. The CRC is of the uncompressed tar, so it checks
+# the content end to end, whatever the compressor and the decoder did. "$2" lists the codecs the
+# laptop decodes, preferred first: the first one installed here is used, with no round trip.
 _STREAM_SCRIPT = r"""
 cd -- "$1" || exit 3
+z=none
+for c in $2; do
+  case $c in zstd|gzip) if command -v "$c" >/dev/null 2>&1; then z=$c; break; fi ;; esac
+done
 t=$(mktemp -d) || exit 6
 trap 'rm -rf -- "$t"' EXIT
 mkfifo -- "$t/f" || exit 6
 cksum < "$t/f" > "$t/c" &
-{ tar -c -f - --format=gnu --null --verbatim-files-from --no-unquote --no-recursion \
-    --hard-dereference -T -; echo $? > "$t/s"; } | tee -- "$t/f"
+echo 0 > "$t/z"
+send() {
+  tar -c -f - --format=gnu --null --verbatim-files-from --no-unquote --no-recursion \
+    --hard-dereference -T -; echo $? > "$t/s"
+}
+if [ "$z" = none ]; then
+  send | tee -- "$t/f"
+else
+  send | tee -- "$t/f" | { "$z" -1 -q -c; echo $? > "$t/z"; }
+fi
 wait
-printf 'globtim-stream %s %s\n' "$(cat -- "$t/s")" "$(cat -- "$t/c")" >&2
+printf 'globtim-stream %s %s %s %s\n' "$(cat -- "$t/s")" "$(cat -- "$t/c")" "$z" \
+  "$(cat -- "$t/z")" >&2
 """
 
-_TRAILER = re.compile(rb"^globtim-stream (\d+) (\d+) (\d+)$", re.MULTILINE)
+_TRAILER = re.compile(
+    rb"^globtim-stream (\d+) (\d+) (\d+)(?: ([a-z]+) (\d+))?$", re.MULTILINE
+)
 
 
-def stream_argv(remote_dir: str) -> list[str]:
-    return ["sh", "-c", _STREAM_SCRIPT, "globtim-stream", remote_dir]
+def stream_argv(remote_dir: str, codecs: Sequence[str] = ()) -> list[str]:
+    # The codecs come from a fixed set and the script accepts only those names.
+    return ["sh", "-c", _STREAM_SCRIPT, "globtim-stream", remote_dir, " ".join(codecs)]
 
 
-def check_trailer(stderr: bytes, checksum: Cksum, where: str) -> None:
-    """The stream is whole and unaltered: tar succeeded and the CRCs of both ends agree."""
+def check_trailer(stderr: bytes, checksum: Cksum, where: str, codec: str | None = None) -> None:
+    """The stream is whole and unaltered: tar and the compressor succeeded, the CRCs of both
+    ends agree, and (given ``codec``, as sniffed here) the stream came in the codec sent."""
     found = _TRAILER.findall(stderr)
     if not found:
         raise IntegrityError(
@@ -107,7 +128,8 @@ def check_trailer(stderr: bytes, checksum: Cksum, where: str) -> None:
             "the connection may have dropped at the very end; collect again (verified files are "
             "kept)",
         )
-    tar_status, crc, length = (int(v) for v in found[-1])
+    status_text, crc_text, length_text, sent_codec, packer_text = found[-1]
+    tar_status, crc, length = int(status_text), int(crc_text), int(length_text)
     if tar_status != 0:
         others = _TRAILER.sub(b"", stderr).decode("utf-8", errors="replace").strip()
         raise IntegrityError(
@@ -115,10 +137,23 @@ def check_trailer(stderr: bytes, checksum: Cksum, where: str) -> None:
             + (others.splitlines()[-1] if others else "no message"),
             "is something still writing into the run folder? collect again once it has finished",
         )
+    if packer_text and int(packer_text) != 0:
+        raise IntegrityError(
+            f"{sent_codec.decode()} on {where} exited with {int(packer_text)} while compressing "
+            "the files",
+            "collect again; collect.compression: none in the profile (or --compression none) "
+            "avoids it",
+        )
     if (crc, length) != (checksum.value(), checksum.byte_count):
         raise IntegrityError(
             f"the file stream from {where} is corrupt: {where} sent {length} bytes with cksum "
             f"{crc}, {checksum.byte_count} bytes with cksum {checksum.value()} arrived",
+            "nothing was placed; collect again",
+        )
+    if codec is not None and sent_codec and sent_codec.decode() != codec:
+        raise IntegrityError(
+            f"the file stream from {where} was sent as {sent_codec.decode()} but arrived as "
+            f"{codec}",
             "nothing was placed; collect again",
         )
 
@@ -131,9 +166,11 @@ def fetch_files(
     observer: CollectObserver,
     result: CollectResult,
     arrived: dict[str, ManifestEntry],
+    codecs: tuple[str, ...] = (),
 ) -> None:
     """Stream ``fetch`` as one tar into ``work``, hashing each file as it is written into
-    ``arrived`` (filled even when the stream breaks). Every byte is checked by the stream's CRC."""
+    ``arrived`` (filled even when the stream breaks). Every byte is checked by the stream's CRC.
+    ``codecs``: what the cluster may compress with, preferred first (none: plain tar)."""
     expected = {e.path: e for e in fetch}
     checksum = Cksum()
     # One syncfs before the folder is placed is far cheaper than an fsync per file.
@@ -141,17 +178,20 @@ def fetch_files(
         work, expected, fsync=False, on_bytes=observer.transferred, checksum=checksum,
         on_verified=lambda entry: arrived.__setitem__(entry.path, entry),
     ).start()  # fmt: skip
+    # Observers written before compression existed lack the hook; they keep working.
+    wire = DecodingSink(sink, codecs, on_codec=getattr(observer, "stream_codec", None))
     file_list = b"".join(os.fsencode(e.path) + b"\0" for e in fetch)
     estimate = _tar_estimate(fetch)
     observer.transfer_started(estimate, len(fetch))
     try:
         try:
             outcome = transport.stream(
-                stream_argv(remote_dir),
+                stream_argv(remote_dir, codecs),
                 stdin_source=io.BytesIO(file_list),
-                stdout_sink=cast(BinaryIO, sink),
+                stdout_sink=cast(BinaryIO, wire),
                 timeout_s=max(MIN_STREAM_TIMEOUT_S, estimate / ASSUMED_MIN_RATE_BYTES_S),
             )
+            codec = wire.finish()
         except BaseException as exc:
             first = sink.abort()
             if first is not None and not isinstance(exc, KeyboardInterrupt):
@@ -160,10 +200,13 @@ def fetch_files(
         written = sink.finish()
     finally:
         result.stream_bytes_received += sink.bytes_received
+        result.wire_bytes_received += wire.wire_bytes
+        if wire.codec is not None:
+            result.compression = wire.codec
         observer.transfer_finished()
     if outcome.exit_status not in (0,) and not _TRAILER.search(outcome.stderr):
         outcome.check(f"sending files from {remote_dir} on {transport.label}")
-    check_trailer(outcome.stderr, checksum, transport.label)
+    check_trailer(outcome.stderr, checksum, transport.label, codec)
     result.files_fetched += len(written)
     result.content_bytes_received += sum(expected[p].byte_count for p in written)
 

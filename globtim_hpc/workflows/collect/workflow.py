@@ -15,6 +15,7 @@ from globtim_hpc.layout import (
 from globtim_hpc.models import JobState, TaskStatus
 from globtim_hpc.registry.records import RunRecord
 from globtim_hpc.registry.store import Store
+from globtim_hpc.results.decoding import decodable
 from globtim_hpc.results.manifest import ManifestEntry, manifest_digest
 from globtim_hpc.results.placement import (
     NoSpaceError,
@@ -27,6 +28,7 @@ from globtim_hpc.results.placement import (
 from globtim_hpc.results.recollect import unchanged, write_record
 from globtim_hpc.scheduler.base import Scheduler
 from globtim_hpc.transport.base import Transport
+from globtim_hpc.workflows.collect.compression import choose, fallback_note
 from globtim_hpc.workflows.collect.describe import (
     build_task_records,
     fill_task_files,
@@ -171,8 +173,23 @@ def collect_run(
                 ensure_space(parent, disk_bytes(fetch))
                 arrived: dict[str, ManifestEntry] = {}
                 if fetch:
+                    offer = choose(
+                        options.compression, ((e.path, e.byte_count) for e in fetch),
+                        local_link=options.local_link, decodable=decodable(),
+                    )  # fmt: skip
+                    if offer.note:
+                        notes.append(offer.note)
                     try:
-                        fetch_files(transport, run.remote_dir, work, fetch, observer, result, arrived)
+                        fetch_files(
+                            transport, run.remote_dir, work, fetch, observer, result, arrived,
+                            offer.codecs,
+                        )  # fmt: skip
+                        late = fallback_note(
+                            options.compression, offer.codecs, result.compression or "none",
+                            transport.label,
+                        )  # fmt: skip
+                        if late:
+                            notes.append(late)
                     except GlobtimHpcError as exc:
                         if not isinstance(exc, IntegrityError):
                             # A broken link: what arrived whole is kept for the next attempt.
