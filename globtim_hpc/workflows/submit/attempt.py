@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import posixpath
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -186,13 +187,9 @@ def submit_attempt(
         )
         if done is not None and done.phase == "submitted" and done.job_ids:
             return _result(ctx, spec, list(done.job_ids), resumed=True, adopted=False)
-        job_id, adopted = find_or_submit(
-            ctx, spec.job_name, record.remote_dir, lambda: _submit_command(ctx, record, spec),
-            look_first=resumed,
-            what=f"attempt {spec.attempt} of run {record.run_id}",
-            advice="run the same rerun command again: it finds the attempt's job if SLURM "
-            "got it, and submits it otherwise (never twice)",
-            give_up=lambda exc: ctx.store.set_attempt_error(record.run_id, spec.attempt, str(exc)),
+        job_id, adopted = _find_or_submit_part(
+            ctx, record, spec, spec.job_name, lambda: _submit_command(ctx, record, spec),
+            look_first=resumed, part="its first part" if spec.parts else "its job",
         )  # fmt: skip
         if not spec.parts:
             ctx.store.start_attempt(
@@ -217,16 +214,33 @@ def _other_parts(
     job_ids: list[str] = []
     for part in spec.parts[1:]:
         request = _request(record, spec, part.part)
-        job_id, _ = find_or_submit(
-            ctx, request.run_id, record.remote_dir, functools.partial(ctx.submit, request),
-            look_first=look_first,
-            what=f"part {part.part} of attempt {spec.attempt} of run {record.run_id}",
-            advice="run the same rerun command again: it finds the parts SLURM got and "
-            "submits only the others (never twice)",
-            give_up=lambda exc: ctx.store.set_attempt_error(record.run_id, spec.attempt, str(exc)),
+        submit = functools.partial(ctx.submit, request)
+        job_id, _ = _find_or_submit_part(
+            ctx, record, spec, request.run_id, submit, look_first=look_first,
+            part=f"part {part.part}",
         )  # fmt: skip
         job_ids.append(job_id)
     return job_ids
+
+
+def _find_or_submit_part(
+    ctx: SubmitContext,
+    record: RunRecord,
+    spec: AttemptSpec,
+    job_name: str,
+    submit: Callable[[], str],
+    *,
+    look_first: bool,
+    part: str,
+) -> tuple[str, bool]:
+    """One job of an attempt, exactly once; a failure is kept on the attempt's record."""
+    return find_or_submit(
+        ctx, job_name, record.remote_dir, submit, look_first=look_first,
+        what=f"attempt {spec.attempt} of run {record.run_id} ({part})",
+        advice="run the same rerun command again: it finds each job of the attempt SLURM got "
+        "and submits only the others (never twice)",
+        give_up=lambda exc: ctx.store.set_attempt_error(record.run_id, spec.attempt, str(exc)),
+    )  # fmt: skip
 
 
 def _result(
