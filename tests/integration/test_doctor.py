@@ -54,6 +54,7 @@ def test_healthy_bed_is_all_green(testbed: Testbed) -> None:
     assert "cannot reach" in internet["detail"]
 
 
+@pytest.mark.alone  # fills falcon's home and locks this checkout's depot: every job would see it
 def test_home_full_and_depot_not_writable_are_flagged_with_fixes(testbed: Testbed) -> None:
     depot = f"{testbed.remote_root}/depot"
     try:
