@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from globtim_hpc.results.manifest import ManifestEntry, local_path
+from globtim_hpc.results.manifest import ManifestEntry
 from globtim_hpc.results.survey import SurveyEntry
 
 RECORD_NAME = ".globtim-collect.json"
@@ -117,19 +117,22 @@ def write_record(
         if survey is None or not entry.sha256:
             continue
         with contextlib.suppress(OSError):
-            info = local_path(folder, entry.path).lstat()
+            # A path in ``stamps`` was checked when the listing was read (parse_survey).
+            info = os.lstat(os.path.join(folder, entry.path))
             if info.st_size == entry.byte_count:
                 files[entry.path] = [*survey.stamp, entry.sha256, info.st_mtime_ns]
     record: dict[str, object] = {"schema": SCHEMA, "files": files}
     if inputs_sha256:
         described: dict[str, list[int]] = {}
-        for root, _, names in os.walk(folder):
+        top = os.fspath(folder)
+        for root, _, names in os.walk(top):
+            # Strings, not pathlib: a run folder may hold tens of thousands of files.
+            inside = os.path.relpath(root, top).replace(os.sep, "/")
             for name in names:
-                path = Path(root, name)
-                relative = path.relative_to(folder).as_posix()
+                relative = name if inside == "." else f"{inside}/{name}"
                 if relative in files or relative.startswith(RECORD_NAME):
                     continue
-                info = path.lstat()
+                info = os.lstat(os.path.join(root, name))
                 if stat.S_ISREG(info.st_mode):
                     described[relative] = [info.st_size, info.st_mtime_ns]
         record.update(

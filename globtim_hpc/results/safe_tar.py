@@ -67,8 +67,36 @@ def _open_parent(root_fd: int, parts: list[str]) -> int:
     return fd
 
 
+_PARENTS_OPEN = 8
+
+
+class _Parents:
+    """The destination's folders, each opened once (a tar stream lists a folder's files one
+    after another; opening every path component for every file was most of a small file's cost).
+    Each is reached component by component, never through a symlink."""
+
+    def __init__(self, root_fd: int) -> None:
+        self._root_fd = root_fd
+        self._fds: dict[tuple[str, ...], int] = {}
+
+    def folder(self, parts: list[str]) -> int:
+        """An fd for the folder holding ``parts[-1]``, creating folders."""
+        key = tuple(parts[:-1])
+        fd = self._fds.get(key)
+        if fd is None:
+            if len(self._fds) >= _PARENTS_OPEN:  # a run may have a folder per task: stay few
+                os.close(self._fds.pop(next(iter(self._fds))))
+            fd = self._fds[key] = _open_parent(self._root_fd, parts)
+        return fd
+
+    def close(self) -> None:
+        for fd in self._fds.values():
+            os.close(fd)
+        self._fds.clear()
+
+
 def _write_member(
-    root_fd: int,
+    parents: _Parents,
     parts: list[str],
     source: IO[bytes],
     entry: ManifestEntry,
@@ -81,43 +109,42 @@ def _write_member(
     An entry with an empty ``sha256`` is not known yet: only its size is checked, and the
     digest computed here is what the manifest will say.
     """
-    parent_fd = _open_parent(root_fd, parts)
+    parent_fd = parents.folder(parts)
     name = parts[-1]
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
     try:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(name, dir_fd=parent_fd)  # a stale or unverified copy from an earlier try
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
         fd = os.open(name, flags, mode, dir_fd=parent_fd)
-        digest = hashlib.sha256()
-        byte_count = 0
-        ok = False
-        try:
-            with open(fd, "wb", closefd=True) as out:
-                while chunk := source.read(COPY_CHUNK_BYTES):
-                    digest.update(chunk)
-                    byte_count += len(chunk)
-                    out.write(chunk)
-                out.flush()
-                if fsync:
-                    os.fsync(out.fileno())
-            known = entry.sha256 or digest.hexdigest()
-            if byte_count != entry.byte_count or digest.hexdigest() != known:
-                raise IntegrityError(
-                    f"{entry.path!r} changed on the cluster after its manifest was made: expected "
-                    f"{entry.byte_count} bytes with sha256 {entry.sha256[:16]}…, received "
-                    f"{byte_count} bytes with sha256 {digest.hexdigest()[:16]}…",
-                    "is something still writing into the run folder? collect again once it has "
-                    "finished; nothing was placed",
-                )
-            os.utime(name, (mtime, mtime), dir_fd=parent_fd, follow_symlinks=False)
-            ok = True
-            return digest.hexdigest()
-        finally:
-            if not ok:
-                with contextlib.suppress(OSError):
-                    os.unlink(name, dir_fd=parent_fd)
+    except FileExistsError:  # a stale or unverified copy from an earlier try (rare: no unlink first)
+        os.unlink(name, dir_fd=parent_fd)
+        fd = os.open(name, flags, mode, dir_fd=parent_fd)
+    digest = hashlib.sha256()
+    byte_count = 0
+    ok = False
+    try:
+        with open(fd, "wb", closefd=True) as out:
+            while chunk := source.read(COPY_CHUNK_BYTES):
+                digest.update(chunk)
+                byte_count += len(chunk)
+                out.write(chunk)
+            out.flush()
+            if fsync:
+                os.fsync(out.fileno())
+        known = entry.sha256 or digest.hexdigest()
+        if byte_count != entry.byte_count or digest.hexdigest() != known:
+            raise IntegrityError(
+                f"{entry.path!r} changed on the cluster after its manifest was made: expected "
+                f"{entry.byte_count} bytes with sha256 {entry.sha256[:16]}…, received "
+                f"{byte_count} bytes with sha256 {digest.hexdigest()[:16]}…",
+                "is something still writing into the run folder? collect again once it has "
+                "finished; nothing was placed",
+            )
+        os.utime(name, (mtime, mtime), dir_fd=parent_fd, follow_symlinks=False)
+        ok = True
+        return digest.hexdigest()
     finally:
-        os.close(parent_fd)
+        if not ok:
+            with contextlib.suppress(OSError):
+                os.unlink(name, dir_fd=parent_fd)
 
 
 def extract_verified(
@@ -136,6 +163,7 @@ def extract_verified(
     written: list[str] = []
     seen: set[str] = set()
     root_fd = os.open(dest, os.O_RDONLY | os.O_DIRECTORY)
+    parents = _Parents(root_fd)
     try:
         try:
             archive = tarfile.open(  # noqa: SIM115 - closed by the 'with' just below
@@ -173,7 +201,7 @@ def extract_verified(
                         )
                     mode = 0o755 if member.mode & 0o111 else 0o644
                     sha256 = _write_member(
-                        root_fd, name.split("/"), source, entry, mode, member.mtime, fsync
+                        parents, name.split("/"), source, entry, mode, member.mtime, fsync
                     )
                     written.append(name)
                     if on_verified is not None:
@@ -185,6 +213,7 @@ def extract_verified(
         if fsync and written:
             os.fsync(root_fd)
     finally:
+        parents.close()
         os.close(root_fd)
     missing = sorted(set(expected) - seen)
     if missing:
