@@ -32,7 +32,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -96,23 +95,6 @@ if big:
 def ssh(*argv: str, timeout_s: float = 3600) -> None:
     subprocess.run(["ssh", "-F", str(SSH_CONFIG), "falcon", join(argv)], check=True,
                    timeout=timeout_s, stdin=subprocess.DEVNULL)
-
-
-@dataclass
-class Timer:
-    marks: dict[str, float] = field(default_factory=dict)
-
-    def phase(self, message: str) -> None:
-        self.marks.setdefault(message.split()[0], time.monotonic())
-
-    def transfer_started(self, byte_count: int, file_count: int) -> None:
-        self.marks["transfer"] = time.monotonic()
-
-    def transferred(self, byte_count: int) -> None:
-        pass
-
-    def transfer_finished(self) -> None:
-        self.marks["transfer_end"] = time.monotonic()
 
 
 def rate(byte_count: int, seconds: float) -> str:

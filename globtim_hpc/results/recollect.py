@@ -41,18 +41,40 @@ class Known:
     local_mtime_ns: int
 
 
-def read_record(folder: Path) -> dict[str, Known]:
+@dataclass(frozen=True)
+class Record:
+    """A folder's re-collect record, as read (empty when absent or unreadable)."""
+
+    files: dict[str, Known]
+    inputs_sha256: str = ""
+    manifest_sha256: str = ""
+    described: dict[str, tuple[int, int]] | None = None  # description file: (size, mtime_ns)
+
+
+def load_record(folder: Path) -> Record:
     """What ``folder``'s record says; an absent or unreadable record says nothing."""
     try:
         data = json.loads((folder / RECORD_NAME).read_text("utf-8"))
         if data.get("schema") != SCHEMA:
-            return {}
-        return {
+            return Record({})
+        files = {
             path: Known((int(v[0]), str(v[1]), str(v[2])), str(v[3]), int(v[4]))
             for path, v in data["files"].items()
         }
+        described = data.get("described")
+        return Record(
+            files,
+            str(data.get("inputs_sha256") or ""),
+            str(data.get("manifest_sha256") or ""),
+            None if described is None else {k: (int(v[0]), int(v[1])) for k, v in described.items()},
+        )
     except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError):
-        return {}
+        return Record({})
+
+
+def read_record(folder: Path) -> dict[str, Known]:
+    """The files ``folder``'s record holds (none when it is absent or unreadable)."""
+    return load_record(folder).files
 
 
 def still_valid(folder: Path, known: Known | None, entry: SurveyEntry) -> bool:
@@ -73,31 +95,27 @@ def still_valid(folder: Path, known: Known | None, entry: SurveyEntry) -> bool:
 
 
 def unchanged(
-    folder: Path, stamps: Mapping[str, SurveyEntry], inputs_sha256: str
+    folder: Path, record: Record, stamps: Mapping[str, SurveyEntry], inputs_sha256: str
 ) -> Unchanged | None:
-    """``folder`` as recorded, by metadata alone: the same files from the cluster (``stamps``),
-    each local copy untouched, and descriptions made from the same ``inputs_sha256``, untouched."""
-    try:
-        data = json.loads((folder / RECORD_NAME).read_text("utf-8"))
-        if data.get("schema") != SCHEMA or data.get("inputs_sha256") != inputs_sha256:
-            return None
-        described: dict[str, list[int]] = data["described"]
-        digest = str(data["manifest_sha256"])
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return None
-    known = read_record(folder)
-    if not digest or set(known) != set(stamps):
+    """``folder`` as its ``record`` says, by metadata alone: the same files from the cluster
+    (``stamps``), each local copy untouched, and descriptions made from the same
+    ``inputs_sha256``, untouched."""
+    known = record.files
+    if (
+        not inputs_sha256 or record.inputs_sha256 != inputs_sha256 or not record.manifest_sha256
+        or record.described is None or set(known) != set(stamps)
+    ):  # fmt: skip
         return None
     if not all(still_valid(folder, known[path], entry) for path, entry in stamps.items()):
         return None
-    for name, (size, mtime_ns) in described.items():
+    for name, (size, mtime_ns) in record.described.items():
         try:
-            info = (folder / name).lstat()
+            info = os.lstat(os.path.join(folder, name))  # names this toolkit wrote
         except OSError:
             return None
         if not stat.S_ISREG(info.st_mode) or (info.st_size, info.st_mtime_ns) != (size, mtime_ns):
             return None
-    return Unchanged(digest, len(known))
+    return Unchanged(record.manifest_sha256, len(known))
 
 
 def write_record(

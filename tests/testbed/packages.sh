@@ -13,6 +13,7 @@ PACKAGES=(
     libpam-modules libpam-runtime openssl passwd
     python3 python3-venv ca-certificates
     tcsh
+    gzip zstd
 )
 
 missing=()

@@ -31,8 +31,15 @@ from globtim_hpc.workflows.collect.compression import (
 )
 from globtim_hpc.workflows.collect.transfer import check_trailer, stream_argv
 
-HAVE_ZSTANDARD = importlib.util.find_spec("zstandard") is not None
-needs_zstandard = pytest.mark.skipif(not HAVE_ZSTANDARD, reason="zstandard is not installed")
+# zstandard is a test dependency (pyproject's test extra) and gzip and zstd are installed by
+# tests/testbed/packages.sh: a missing one fails these tests, it never skips them.
+assert importlib.util.find_spec("zstandard") is not None, "zstandard: bash scripts/setup.sh installs it"
+
+
+def require_tool(name: str) -> None:
+    assert shutil.which(name), f"{name} is not on PATH: tests/testbed/packages.sh installs it"
+
+
 BOTH = ("zstd", "gzip")
 MB = 1 << 20
 
@@ -177,7 +184,7 @@ def feed_and_extract(
     return decoder, checksum, written
 
 
-@pytest.mark.parametrize("codec", ["gzip", pytest.param("zstd", marks=needs_zstandard), "none"])
+@pytest.mark.parametrize("codec", ["gzip", "zstd", "none"])
 @pytest.mark.parametrize("chunk", [1, 3, 4097, 1 << 20])
 def test_decoder_sniffs_decodes_and_the_crc_is_over_the_plain_tar(
     tmp_path: Path, codec: str, chunk: int
@@ -231,8 +238,16 @@ def test_a_stream_shorter_than_the_magic_is_plain() -> None:
     assert short.finish() == "none" and inner.getvalue() == b"\x1f"
 
 
-def test_this_machine_decodes_gzip_always_and_zstd_with_zstandard() -> None:
-    assert decodable() == (BOTH if HAVE_ZSTANDARD else ("gzip",))
+def test_this_machine_decodes_gzip_always_and_zstd_with_zstandard(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert decodable() == BOTH
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec",
+        lambda name, *a: None if name == "zstandard" else real_find_spec(name, *a),
+    )  # fmt: skip
+    assert decodable() == ("gzip",)
 
 
 # ---- the stream script --------------------------------------------------------------------------
@@ -261,13 +276,11 @@ def run_stream(tmp_path: Path, codecs: tuple[str, ...]) -> tuple[bytes, bytes]:
 def test_script_uses_the_first_offered_codec_it_has(
     tmp_path: Path, codecs: tuple[str, ...], expected: str
 ) -> None:
-    if expected != "none" and shutil.which(expected) is None:
-        pytest.skip(f"{expected} is not installed here")
+    if expected != "none":
+        require_tool(expected)
     wire, stderr = run_stream(tmp_path, codecs)
     assert sniff(wire[:4]) == expected
     assert f" {expected} 0\n".encode() in stderr
-    if expected == "zstd" and not HAVE_ZSTANDARD:
-        return
     sink = DecodingSink(plain := io.BytesIO(), codecs)
     sink.write(wire)
     assert sink.finish() == expected
@@ -310,7 +323,7 @@ def test_a_failing_compressor_is_reported(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("mode", "expected"),
-    [("gzip", "gzip"), pytest.param("zstd", "zstd", marks=needs_zstandard), ("auto", "none")],
+    [("gzip", "gzip"), ("zstd", "zstd"), ("auto", "none")],
 )
 def test_local_collection_with_compression(tmp_path: Path, mode: str, expected: str) -> None:
     from globtim_hpc.layout import new_run_id
@@ -321,8 +334,8 @@ def test_local_collection_with_compression(tmp_path: Path, mode: str, expected: 
 
     from .test_summary import fabricate
 
-    if shutil.which(expected) is None and expected != "none":
-        pytest.skip(f"{expected} is not installed here")
+    if expected != "none":
+        require_tool(expected)
     remote_root = tmp_path / "remote"
     run_id = new_run_id("4d_benchmark")
     run_dir = fabricate(remote_root, run_id, {"0000": ("EXITED", 0)})

@@ -14,7 +14,13 @@ import pytest
 from globtim_hpc.errors import IntegrityError
 from globtim_hpc.results.cksum import Cksum, cksum
 from globtim_hpc.results.manifest import ManifestEntry
-from globtim_hpc.results.recollect import read_record, still_valid, unchanged, write_record
+from globtim_hpc.results.recollect import (
+    load_record,
+    read_record,
+    still_valid,
+    unchanged,
+    write_record,
+)
 from globtim_hpc.results.safe_tar import extract_verified
 from globtim_hpc.results.survey import parse_survey, survey_argv
 from globtim_hpc.workflows.collect.transfer import check_trailer, stream_argv
@@ -128,12 +134,12 @@ def test_an_unchanged_folder_is_known_by_metadata_and_any_change_breaks_it(tmp_p
     entries = [ManifestEntry(f.path, f.byte_count, "a" * 64) for f in survey.files]
     (run / "summary.md").write_text("# described\n")  # a description: not a collected file
     write_record(run, entries, stamps, inputs_sha256="in-1", manifest_sha256="m-1")
-    same = unchanged(run, stamps, "in-1")
+    same = unchanged(run, load_record(run), stamps, "in-1")
     assert same is not None and (same.manifest_sha256, same.file_count) == ("m-1", len(stamps))
-    assert unchanged(run, stamps, "in-2") is None, "other task states or notes: describe again"
+    assert unchanged(run, load_record(run), stamps, "in-2") is None, "other task states or notes: describe again"
     fewer = dict(list(stamps.items())[1:])
-    assert unchanged(run, fewer, "in-1") is None, "the cluster lists other files"
+    assert unchanged(run, load_record(run), fewer, "in-1") is None, "the cluster lists other files"
     (run / "summary.md").write_text("# edited by hand\n")
-    assert unchanged(run, stamps, "in-1") is None, "a description was changed"
+    assert unchanged(run, load_record(run), stamps, "in-1") is None, "a description was changed"
     write_record(run, entries, stamps)  # a record of an interrupted collection names no inputs
-    assert unchanged(run, stamps, "") is None
+    assert unchanged(run, load_record(run), stamps, "") is None

@@ -19,8 +19,7 @@ class CollectObserver(Protocol):
     def transfer_finished(self) -> None: ...
 
     def stream_codec(self, codec: str) -> None:
-        """Called once, as the stream begins, with its codec: zstd, gzip or none. An observer
-        written before this existed, without it, is simply not told."""
+        """Called once, as the stream begins, with its codec: zstd, gzip or none."""
         ...
 
 

@@ -8,7 +8,7 @@ import os
 import re
 import shutil
 import stat
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import BinaryIO, cast
 
@@ -24,7 +24,7 @@ from globtim_hpc.results.placement import (
     nearest_existing,
     space_error,
 )
-from globtim_hpc.results.recollect import RECORD_NAME, read_record, still_valid
+from globtim_hpc.results.recollect import RECORD_NAME, Known, read_record, still_valid
 from globtim_hpc.results.safe_tar import ExtractingSink
 from globtim_hpc.results.survey import SurveyEntry
 from globtim_hpc.transport.base import Transport
@@ -108,9 +108,7 @@ printf 'globtim-stream %s %s %s %s\n' "$(cat -- "$t/s")" "$(cat -- "$t/c")" "$z"
   "$(cat -- "$t/z")" >&2
 """
 
-_TRAILER = re.compile(
-    rb"^globtim-stream (\d+) (\d+) (\d+)(?: ([a-z]+) (\d+))?$", re.MULTILINE
-)
+_TRAILER = re.compile(rb"^globtim-stream (\d+) (\d+) (\d+) ([a-z]+) (\d+)$", re.MULTILINE)
 
 
 def stream_argv(remote_dir: str, codecs: Sequence[str] = ()) -> list[str]:
@@ -137,7 +135,7 @@ def check_trailer(stderr: bytes, checksum: Cksum, where: str, codec: str | None 
             + (others.splitlines()[-1] if others else "no message"),
             "is something still writing into the run folder? collect again once it has finished",
         )
-    if packer_text and int(packer_text) != 0:
+    if int(packer_text) != 0:
         raise IntegrityError(
             f"{sent_codec.decode()} on {where} exited with {int(packer_text)} while compressing "
             "the files",
@@ -150,7 +148,7 @@ def check_trailer(stderr: bytes, checksum: Cksum, where: str, codec: str | None 
             f"{crc}, {checksum.byte_count} bytes with cksum {checksum.value()} arrived",
             "nothing was placed; collect again",
         )
-    if codec is not None and sent_codec and sent_codec.decode() != codec:
+    if codec is not None and sent_codec.decode() != codec:
         raise IntegrityError(
             f"the file stream from {where} was sent as {sent_codec.decode()} but arrived as "
             f"{codec}",
@@ -178,8 +176,7 @@ def fetch_files(
         work, expected, fsync=False, on_bytes=observer.transferred, checksum=checksum,
         on_verified=lambda entry: arrived.__setitem__(entry.path, entry),
     ).start()  # fmt: skip
-    # Observers written before compression existed lack the hook; they keep working.
-    wire = DecodingSink(sink, codecs, on_codec=getattr(observer, "stream_codec", None))
+    wire = DecodingSink(sink, codecs, on_codec=observer.stream_codec)
     file_list = b"".join(os.fsencode(e.path) + b"\0" for e in fetch)
     estimate = _tar_estimate(fetch)
     observer.transfer_started(estimate, len(fetch))
@@ -212,10 +209,15 @@ def fetch_files(
 
 
 def prepare_work(
-    work: Path, target: Path, files: Sequence[SurveyEntry], notes: list[str]
+    work: Path,
+    target: Path,
+    files: Sequence[SurveyEntry],
+    notes: list[str],
+    in_target: Mapping[str, Known],
 ) -> tuple[list[ManifestEntry], list[ManifestEntry]]:
     """Fill ``work`` with every local file still valid by metadata (the record of ``work`` from
-    an interrupted attempt, then the previous collection's); return (reused, still to fetch)."""
+    an interrupted attempt, then ``in_target``: the record of ``target``, the previous
+    collection, as the caller read it); return (reused, still to fetch)."""
     wanted = {e.path for e in files}
     in_work = read_record(work)
     # Anything in an adopted partial folder that is not part of this survey goes.
@@ -226,7 +228,6 @@ def prepare_work(
             if rel not in wanted and rel != RECORD_NAME:
                 path.unlink()
     have_target = target.is_dir() and not target.is_symlink()
-    in_target = read_record(target) if have_target else {}
     reused: list[ManifestEntry] = []
     fetch: list[ManifestEntry] = []
     for entry in files:

@@ -25,7 +25,7 @@ from globtim_hpc.results.placement import (
     space_error,
     sync_filesystem,
 )
-from globtim_hpc.results.recollect import unchanged, write_record
+from globtim_hpc.results.recollect import Record, load_record, unchanged, write_record
 from globtim_hpc.scheduler.base import Scheduler
 from globtim_hpc.transport.base import Transport
 from globtim_hpc.workflows.collect.compression import choose, fallback_note
@@ -153,7 +153,10 @@ def collect_run(
         partials = partial_folders(parent, target.name)
         for stale in partials[1:]:
             shutil.rmtree(stale, ignore_errors=True)
-        same = None if partials else unchanged(target, stamps, inputs)
+        # Read once: whether the folder can stay as it is, and else which copies to reuse.
+        plain_target = target.is_dir() and not target.is_symlink()
+        in_target = load_record(target) if plain_target else Record({})
+        same = None if partials else unchanged(target, in_target, stamps, inputs)
         if same is not None:  # nothing to fetch and nothing to rewrite: the folder stays
             digest = same.manifest_sha256
             result.manifest_sha256, result.files_reused = digest, same.file_count
@@ -168,7 +171,7 @@ def collect_run(
                     ensure_space(parent, disk_bytes(files) - reusable_bytes(target, files))
                     work.mkdir()
                 observer.phase("checking local copies")
-                reused, fetch = prepare_work(work, target, files, notes)
+                reused, fetch = prepare_work(work, target, files, notes, in_target.files)
                 result.files_reused = len(reused)
                 ensure_space(parent, disk_bytes(fetch))
                 arrived: dict[str, ManifestEntry] = {}
