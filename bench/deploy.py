@@ -13,6 +13,13 @@ Julia-like source files, made unique per run so that nothing is on the cluster y
 toolkit's figures are for the whole deploy (code, Pkg set-up on the login node, a SLURM
 verification job); its bytes and "ship" time are those of moving code (the probe, the
 object-store query and the tar stream), without SSH framing.
+
+Cases: ``full`` (a tree the cluster has never seen), ``one file`` (one source file edited),
+``no-op`` (the same tree again) and ``forced`` (one more edit, deployed with ``--force``, so a
+verification job runs whatever the cluster keeps). A tree whose run environment (its
+Manifest.toml and settings) a job verified before needs no job (workflows/envstep.py): after
+the first run of this bench on a bed, ``full`` and ``one file`` are such cases, and ``forced``
+shows a deployment with a verification job.
 rsync's bytes are its own ``--stats`` totals. Remote folders are removed afterwards.
 """
 
@@ -52,7 +59,8 @@ _SHIP_MARKERS = ("globtim-probe",)
 
 
 def shipping_figures(transport: RecordingTransport) -> tuple[float, int, int, int]:
-    """(seconds, bytes sent, bytes received, remote commands) of what the deploy shipped."""
+    """(seconds, bytes sent, bytes received, remote commands) of what the deploy shipped.
+    File transfers (DEPLOY.json written, a job's result read) are counted apart."""
     ship = [
         call for call in transport.commands
         if call.kind == "stream" or (len(call.what) > 3 and call.what[3] in _SHIP_MARKERS)
@@ -134,21 +142,29 @@ def main() -> int:
         with RecordingTransport(open_transport("ssh", profile.ssh)) as transport, Store.open() as store:
             scheduler = make_scheduler(profile, transport)
             try:
-                for case in ("full", "one file", "no-op"):
-                    if case == "one file":
+                for case in ("full", "one file", "no-op", "forced"):
+                    if case in ("one file", "forced"):
                         changed.write_text(changed.read_text() + f"# edit {secrets.token_hex(4)}\n")
                         git(tree, "commit", "-qam", "one edit")
                     transport.clear()
                     started = time.perf_counter()
-                    report = deploy(profile, transport, scheduler, store, DeployOptions(source=tree))
+                    options = DeployOptions(source=tree, force=case == "forced")
+                    report = deploy(profile, transport, scheduler, store, options)
                     elapsed = time.perf_counter() - started
                     ship_s, ship_sent, ship_received, commands = shipping_figures(transport)
+                    transfers = len(transport.calls) - commands
+                    verification = report.record.get("verification") or {}
+                    how = "no job: environment verified before" if "inherited_from" in verification \
+                        else f"verification job {verification.get('job_id')}"
                     rows.append(Row(
                         case, "deploy_julia", ship_sent, ship_received,
                         elapsed,
-                        f"ship {ship_s:.2f} s, {commands} remote commands, "
-                        f"{report.new_objects} new files",
+                        f"ship {ship_s:.2f} s, {commands} remote commands + {transfers} file "
+                        f"transfers, {report.new_objects} new files; "
+                        + (how if not report.noop else "no-op"),
                     ))
+                    if case == "forced":
+                        continue  # the same one-file change as above, rsync's figures are there
                     for flags in ("-a", "-az"):
                         sent, received, seconds = rsync(flags, tree, f"{rsync_dest}{flags}")
                         rows.append(Row(case, f"rsync {flags}", sent, received, seconds))

@@ -24,7 +24,8 @@ if TYPE_CHECKING:
     from globtim_hpc.jobs.plan import JobPlan
     from globtim_hpc.scheduler.base import Scheduler
     from globtim_hpc.workflows.collect import CollectObserver, CollectResult
-    from globtim_hpc.workflows.deploy import DeployOptions, DeployReport
+    from globtim_hpc.workflows.deploy import DeployOptions
+    from globtim_hpc.workflows.deployrecord import DeployReport
     from globtim_hpc.workflows.doctor_report import DoctorReport
     from globtim_hpc.workflows.monitor import RunView
     from globtim_hpc.workflows.monitor.cancel import CancelResult

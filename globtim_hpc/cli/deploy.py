@@ -12,7 +12,7 @@ from globtim_hpc.errors import ExitCode, UsageError
 
 if TYPE_CHECKING:
     from globtim_hpc.settings.profile import ClusterProfile
-    from globtim_hpc.workflows.deploy import DeployReport
+    from globtim_hpc.workflows.deployrecord import DeployReport
     from globtim_hpc.workflows.doctor_report import DoctorReport
 
 DESCRIPTION = """\
@@ -60,7 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--force",
         action="store_true",
-        help="set up and verify the environment again even if this deployment is verified",
+        help="set up the environment again and verify it with a job on a compute node, even "
+        "if this deployment, or another of the same environment, is verified",
     )
     parser.add_argument(
         "--verify-timeout",

@@ -14,7 +14,7 @@ from globtim_hpc import quoting
 from globtim_hpc.errors import ConfigError
 from globtim_hpc.julia.compat import Version, parse_julia_version
 from globtim_hpc.settings.profile import ClusterProfile
-from globtim_hpc.transport.base import Transport
+from globtim_hpc.transport.base import CommandResult, Transport
 
 # Non-interactive shells on many clusters do not define `module`; these are the usual places
 # that do (Environment Modules and Lmod).
@@ -53,15 +53,20 @@ def shell_script(
     modules: Sequence[str], argv: Sequence[str], env: Mapping[str, str] | None = None
 ) -> str:
     """``module load A && module load B && env K=V argv...`` as one script for ``bash -c``."""
-    pieces: list[str] = []
-    if modules:
-        pieces.append(MODULE_PRELUDE)
-        pieces.extend(quoting.join(["module", "load", module]) for module in modules)
+    pieces = [module_lines(modules)] if modules else []
     command = list(argv)
     if env:
         command = ["env", *(f"{key}={value}" for key, value in sorted(env.items())), *command]
     pieces.append(quoting.join(command))
     return " && ".join(pieces)
+
+
+def module_lines(modules: Sequence[str]) -> str:
+    """``module load A && module load B`` (with the prelude that defines ``module``), or ""."""
+    if not modules:
+        return ""
+    loads = [quoting.join(["module", "load", module]) for module in modules]
+    return " && ".join([MODULE_PRELUDE, *loads])
 
 
 def bash_argv(script: str) -> list[str]:
@@ -102,10 +107,19 @@ def version_argv(profile: ClusterProfile) -> list[str]:
 def remote_julia_version(transport: Transport, profile: ClusterProfile) -> tuple[Version, str]:
     """(version, the line Julia printed), after the profile's module loads."""
     result = transport.run(version_argv(profile), timeout_s=120)
+    check_version_command(result, profile, transport.label)
+    return parse_version_output(result.stdout_text)
+
+
+def check_version_command(result: CommandResult, profile: ClusterProfile, where: str) -> None:
+    """Raise if ``julia --version`` (or a module load before it) failed in ``result``."""
     result.check(
-        f"'{profile.julia_executable} --version' on {transport.label}",
+        f"'{profile.julia_executable} --version' on {where}",
         "check julia.executable and julia.modules in the cluster profile "
         "(try 'module avail julia' on the login node)",
     )
-    text = result.stdout_text.strip()
+
+
+def parse_version_output(printed: str) -> tuple[Version, str]:
+    text = printed.strip()
     return parse_julia_version(text), text.splitlines()[0] if text else ""

@@ -8,10 +8,13 @@ Steps (each is skipped when its result is already there):
    after one remote command;
 3. check ``julia --version`` (after the profile's module loads) against ``[compat] julia``;
 4. ``Pkg.instantiate`` + ``Pkg.precompile`` (julia/deploy_env.jl) where the network is: on the
-   login node, or in a job (``julia.precompile_on``);
+   login node, in the same one command as step 3 (workflows.envstep), or in a job
+   (``julia.precompile_on``);
 5. a verification job on a compute node, offline, loads the packages and reports versions
    (julia/verify_env.jl); one still queued when the wait ends is left to run, and the
-   deployment is recorded as pending on it (see workflows.verification);
+   deployment is recorded as pending on it (see workflows.verification). An environment a job
+   verified before (same Manifest.toml, same settings) is taken over instead, once the new
+   code has loaded on the login node (workflows.envstep);
 6. write ``DEPLOY.json`` beside the code and record the deployment in the local registry.
 """
 
@@ -21,7 +24,7 @@ import contextlib
 import posixpath
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +34,7 @@ from globtim_hpc.julia import env as juliaenv
 from globtim_hpc.julia import runenv
 from globtim_hpc.julia.compat import (
     ProjectInfo,
+    Version,
     check_julia_compat,
     format_version,
     read_project,
@@ -42,22 +46,26 @@ from globtim_hpc.scheduler.base import Scheduler
 from globtim_hpc.settings.profile import ClusterProfile
 from globtim_hpc.toolinfo import tool_info
 from globtim_hpc.transport.base import Transport
-from globtim_hpc.workflows import codeship, gitsource, jobwait
+from globtim_hpc.workflows import codeship, envstep, gitsource, jobwait
+from globtim_hpc.workflows.deployrecord import (
+    DeployReport,
+    env_settings,
+    env_summary,
+    record_is_current,
+)
 from globtim_hpc.workflows.limits import refresh_limits
 from globtim_hpc.workflows.verification import (
     VERIFY_RESULT,
     outcome_record,
     pending_record,
     read_json,
-    record_pending,
     settle_record,
     write_record,
 )
 
 PATCH_FILE = "DEPLOY.patch"
 ENV_RESULT = "env_result.json"
-# Settings that make an environment what it is: a change means setting it up again.
-ENV_KEYS = ("julia_executable", "julia_modules", "depot_path")
+LOGIN_CHECK_RESULT = "login_check.json"  # the new code loaded on the login node (envstep)
 
 Notify = Callable[[str], None]
 
@@ -73,50 +81,6 @@ class DeployOptions:
     wait_verify: bool = True
     # A user's own Julia project whose [deps] and [compat] join the run environment.
     extra_project: Path | None = None
-
-
-@dataclass
-class DeployReport:
-    deploy_id: str
-    git_sha: str
-    dirty: bool
-    remote_dir: str
-    noop: bool
-    uploaded: bool
-    bytes_sent: int
-    payload_bytes: int
-    new_objects: int
-    reused_objects: int
-    file_count: int
-    verified: bool
-    record: dict[str, Any]
-    elapsed_s: float
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def pending(self) -> bool:
-        """Whether the verification job has not ended yet (runs wait on it)."""
-        return record_pending(self.record)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "deploy_id": self.deploy_id,
-            "git_sha": self.git_sha,
-            "dirty": self.dirty,
-            "remote_dir": self.remote_dir,
-            "noop": self.noop,
-            "uploaded": self.uploaded,
-            "bytes_sent": self.bytes_sent,
-            "payload_bytes": self.payload_bytes,
-            "new_objects": self.new_objects,
-            "reused_objects": self.reused_objects,
-            "file_count": self.file_count,
-            "verified": self.verified,
-            "pending": self.pending,
-            "record": self.record,
-            "elapsed_s": round(self.elapsed_s, 3),
-            "notes": self.notes,
-        }
 
 
 def toolkit_scripts() -> list[codeship.ExtraFile]:
@@ -139,33 +103,6 @@ def packages_to_verify(extra: ProjectInfo | None = None) -> list[str]:
 def runenv_file(project: ProjectInfo, extra: ProjectInfo | None) -> codeship.ExtraFile:
     text = runenv.project_toml(project, extra)
     return codeship.ExtraFile(f"{juliaenv.TOOL_DIR}/{runenv.RUNENV_DIR}/Project.toml", text.encode())
-
-
-def env_settings(profile: ClusterProfile) -> dict[str, Any]:
-    return {
-        "julia_executable": profile.julia_executable,
-        "julia_modules": list(profile.julia_modules),
-        "depot_path": profile.depot_path,
-    }
-
-
-def record_is_current(
-    record: dict[str, Any] | None,
-    snap: gitsource.SourceSnapshot,
-    profile: ClusterProfile,
-    *,
-    pending_too: bool = False,
-) -> bool:
-    """A remote DEPLOY.json that already says: this tree, verified (or, with ``pending_too``,
-    being verified), with these Julia settings."""
-    if not record:
-        return False
-    if record.get("verified") is not True and not (pending_too and record_pending(record)):
-        return False
-    if record.get("tree_sha256") != snap.tree_sha256:
-        return False
-    wanted = env_settings(profile)
-    return all(record.get(key) == wanted[key] for key in ENV_KEYS)
 
 
 class Deployer:
@@ -256,16 +193,32 @@ class Deployer:
         options: DeployOptions,
         notes: list[str],
     ) -> dict[str, Any]:
-        version, version_line = juliaenv.remote_julia_version(self.transport, self.profile)
-        note = check_julia_compat(version, project, where=self.transport.label)
-        if note:
-            notes.append(note)
-        self.notify(
-            f"{version_line} on {self.transport.label}; compat {project.julia_compat or 'any'}"
-        )
-        env_result = self._setup_env(code_dir, options)
-        self.notify("environment set up; verifying on a compute node")
-        verification = self._verify(code_dir, extra, options)
+        packages = packages_to_verify(extra)
+        salt = envstep.settings_salt(self.profile, packages, [s.data for s in toolkit_scripts()])
+        inherited: dict[str, Any] | None = None
+        if self.profile.precompile_on == "login":
+            step = self._login_step(code_dir, packages, salt, options)
+            version, version_line = step.version(self.profile, self.transport.label)
+            self._check_compat(version, version_line, project, notes)
+            reported = step.env_result(self.transport.label)
+            env_result = env_summary(reported, "login", None)
+            if not options.force:
+                inherited = step.inherited_verification(reported.get("manifest_sha256"), salt)
+        else:
+            version, version_line = juliaenv.remote_julia_version(self.transport, self.profile)
+            self._check_compat(version, version_line, project, notes)
+            env_result = self._setup_env_in_job(code_dir, options)
+        if inherited is not None:
+            source = inherited["inherited_from"]
+            self.notify(
+                f"this environment was verified by job {source['job_id']} (deployment "
+                f"{source['deploy_id']}); the new code loads on the login node"
+            )
+            verification = inherited
+        else:
+            self.notify("environment set up; verifying on a compute node")
+            verification = self._verify(code_dir, packages, options)
+            self._keep_verification(snap, verification, env_result, salt, version_line, notes)
         manifest = verification.get("manifest_sha256") or env_result.get("manifest_sha256")
         return {
             "deploy_id": snap.deploy_id,
@@ -330,71 +283,113 @@ class Deployer:
             juliaenv.julia_env(self.profile, project, offline=offline),
         )
 
-    def _setup_env(self, code_dir: str, options: DeployOptions) -> dict[str, Any]:
+    def _check_compat(
+        self, version: Version, version_line: str, project: ProjectInfo, notes: list[str]
+    ) -> None:
+        note = check_julia_compat(version, project, where=self.transport.label)
+        if note:
+            notes.append(note)
+        self.notify(
+            f"{version_line} on {self.transport.label}; compat {project.julia_compat or 'any'}"
+        )
+
+    def _login_step(
+        self, code_dir: str, packages: list[str], salt: str, options: DeployOptions
+    ) -> envstep.LoginStep:
+        self.notify("Pkg.instantiate + Pkg.precompile (login node)")
+        tool_dir = self._tool_dir(code_dir)
+        login_result = posixpath.join(tool_dir, LOGIN_CHECK_RESULT)
+        return envstep.run_on_login(
+            self.transport,
+            self.profile,
+            deploy_env_line=self._julia_line(
+                code_dir, juliaenv.DEPLOY_ENV_JL, [posixpath.join(tool_dir, ENV_RESULT)],
+                offline=False,
+            ),
+            verify_env_line=self._julia_line(
+                code_dir, juliaenv.VERIFY_ENV_JL, [login_result, *packages], offline=True
+            ),
+            env_result_path=posixpath.join(tool_dir, ENV_RESULT),
+            login_result_path=login_result,
+            manifest_path=posixpath.join(self._runenv(code_dir), "Manifest.toml"),
+            code_root=self.layout.code_root,
+            salt=salt,
+            lookup=not options.force,
+            timeout_s=options.env_timeout_s,
+        )
+
+    def _keep_verification(
+        self,
+        snap: gitsource.SourceSnapshot,
+        verification: dict[str, Any],
+        env_result: dict[str, Any],
+        salt: str,
+        version_line: str,
+        notes: list[str],
+    ) -> None:
+        """A job verified this environment: later deployments of it need none (envstep)."""
+        manifest = verification.get("manifest_sha256")
+        if (
+            self.profile.precompile_on != "login"
+            or verification.get("ok") is not True
+            or not manifest
+            or manifest != env_result.get("manifest_sha256")
+        ):
+            return
+        entry = envstep.cache_entry(
+            verification, deploy_id=snap.deploy_id, manifest_sha256=manifest, salt=salt,
+            version_line=version_line,
+        )  # fmt: skip
+        try:
+            envstep.write_cache(
+                self.transport, envstep.cache_path(self.layout.code_root, manifest, salt), entry
+            )
+        except GlobtimHpcError as exc:
+            notes.append(f"the verification was not kept for later deployments: {exc}")
+
+    def _setup_env_in_job(self, code_dir: str, options: DeployOptions) -> dict[str, Any]:
         result_path = posixpath.join(self._tool_dir(code_dir), ENV_RESULT)
         line = self._julia_line(code_dir, juliaenv.DEPLOY_ENV_JL, [result_path], offline=False)
         mkdir = juliaenv.shell_script((), ["mkdir", "-p", "--", self.profile.depot_path])
-        where = self.profile.precompile_on
-        self.notify(
-            f"Pkg.instantiate + Pkg.precompile ({'login node' if where == 'login' else 'in a job'})"
+        self.notify("Pkg.instantiate + Pkg.precompile (in a job)")
+        name, job_dir = jobwait.new_job_dir(
+            posixpath.join(self._tool_dir(code_dir), "jobs"), "deploy_env"
         )
-        job_id: str | None = None
-        job_dir = ""
-        if where == "login":
-            result = self.transport.run(
-                juliaenv.bash_argv(f"{mkdir} && {line}"), timeout_s=options.env_timeout_s
+        script = self._render([mkdir, line], job_dir, name, options.env_timeout_s)
+        outcome = jobwait.run_job(
+            self.transport,
+            self.scheduler,
+            script,
+            job_dir,
+            name=name,
+            timeout_s=options.env_timeout_s,
+        )
+        if not outcome.ok:
+            raise jobwait.outcome_error(
+                "setting up the Julia environment",
+                outcome,
+                "read the job output above; precompile_on: login runs it on the login node",
             )
-            tail = result.output_tail(30)
-            exit_code: int | None = result.exit_status
-        else:
-            name, job_dir = jobwait.new_job_dir(
-                posixpath.join(self._tool_dir(code_dir), "jobs"), "deploy_env"
-            )
-            script = self._render([mkdir, line], job_dir, name, options.env_timeout_s)
-            outcome = jobwait.run_job(
-                self.transport,
-                self.scheduler,
-                script,
-                job_dir,
-                name=name,
-                timeout_s=options.env_timeout_s,
-            )
-            if not outcome.ok:
-                raise jobwait.outcome_error(
-                    "setting up the Julia environment",
-                    outcome,
-                    "read the job output above; precompile_on: login runs it on the login node",
-                )
-            job_id, tail, exit_code = outcome.job_id, outcome.output_tail, outcome.exit_code
         reported = read_json(self.transport, result_path, "environment set-up") or {}
-        if exit_code != 0 or not reported.get("ok"):
-            if job_id and not tail:  # the job exited 0, so its output was not read yet
-                tail = jobwait.output_tail(self.transport, job_dir, job_id)
+        if outcome.exit_code != 0 or not reported.get("ok"):
             raise RemoteCommandError(
                 "Pkg.instantiate/Pkg.precompile failed on "
                 f"{self.transport.label}: {reported.get('error') or 'no result written'}",
                 "check that the depot is writable (deploy_julia.py --check) and that the "
-                f"{'login node' if where == 'login' else 'compute node'} reaches the package servers",
-                exit_status=exit_code,
-                output_tail=tail,
+                "compute node reaches the package servers",
+                exit_status=outcome.exit_code,
+                output_tail=outcome.output_tail
+                or jobwait.output_tail(self.transport, job_dir, outcome.job_id),
             )
-        return {
-            "where": where,
-            "job_id": job_id,
-            "ok": True,
-            "elapsed_s": reported.get("elapsed_s"),
-            "packages": reported.get("packages"),
-            "manifest_sha256": reported.get("manifest_sha256"),
-        }
+        return env_summary(reported, "job", outcome.job_id)
 
     def _verify(
-        self, code_dir: str, extra: ProjectInfo | None, options: DeployOptions
+        self, code_dir: str, packages: list[str], options: DeployOptions
     ) -> dict[str, Any]:
         name, job_dir = jobwait.new_job_dir(
             posixpath.join(self._tool_dir(code_dir), "jobs"), "deploy_verify"
         )
         result_path = posixpath.join(job_dir, VERIFY_RESULT)
-        packages = packages_to_verify(extra)
         line = self._julia_line(
             code_dir, juliaenv.VERIFY_ENV_JL, [result_path, *packages], offline=True
         )
@@ -426,10 +421,12 @@ class Deployer:
         verified: bool,
         noop: bool = False,
     ) -> None:
-        # A deployment is when the cluster may have changed: read its array limits again (if
-        # the controller does not answer now, the first submission asks). A deployment that
-        # changed nothing reads them only if none are cached, so it stays one command.
-        if not noop or self.store.cluster_limits(self.profile.name) is None:
+        # A new environment is when the cluster may have changed: read its array limits again
+        # (if the controller does not answer now, the first submission asks). A deployment
+        # that changed nothing, or only code in an environment verified before, reads them
+        # only if none are cached, so it stays one command or three.
+        new_environment = not noop and "inherited_from" not in (record.get("verification") or {})
+        if new_environment or self.store.cluster_limits(self.profile.name) is None:
             with contextlib.suppress(GlobtimHpcError):
                 refresh_limits(self.scheduler, self.store, self.profile.name)
         self.store.record_deployment(

@@ -21,7 +21,8 @@ from globtim_hpc.settings.profile import ClusterProfile, load_profile
 from globtim_hpc.transport.base import Transport
 from globtim_hpc.transport.factory import open_transport
 from globtim_hpc.transport.recording import RecordingTransport
-from globtim_hpc.workflows.deploy import DeployOptions, DeployReport, deploy
+from globtim_hpc.workflows.deploy import DeployOptions, deploy
+from globtim_hpc.workflows.deployrecord import DeployReport
 from tests.integration.conftest import REPO, Testbed
 
 pytestmark = pytest.mark.integration
@@ -75,7 +76,8 @@ def remote_json(testbed: Testbed, path: str) -> dict[str, Any]:
 def test_deploy_puts_code_on_falcon_verifies_under_slurm_and_records(
     testbed: Testbed, profile: ClusterProfile, transport: RecordingTransport, source: Path
 ) -> None:
-    report = run_deploy(profile, transport, source)
+    # --force: a job verifies it even when the cluster keeps a verification of its environment
+    report = run_deploy(profile, transport, source, force=True)
     head = git(source, "rev-parse", "HEAD").strip()
     assert report.deploy_id == head[:12] and not report.dirty and report.uploaded
     assert report.remote_dir == f"{testbed.remote_root}/code/{report.deploy_id}"
@@ -105,6 +107,7 @@ def test_deploy_puts_code_on_falcon_verifies_under_slurm_and_records(
     verification = record["verification"]
     assert verification["ok"] is True and verification["offline"] is True
     assert verification["job_id"].isdigit()  # a SLURM job id, not a direct run
+    assert "inherited_from" not in verification
     assert verification["hostname"] == "falcon"
     assert verification["packages"] == {
         "Globtim": "1.2.1", "HomotopyContinuation": "2.0.0", "DataFrames": "1.6.0",
@@ -138,10 +141,21 @@ def test_one_changed_file_sends_only_it_and_an_unchanged_tree_is_a_no_op(
     shipping = [c for c in transport.commands
                 if len(c.what) > 3 and c.what[3] in ("globtim-probe", "globtim-upload")]
     print(f"one-file change: {len(transport.commands)} remote commands, {len(shipping)} to ship "
-          f"the code, the rest the Julia environment and its verification job")
+          f"the code, the rest the Julia environment")
     # one query (tree there? which objects missing?) and one stream, however many files changed
     assert [c.what[3] for c in shipping] == ["globtim-probe", "globtim-upload"]
     assert transport.commands[:2] == shipping
+    # ... and one for the environment: the first deployment's verification holds for the same
+    # Manifest.toml and settings, once the new code has loaded on the login node
+    assert len(transport.commands) == 3, [c.what[:3] for c in transport.commands]
+    assert "globtim-section version" in transport.commands[2].what[-1]
+    assert [c.kind for c in transport.calls if not c.is_command] == ["put"]  # DEPLOY.json
+    taken = second.record["verification"]
+    assert taken["ok"] is True and taken["inherited_from"]["job_id"].isdigit()
+    assert taken["inherited_from"]["job_id"] == first.record["verification"]["job_id"]
+    assert taken["login_check"]["ok"] is True and taken["login_check"]["offline"] is True
+    assert taken["packages"]["Globtim"] == "1.2.1"
+    assert second.record["manifest_sha256"] == first.record["manifest_sha256"]
     print(f"one-file change: {second.bytes_sent} bytes sent for a {size}-byte file "
           f"({second.file_count + 2} tar members, gzip'd)")
     assert second.deploy_id != first.deploy_id and second.verified
@@ -235,11 +249,13 @@ def test_an_upgraded_toolkit_reaches_an_existing_deployment(
     first = run_deploy(profile, transport, source)
     assert first.verified
     original = deploy_module.toolkit_scripts
+    # new in every test run: the cluster keeps what each verification script verified
+    newer = f"# a newer toolkit {secrets.token_hex(8)}\n".encode()
 
     def upgraded() -> list[Any]:
         scripts = original()
         return [
-            type(s)(s.path, s.data + b"# a newer toolkit\n") if s.path.endswith("verify_env.jl") else s
+            type(s)(s.path, s.data + newer) if s.path.endswith("verify_env.jl") else s
             for s in scripts
         ]
 
@@ -247,9 +263,11 @@ def test_an_upgraded_toolkit_reaches_an_existing_deployment(
     second = run_deploy(profile, transport, source)
     assert second.deploy_id == first.deploy_id
     assert not second.noop and second.verified  # set up and verified again with the new scripts
+    # a new verification script is a new check: a job runs it, nothing kept is taken over
+    assert "inherited_from" not in second.record["verification"]
     remote = testbed.as_user(
         "falcon", f"cat {second.remote_dir}/.globtim-hpc/verify_env.jl"
     ).stdout
-    assert remote.endswith("# a newer toolkit\n")
+    assert remote.endswith(newer.decode())
     third = run_deploy(profile, transport, source)
     assert third.noop

@@ -16,11 +16,15 @@ from typing import Any
 import pytest
 
 from globtim_hpc.api import Cluster
+from globtim_hpc.errors import JobFailedError
 from globtim_hpc.workflows.deploy import DeployOptions
 from tests.integration import bedenv
 from tests.integration.conftest import Testbed
 from tests.integration.runwatch import small_child_config, wait_for_reason
-from tests.integration.test_deploy import source  # noqa: F401  (the fixture in a fresh repo)
+from tests.integration.test_deploy import (
+    git,
+    source,  # noqa: F401  (the fixture in a fresh repo)
+)
 
 # The stand-in's knob file holds every verification of this checkout: no other may run meanwhile.
 pytestmark = [pytest.mark.integration, pytest.mark.alone]
@@ -71,7 +75,7 @@ def test_a_run_submitted_while_verification_runs_waits_on_it(
     testbed: Testbed, cluster: Cluster, gate: Gate, source: Path, tmp_path: Path  # noqa: F811
 ) -> None:
     gate.close()
-    report = cluster.deploy(source, DeployOptions(source, wait_verify=False))
+    report = cluster.deploy(source, DeployOptions(source, wait_verify=False, force=True))
     assert report.pending and not report.verified
     job_id = report.record["verification"]["job_id"]
     assert _remote_record(testbed, report.remote_dir)["verification"]["pending"] is True
@@ -101,7 +105,7 @@ def test_a_failed_verification_never_starts_its_held_run(
     testbed: Testbed, cluster: Cluster, gate: Gate, source: Path, tmp_path: Path  # noqa: F811
 ) -> None:
     gate.close(GLOBTIM_STAND_IN_VERIFY_FAIL="Globtim")
-    report = cluster.deploy(source, DeployOptions(source, wait_verify=False))
+    report = cluster.deploy(source, DeployOptions(source, wait_verify=False, force=True))
     assert report.pending
     child = cluster.submit("4d_benchmark", small_child_config(tmp_path))
     assert (child.record.submission or {})["after"][0]["deployment"] == report.deploy_id
@@ -121,3 +125,23 @@ def test_a_failed_verification_never_starts_its_held_run(
     assert unverified is not None and unverified["verified"] is False
     for run in (child, later):
         run.cancel()
+
+
+def test_a_kept_verification_is_not_taken_over_when_the_new_code_does_not_load(
+    testbed: Testbed, cluster: Cluster, gate: Gate, source: Path  # noqa: F811
+) -> None:
+    first = cluster.deploy(source, DeployOptions(source))
+    assert first.verified  # by its own job, or by one of the same environment before
+    changed = source / "src" / "token.jl"
+    changed.write_text(changed.read_text() + "# breaks loading (the stand-in is told so)\n")
+    git(source, "commit", "-qam", "a change that does not load")
+    gate.knobs.write_text("GLOBTIM_STAND_IN_VERIFY_FAIL=Globtim\n")
+    with pytest.raises(JobFailedError, match="Globtim"):
+        cluster.deploy(source, DeployOptions(source))
+    deploy_id = git(source, "rev-parse", "HEAD").strip()[:12]
+    record = _remote_record(testbed, f"{testbed.remote_root}/code/{deploy_id}")
+    # the login-node check failed, so a job of its own decided, and failed too
+    verification = record["verification"]
+    assert record["verified"] is False and "inherited_from" not in verification
+    assert verification["job_id"] != first.record["verification"]["job_id"]
+    assert "Globtim" in verification["error"]
