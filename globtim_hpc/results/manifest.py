@@ -83,6 +83,8 @@ def check_relative_path(path: str) -> str:
     """
     if not path or "\x00" in path or path.startswith("/"):
         raise IntegrityError(f"unsafe path {path!r}: empty, absolute or containing NUL")
+    if "/." not in path and "//" not in path and path[0] != "." and path[-1] != "/":
+        return path  # no component can be "", "." or "..": the common case, checked cheaply
     parts = path.split("/")
     if any(part in ("", ".", "..") for part in parts):
         raise IntegrityError(f"unsafe path {path!r}: it has an empty, '.' or '..' component")

@@ -18,6 +18,7 @@ import stat
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from globtim_hpc.results.manifest import ManifestEntry
 from globtim_hpc.results.survey import SurveyEntry
@@ -34,8 +35,7 @@ class Unchanged:
     file_count: int
 
 
-@dataclass(frozen=True)
-class Known:
+class Known(NamedTuple):  # a tuple: a record holds one per file, tens of thousands of them
     remote: tuple[int, str, str]  # (size, mtime, ctime) on the cluster
     sha256: str
     local_mtime_ns: int

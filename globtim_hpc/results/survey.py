@@ -12,6 +12,8 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from operator import itemgetter
+from typing import NamedTuple
 
 from globtim_hpc.errors import IntegrityError
 from globtim_hpc.results.manifest import check_relative_path
@@ -29,8 +31,7 @@ exec tar -cz --ignore-failed-read -f - submission.json status params 2>/dev/null
 """
 
 
-@dataclass(frozen=True, order=True)
-class SurveyEntry:
+class SurveyEntry(NamedTuple):  # a tuple: one per file of a run, cheap to make and to sort
     path: str  # relative, as os.fsdecode gives it
     byte_count: int
     mtime: str  # find's %T@ / %C@ text: compared, never computed with
@@ -94,4 +95,6 @@ def parse_survey(data: bytes, where: str = "the cluster") -> Survey:
             files.append(SurveyEntry(path, int(size), mtime.decode("ascii"), ctime.decode("ascii")))
         else:
             skipped.append((kind.decode("ascii", errors="replace"), path))
-    return Survey(tuple(sorted(files)), tuple(sorted(skipped, key=lambda s: s[1])), data[pos:])
+    # Paths are unique: sorting by path alone gives the tuples' order, without comparing more.
+    files.sort(key=itemgetter(0))
+    return Survey(tuple(files), tuple(sorted(skipped, key=itemgetter(1))), data[pos:])

@@ -37,7 +37,7 @@ pytestmark = pytest.mark.integration
 FIXTURE = REPO / "tests" / "fixtures" / "globtim_project"
 CLUSTER = ["--cluster", "testbed"]
 ALL_COMBOS = list(itertools.product(["before", "during", "after"], ["mack", "falcon"]))
-DEPLOY_POINTS = 8  # a deploy point costs a verification job: every other operation
+DEPLOY_POINTS = 8  # per variant; a forced deploy point costs a verification job
 DOCUMENTED_ON_A_DROP = {0, 4}
 POINTS_AT_ONCE = 3  # a point mostly waits on SSH and SLURM; independent points overlap
 
@@ -164,23 +164,25 @@ def test_drops_at_every_operation_of_the_four_commands(testbed: Testbed, tmp_pat
     subprocess.run(["git", "-C", str(source), "init", "-q"], check=True)
     base = tmp_path / "state-base"
 
-    # ---- deploy: a new commit per point, so every point deploys for real
-    _fresh_commit(source, "count")
-    deploy_args = [*CLUSTER, "--source", str(source)]
-    done = _faultrun(base, record, "deploy", deploy_args)
-    assert done.returncode == 0, done.stderr
-    deploy_ops = _ops(record)
-    step = max(1, deploy_ops // DEPLOY_POINTS)
-    for index, at in enumerate(range(1, deploy_ops + 1, step)):
-        mode, hop = ALL_COMBOS[index % len(ALL_COMBOS)]
-        where = f"deploy {mode} op {at} at {hop}"
-        _fresh_commit(source, f"point-{at}")
-        done = _faultrun(base, record, "deploy", deploy_args, at=at, mode=mode, hop=hop)
-        outcomes.append(Outcome("deploy", where, done.returncode, _check_message(done, where), _fired(record)))
-        _check_registry(base, where)
-        if done.returncode != 0:
-            again = _faultrun(base, record, "deploy", deploy_args)
-            assert again.returncode == 0, f"{where}: the rerun failed\n{again.stderr}"
+    # ---- deploy: a new commit per point, so every point deploys for real. Plain deploys take
+    # over the environment's kept verification (3 commands); forced ones run a job.
+    for variant in ([], ["--force"]):
+        _fresh_commit(source, f"count{''.join(variant)}")
+        deploy_args = [*CLUSTER, "--source", str(source), *variant]
+        done = _faultrun(base, record, "deploy", deploy_args)
+        assert done.returncode == 0, done.stderr
+        deploy_ops = _ops(record)
+        step = max(1, deploy_ops // DEPLOY_POINTS)
+        for index, at in enumerate(range(1, deploy_ops + 1, step)):
+            mode, hop = ALL_COMBOS[index % len(ALL_COMBOS)]
+            where = f"deploy {' '.join(variant)} {mode} op {at} at {hop}"
+            _fresh_commit(source, f"point-{at}{''.join(variant)}")
+            done = _faultrun(base, record, "deploy", deploy_args, at=at, mode=mode, hop=hop)
+            outcomes.append(Outcome("deploy", where, done.returncode, _check_message(done, where), _fired(record)))
+            _check_registry(base, where)
+            if done.returncode != 0:
+                again = _faultrun(base, record, "deploy", deploy_args)
+                assert again.returncode == 0, f"{where}: the rerun failed\n{again.stderr}"
 
     # ---- submit: every point starts from the registry as deploy left it
     submit_args = [*CLUSTER, "--problem", "4d_benchmark", "--config", "configs/4d_benchmark.yaml"]
