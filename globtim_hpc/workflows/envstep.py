@@ -38,6 +38,7 @@ from globtim_hpc.julia.compat import Version
 from globtim_hpc.registry.records import utc_now
 from globtim_hpc.settings.profile import ClusterProfile
 from globtim_hpc.transport.base import CommandResult, Transport
+from globtim_hpc.workflows.verification import loaded_versions
 
 VERIFIED_DIR = ".verified"  # under the code root
 _SECTION = re.compile(r"^globtim-section ([a-z_]+)(?: (-?\d+))?$")
@@ -143,16 +144,7 @@ class LoginStep:
                 "julia_version": loaded.get("julia_version"),
                 "offline": loaded.get("offline"),
             },
-            "packages": {
-                pkg: item.get("version")
-                for pkg, item in (loaded.get("packages") or {}).items()
-                if isinstance(item, dict)
-            },
-            "extensions": {
-                ext: bool(item.get("loaded"))
-                for ext, item in (loaded.get("extensions") or {}).items()
-                if isinstance(item, dict)
-            },
+            **loaded_versions(loaded),  # this deployment's own load, on the login node
         }
 
 

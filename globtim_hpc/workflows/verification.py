@@ -83,6 +83,23 @@ def pending_record(job: TrackedJob, state: str | None = None) -> dict[str, Any]:
     }
 
 
+def loaded_versions(reported: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """verify_env.jl's report as a record keeps it: each package's version, and whether each
+    extension loaded."""
+    return {
+        "packages": {
+            pkg: entry.get("version")
+            for pkg, entry in (reported.get("packages") or {}).items()
+            if isinstance(entry, dict)
+        },
+        "extensions": {
+            ext: bool(entry.get("loaded"))
+            for ext, entry in (reported.get("extensions") or {}).items()
+            if isinstance(entry, dict)
+        },
+    }
+
+
 def outcome_record(
     transport: Transport, outcome: jobwait.JobOutcome, timeout_s: float | None = None
 ) -> dict[str, Any]:
@@ -118,16 +135,7 @@ def outcome_record(
         "hostname": reported.get("hostname"),
         "julia_version": reported.get("julia_version"),
         "offline": reported.get("offline"),
-        "packages": {
-            pkg: entry.get("version")
-            for pkg, entry in (reported.get("packages") or {}).items()
-            if isinstance(entry, dict)
-        },
-        "extensions": {
-            ext: bool(entry.get("loaded"))
-            for ext, entry in (reported.get("extensions") or {}).items()
-            if isinstance(entry, dict)
-        },
+        **loaded_versions(reported),
         "manifest_sha256": reported.get("manifest_sha256"),
         # A job that exited 0 without a good report had its output left unread: read it now.
         "output_tail": "" if ok else (
