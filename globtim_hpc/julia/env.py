@@ -100,8 +100,12 @@ def tool_script(code_dir: str, name: str) -> str:
     return posixpath.join(code_dir, TOOL_DIR, name)
 
 
+def version_command(profile: ClusterProfile) -> list[str]:
+    return [profile.julia_executable, "--version"]
+
+
 def version_argv(profile: ClusterProfile) -> list[str]:
-    return bash_argv(shell_script(profile.julia_modules, [profile.julia_executable, "--version"]))
+    return bash_argv(shell_script(profile.julia_modules, version_command(profile)))
 
 
 def remote_julia_version(transport: Transport, profile: ClusterProfile) -> tuple[Version, str]:

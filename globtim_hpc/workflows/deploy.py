@@ -136,7 +136,8 @@ class Deployer:
         runenv.check_globtim_project(project)
         extra = runenv.read_extra_project(options.extra_project)
         notes = [f"submodule {path} is not deployed" for path in snap.skipped]
-        extras = [*toolkit_scripts(), runenv_file(project, extra)]
+        scripts = toolkit_scripts()
+        extras = [*scripts, runenv_file(project, extra)]
         if snap.dirty:
             extras.append(codeship.ExtraFile(PATCH_FILE, snap.patch))
         self.notify(
@@ -163,7 +164,12 @@ class Deployer:
             )
         else:
             self.notify(f"code already in {shipped.remote_dir}; setting up its environment again")
-        record = self._setup_and_verify(snap, project, extra, shipped.remote_dir, options, notes)
+        packages = packages_to_verify(extra)
+        # What a kept verification of this environment must also have been made with.
+        salt = envstep.settings_salt(self.profile, packages, [s.data for s in scripts])
+        record = self._setup_and_verify(
+            snap, project, packages, salt, shipped.remote_dir, options, notes
+        )
         verified = bool(record["verified"])
         write_record(self.transport, shipped.remote_dir, record)
         self._register(snap, shipped.remote_dir, record, verified=verified)
@@ -188,13 +194,12 @@ class Deployer:
         self,
         snap: gitsource.SourceSnapshot,
         project: ProjectInfo,
-        extra: ProjectInfo | None,
+        packages: list[str],
+        salt: str,
         code_dir: str,
         options: DeployOptions,
         notes: list[str],
     ) -> dict[str, Any]:
-        packages = packages_to_verify(extra)
-        salt = envstep.settings_salt(self.profile, packages, [s.data for s in toolkit_scripts()])
         inherited: dict[str, Any] | None = None
         if self.profile.precompile_on == "login":
             step = self._login_step(code_dir, packages, salt, options)
@@ -218,7 +223,7 @@ class Deployer:
         else:
             self.notify("environment set up; verifying on a compute node")
             verification = self._verify(code_dir, packages, options)
-            self._keep_verification(snap, verification, env_result, salt, version_line, notes)
+            self._keep_verification(snap, verification, env_result, salt, notes)
         manifest = verification.get("manifest_sha256") or env_result.get("manifest_sha256")
         return {
             "deploy_id": snap.deploy_id,
@@ -324,7 +329,6 @@ class Deployer:
         verification: dict[str, Any],
         env_result: dict[str, Any],
         salt: str,
-        version_line: str,
         notes: list[str],
     ) -> None:
         """A job verified this environment: later deployments of it need none (envstep)."""
@@ -337,9 +341,8 @@ class Deployer:
         ):
             return
         entry = envstep.cache_entry(
-            verification, deploy_id=snap.deploy_id, manifest_sha256=manifest, salt=salt,
-            version_line=version_line,
-        )  # fmt: skip
+            verification, deploy_id=snap.deploy_id, manifest_sha256=manifest, salt=salt
+        )
         try:
             envstep.write_cache(
                 self.transport, envstep.cache_path(self.layout.code_root, manifest, salt), entry

@@ -13,7 +13,8 @@ reads afterwards. Julia's own output goes to stderr.
 **Verified environments.** A verification job proves that a run environment loads offline on a
 compute node: that the depot is visible there, nothing is fetched lazily, and the caches suit
 the node. Those are properties of the environment, which the run environment's Manifest.toml
-pins (Globtim comes from ``path = "../.."``, so the manifest does not name the deployment), and
+pins (Globtim comes from ``path = "../.."``, so the manifest does not name the deployment; and
+each deployment resolves a new one, whose ``julia_version`` names the Julia that made it), and
 of the settings below. Where a verification job succeeded, the deployment writes
 ``<code root>/.verified/<manifest sha256>-<settings digest>.json``. A later deployment with the
 same manifest and settings, whose own code loads on the login node, takes that verification
@@ -53,13 +54,12 @@ status=$?
 printf '\\nglobtim-section env %s\\n' "$status"
 cat -- {env_result} 2>/dev/null
 [ "$status" -eq 0 ] || exit "$status"
-cache={cache_prefix}
-mkdir -p -- "$cache" || exit 0
+mkdir -p -- {cache_dir} || exit 0
 [ {lookup} = yes ] || exit 0
 manifest={manifest}
 [ -f "$manifest" ] || exit 0
 sha=$(sha256sum < "$manifest") || exit 0
-cache="$cache${{sha%% *}}-{salt}.json"
+cache={cache_dir}/"${{sha%% *}}"{cache_suffix}
 [ -f "$cache" ] || exit 0
 printf '\\nglobtim-section verified\\n'
 cat -- "$cache"
@@ -79,7 +79,7 @@ class Section:
     def json(self) -> dict[str, Any] | None:
         try:
             loaded = json.loads(self.text)
-        except (json.JSONDecodeError, ValueError):
+        except ValueError:  # json's decode error is one
             return None
         return loaded if isinstance(loaded, dict) else None
 
@@ -116,9 +116,10 @@ class LoginStep:
         """The verification this deployment takes over, or None when a job must verify it."""
         cached = self.sections.get("verified")
         check = self.sections.get("login_check")
-        entry = cached.json() if cached else None
-        loaded = check.json() if check else None
-        if not entry or not loaded or check is None or check.status != 0 or not loaded.get("ok"):
+        if cached is None or check is None or check.status != 0:
+            return None
+        entry, loaded = cached.json(), check.json()
+        if not entry or not loaded or not loaded.get("ok"):
             return None
         verification = entry.get("verification")
         if (
@@ -184,8 +185,12 @@ def settings_salt(profile: ClusterProfile, packages: list[str], scripts: list[by
     return hashlib.sha256(json.dumps(basis, sort_keys=True).encode()).hexdigest()[:32]
 
 
+def _cache_suffix(salt: str) -> str:
+    return f"-{salt}.json"  # after the manifest's sha256, which the step's script computes
+
+
 def cache_path(code_root: str, manifest_sha256: str, salt: str) -> str:
-    return posixpath.join(code_root, VERIFIED_DIR, f"{manifest_sha256}-{salt}.json")
+    return posixpath.join(code_root, VERIFIED_DIR, manifest_sha256 + _cache_suffix(salt))
 
 
 def run_on_login(
@@ -203,15 +208,14 @@ def run_on_login(
     timeout_s: float,
 ) -> LoginStep:
     """Run the step; without ``lookup`` (``--force``) no kept verification is looked for."""
-    prefix = posixpath.join(code_root, VERIFIED_DIR, "")
     body = _SCRIPT.format(
-        version=quoting.join([profile.julia_executable, "--version"]),
+        version=quoting.join(juliaenv.version_command(profile)),
         depot=quoting.quote(profile.depot_path),
         deploy_env=deploy_env_line,
         env_result=quoting.quote(env_result_path),
-        cache_prefix=quoting.quote(prefix),
+        cache_dir=quoting.quote(posixpath.join(code_root, VERIFIED_DIR)),
+        cache_suffix=quoting.quote(_cache_suffix(salt)),
         manifest=quoting.quote(manifest_path),
-        salt=salt,
         lookup="yes" if lookup else "no",
         verify_env=verify_env_line,
         login_result=quoting.quote(login_result_path),
@@ -223,14 +227,12 @@ def run_on_login(
 
 
 def cache_entry(
-    verification: dict[str, Any], *, deploy_id: str, manifest_sha256: str, salt: str,
-    version_line: str,
+    verification: dict[str, Any], *, deploy_id: str, manifest_sha256: str, salt: str
 ) -> dict[str, Any]:
     return {
         "deploy_id": deploy_id,
         "manifest_sha256": manifest_sha256,
         "salt": salt,
-        "julia_version_line": version_line,
         "verification": {k: v for k, v in verification.items() if k != "output_tail"},
         "verified_at": utc_now(),
     }

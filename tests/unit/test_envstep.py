@@ -74,7 +74,7 @@ class Bed:
     def keep(self, salt: str, **changes: Any) -> None:
         entry = envstep.cache_entry(
             {"ok": True, "job_id": "41", "hostname": "node7", "output_tail": "x"},
-            deploy_id="d0", manifest_sha256=self.manifest_sha, salt=salt, version_line="julia 1",
+            deploy_id="d0", manifest_sha256=self.manifest_sha, salt=salt,
         )  # fmt: skip
         entry.update(changes)
         path = Path(envstep.cache_path(self.code_root, self.manifest_sha, salt))
@@ -205,7 +205,7 @@ def test_every_setting_a_verification_rests_on_changes_the_salt(bed: Bed) -> Non
 def test_the_step_script_is_valid_sh_for_bash(bed: Bed) -> None:
     rendered = envstep._SCRIPT.format(
         version="julia --version", depot="/d", deploy_env="true", env_result="/r",
-        cache_prefix="/c/", manifest="/m", salt="s", lookup="yes", verify_env="true",
+        cache_dir="/c", cache_suffix="-s.json", manifest="/m", lookup="yes", verify_env="true",
         login_result="/l",
     )  # fmt: skip
     subprocess.run(["bash", "-n", "-c", rendered], check=True)

@@ -121,7 +121,7 @@ def test_malformed_manifests_are_refused(data: bytes, message: str) -> None:
         parse_remote_manifest(data)
 
 
-@pytest.mark.parametrize("path", ["", "/abs", "a/../b", "..", "a//b", "./a", "a/", "nul\x00"])
+@pytest.mark.parametrize("path", ["", "/abs", "a/../b", "..", ".", "a/.", "a/..", "a//b", "./a", "a/", "nul\x00"])
 def test_unsafe_relative_paths(path: str) -> None:
     with pytest.raises(IntegrityError):
         check_relative_path(path)
