@@ -6,8 +6,10 @@ folders, names not requested, and the same name twice. Files are created through
 file descriptors with O_NOFOLLOW, so a symlink already lying in the destination is never
 followed either. Each file is hashed while it is written; a mismatch removes it and fails.
 
-``ExtractingSink`` turns the pull-style extractor into a writable object, so a transport that
-copies a remote command's stdout into a sink can feed it directly (no staging anywhere).
+The extractor is fed: ``Extractor.feed`` takes the stream's bytes as they come, in pieces of
+any size, and writes each file as its bytes arrive. ``ExtractingSink`` is that as a writable
+object, so a transport copies a remote command's stdout straight into it, in the thread that
+reads the link (no pipe, no second thread, no staging anywhere).
 """
 
 from __future__ import annotations
@@ -16,33 +18,31 @@ import contextlib
 import hashlib
 import io
 import os
-import tarfile
-import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import IO, BinaryIO
+from typing import BinaryIO
 
 from globtim_hpc.errors import IntegrityError
 from globtim_hpc.results.cksum import Cksum
 from globtim_hpc.results.manifest import ManifestEntry, check_relative_path
+from globtim_hpc.results.tar_headers import (
+    BLOCK,
+    GNU_LONG_LINK,
+    GNU_LONG_NAME,
+    MAX_META_BYTES,
+    META_TYPES,
+    REGULAR_TYPES,
+    Header,
+    decode_name,
+    kind,
+    parse_header,
+    parse_pax,
+    pax_number,
+)
 
 COPY_CHUNK_BYTES = 1 << 20
 
 VerifiedFn = Callable[[ManifestEntry], None]
-
-
-def _kind(member: tarfile.TarInfo) -> str:
-    if member.issym():
-        return f"symbolic link (-> {member.linkname!r})"
-    if member.islnk():
-        return f"hard link (-> {member.linkname!r})"
-    if member.isdir():
-        return "folder"
-    if member.isfifo():
-        return "FIFO"
-    if member.ischr() or member.isblk():
-        return "device file"
-    return f"entry of tar type {member.type!r}"
 
 
 def _open_parent(root_fd: int, parts: list[str]) -> int:
@@ -95,56 +95,235 @@ class _Parents:
         self._fds.clear()
 
 
-def _write_member(
-    parents: _Parents,
-    parts: list[str],
-    source: IO[bytes],
-    entry: ManifestEntry,
-    mode: int,
-    mtime: float,
-    fsync: bool,
-) -> str:
-    """Write one member, hashing it on the way; return its SHA-256 (hex).
+
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+
+
+class _OpenFile:
+    """One member being written: its bytes go to the file and the hash as they arrive."""
+
+    def __init__(self, parent_fd: int, name: str, entry: ManifestEntry, mode: int, mtime: int) -> None:
+        try:
+            self.fd = os.open(name, _CREATE, mode, dir_fd=parent_fd)
+        except FileExistsError:  # a stale or unverified copy from an earlier try (rare)
+            os.unlink(name, dir_fd=parent_fd)
+            self.fd = os.open(name, _CREATE, mode, dir_fd=parent_fd)
+        self.parent_fd = parent_fd
+        self.name = name
+        self.entry = entry
+        self.mtime = mtime
+        self.left = entry.byte_count
+        self.digest = hashlib.sha256()
+
+    def write(self, data: memoryview) -> None:
+        self.digest.update(data)
+        self.left -= len(data)
+        while data:
+            data = data[os.write(self.fd, data) :]
+
+    def close(self, fsync: bool) -> str:
+        """Check the content against the entry, set the mtime, close; return the SHA-256."""
+        sha256 = self.digest.hexdigest()
+        if self.entry.sha256 and sha256 != self.entry.sha256:
+            raise IntegrityError(
+                f"{self.entry.path!r} changed on the cluster after its manifest was made: "
+                f"expected sha256 {self.entry.sha256[:16]}…, received {sha256[:16]}…",
+                "is something still writing into the run folder? collect again once it has "
+                "finished; nothing was placed",
+            )
+        os.utime(self.fd, (self.mtime, self.mtime))
+        if fsync:
+            os.fsync(self.fd)
+        fd, self.fd = self.fd, -1
+        os.close(fd)
+        return sha256
+
+    def discard(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+        with contextlib.suppress(OSError):
+            os.unlink(self.name, dir_fd=self.parent_fd)
+
+
+class Extractor:
+    """Extract exactly the ``expected`` files from a tar stream fed in pieces into ``dest``.
+
+    ``feed`` the bytes as they come, then ``finish`` (the paths written, in stream order).
+    Raises IntegrityError for anything unsafe, unexpected, missing or not matching (the file
+    being written is removed; the files verified before it stay, for a resume); OSError
+    (e.g. ENOSPC) passes through unchanged. After an error, ``close`` releases what is open.
 
     An entry with an empty ``sha256`` is not known yet: only its size is checked, and the
     digest computed here is what the manifest will say.
     """
-    parent_fd = parents.folder(parts)
-    name = parts[-1]
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
-    try:
-        fd = os.open(name, flags, mode, dir_fd=parent_fd)
-    except FileExistsError:  # a stale or unverified copy from an earlier try (rare: no unlink first)
-        os.unlink(name, dir_fd=parent_fd)
-        fd = os.open(name, flags, mode, dir_fd=parent_fd)
-    digest = hashlib.sha256()
-    byte_count = 0
-    ok = False
-    try:
-        with open(fd, "wb", closefd=True) as out:
-            while chunk := source.read(COPY_CHUNK_BYTES):
-                digest.update(chunk)
-                byte_count += len(chunk)
-                out.write(chunk)
-            out.flush()
-            if fsync:
-                os.fsync(out.fileno())
-        known = entry.sha256 or digest.hexdigest()
-        if byte_count != entry.byte_count or digest.hexdigest() != known:
+
+    def __init__(
+        self,
+        dest: Path,
+        expected: Mapping[str, ManifestEntry],
+        *,
+        on_verified: VerifiedFn | None = None,
+        fsync: bool = True,
+    ) -> None:
+        self._expected = expected
+        self._on_verified = on_verified
+        self._fsync = fsync
+        self.written: list[str] = []
+        self._seen: set[str] = set()
+        self._root_fd = os.open(dest, os.O_RDONLY | os.O_DIRECTORY)
+        self._parents = _Parents(self._root_fd)
+        self._pending = bytearray()  # a header, long name or pax header not yet whole
+        self._need = BLOCK  # the bytes the unit in _pending takes
+        self._meta_type: int | None = None  # the GNU or pax header whose data _pending holds
+        self._skip = 0  # padding up to the next 512-byte block
+        self._pad = 0  # the padding after the unit now read
+        self._file: _OpenFile | None = None
+        self._long_name: str | None = None
+        self._long_link = ""
+        self._pax: dict[str, str] = {}
+        self._ended = False
+        self._fed = 0
+
+    def feed(self, data: bytes | bytearray | memoryview) -> None:
+        view = memoryview(data)
+        self._fed += len(view)
+        while view and not self._ended:
+            if self._skip:
+                step = min(self._skip, len(view))
+                self._skip -= step
+                view = view[step:]
+            elif self._file is not None:
+                step = min(self._file.left, len(view))
+                self._file.write(view[:step])
+                view = view[step:]
+                if not self._file.left:
+                    self._close_file()
+            elif not self._pending and len(view) >= self._need:
+                unit, view = bytes(view[: self._need]), view[self._need :]
+                self._unit(unit)
+            else:
+                step = min(self._need - len(self._pending), len(view))
+                self._pending += view[:step]
+                view = view[step:]
+                if len(self._pending) == self._need:
+                    unit = bytes(self._pending)
+                    self._pending.clear()
+                    self._unit(unit)
+
+    def _unit(self, unit: bytes) -> None:
+        meta, self._meta_type, self._need = self._meta_type, None, BLOCK
+        if meta is not None:
+            self._take_meta(meta, unit)
+            return
+        header = parse_header(unit)
+        if header is None:
+            self._ended = True
+        elif header.type in META_TYPES:
+            if header.size > MAX_META_BYTES:
+                raise IntegrityError(
+                    f"refusing to extract: a tar header of {header.size} bytes before a member"
+                )
+            self._pad = -header.size % BLOCK
+            if header.size:
+                self._meta_type, self._need = header.type, header.size
+            else:
+                self._take_meta(header.type, b"")
+        else:
+            self._member(header)
+
+    def _take_meta(self, meta: int, data: bytes) -> None:
+        self._skip = self._pad
+        if meta == GNU_LONG_NAME:
+            self._long_name = decode_name(data)
+        elif meta == GNU_LONG_LINK:
+            self._long_link = decode_name(data)
+        else:
+            self._pax.update(parse_pax(data))
+
+    def _member(self, header: Header) -> None:
+        pax, self._pax = self._pax, {}
+        name = pax.get("path", self._long_name or header.name)
+        self._long_name = None
+        linkname = pax.get("linkpath", self._long_link or header.linkname)
+        self._long_link = ""
+        size = pax_number(pax, "size", header.size)
+        if header.type == ord("5"):
+            name = name.rstrip("/")
+        if header.type not in REGULAR_TYPES:  # refused for what it is, whatever its name
+            what = kind(header._replace(linkname=linkname))
+            raise IntegrityError(f"refusing to extract {name!r}: it is a {what}")
+        try:
+            check_relative_path(name)
+        except IntegrityError as exc:
+            raise IntegrityError(f"refusing to extract: {exc}") from None
+        if any(key.startswith("GNU.sparse") for key in pax):  # its data is not the file's bytes
+            raise IntegrityError(f"refusing to extract {name!r}: it is a sparse file")
+        entry = self._expected.get(name)
+        if entry is None:
+            raise IntegrityError(f"refusing to extract {name!r}: it was not requested")
+        if name in self._seen:
+            raise IntegrityError(f"refusing to extract {name!r} a second time")
+        self._seen.add(name)
+        if size != entry.byte_count:
             raise IntegrityError(
-                f"{entry.path!r} changed on the cluster after its manifest was made: expected "
-                f"{entry.byte_count} bytes with sha256 {entry.sha256[:16]}…, received "
-                f"{byte_count} bytes with sha256 {digest.hexdigest()[:16]}…",
-                "is something still writing into the run folder? collect again once it has "
-                "finished; nothing was placed",
+                f"{name!r} changed on the cluster after it was listed: "
+                f"{entry.byte_count} bytes then, {size} in the stream",
+                "is something still writing into the run folder? collect again once "
+                "it has finished; nothing was placed",
             )
-        os.utime(name, (mtime, mtime), dir_fd=parent_fd, follow_symlinks=False)
-        ok = True
-        return digest.hexdigest()
-    finally:
-        if not ok:
-            with contextlib.suppress(OSError):
-                os.unlink(name, dir_fd=parent_fd)
+        parts = name.split("/")
+        parent_fd = self._parents.folder(parts)
+        mode = 0o755 if header.mode & 0o111 else 0o644
+        mtime = pax_number(pax, "mtime", header.mtime)
+        self._file = _OpenFile(parent_fd, parts[-1], entry, mode, mtime)
+        self._pad = -size % BLOCK
+        if not size:
+            self._close_file()
+
+    def _close_file(self) -> None:
+        assert self._file is not None
+        current = self._file
+        sha256 = current.close(self._fsync)
+        self._file = None
+        self._skip = self._pad
+        self.written.append(current.entry.path)
+        if self._on_verified is not None:
+            self._on_verified(ManifestEntry(current.entry.path, current.entry.byte_count, sha256))
+
+    def finish(self) -> list[str]:
+        """The stream has ended: check it was whole; return the paths written."""
+        if not self._fed and not self._expected:
+            return self.written
+        if not self._ended:
+            if not self._fed:
+                raise IntegrityError("the file stream is not a tar archive: it is empty")
+            raise IntegrityError(
+                f"the file stream broke off or is corrupt after {len(self.written)} files: "
+                "it ends before the archive does",
+                "the connection may have dropped; collect again (verified files are kept)",
+            )
+        if self._fsync and self.written:
+            os.fsync(self._root_fd)
+        missing = sorted(set(self._expected) - self._seen)
+        if missing:
+            shown = ", ".join(repr(m) for m in missing[:5])
+            more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+            raise IntegrityError(
+                f"the archive ended without {len(missing)} requested files: {shown}{more}",
+                "were they deleted on the cluster while collecting? collect again",
+            )
+        return self.written
+
+    def close(self) -> None:
+        """Release the folders; a file cut off in the middle is removed."""
+        if self._file is not None:
+            self._file.discard()
+            self._file = None
+        if self._root_fd >= 0:
+            self._parents.close()
+            os.close(self._root_fd)
+            self._root_fd = -1
 
 
 def extract_verified(
@@ -157,73 +336,15 @@ def extract_verified(
 ) -> list[str]:
     """Extract exactly the ``expected`` files from the tar ``stream`` into ``dest``; verify each.
 
-    Returns the paths written, in stream order. Raises IntegrityError for anything unsafe,
-    unexpected, missing or not matching; OSError (e.g. ENOSPC) passes through unchanged.
+    Returns the paths written, in stream order (see ``Extractor`` for what is refused).
     """
-    written: list[str] = []
-    seen: set[str] = set()
-    root_fd = os.open(dest, os.O_RDONLY | os.O_DIRECTORY)
-    parents = _Parents(root_fd)
+    extractor = Extractor(dest, expected, on_verified=on_verified, fsync=fsync)
     try:
-        try:
-            archive = tarfile.open(  # noqa: SIM115 - closed by the 'with' just below
-                fileobj=stream, mode="r|", encoding="utf-8", errors="surrogateescape"
-            )
-        except tarfile.ReadError as exc:
-            if not expected:
-                return written
-            raise IntegrityError(f"the file stream is not a tar archive: {exc}") from exc
-        with archive:
-            try:
-                for member in archive:
-                    name = member.name
-                    try:
-                        check_relative_path(name)
-                    except IntegrityError as exc:
-                        raise IntegrityError(f"refusing to extract: {exc}") from None
-                    if not member.isreg():
-                        raise IntegrityError(f"refusing to extract {name!r}: it is a {_kind(member)}")
-                    entry = expected.get(name)
-                    if entry is None:
-                        raise IntegrityError(f"refusing to extract {name!r}: it was not requested")
-                    if name in seen:
-                        raise IntegrityError(f"refusing to extract {name!r} a second time")
-                    seen.add(name)
-                    source = archive.extractfile(member)
-                    if source is None:  # pragma: no cover - isreg() members always have data
-                        raise IntegrityError(f"no data for {name!r} in the archive")
-                    if member.size != entry.byte_count:
-                        raise IntegrityError(
-                            f"{name!r} changed on the cluster after it was listed: "
-                            f"{entry.byte_count} bytes then, {member.size} in the stream",
-                            "is something still writing into the run folder? collect again once "
-                            "it has finished; nothing was placed",
-                        )
-                    mode = 0o755 if member.mode & 0o111 else 0o644
-                    sha256 = _write_member(
-                        parents, name.split("/"), source, entry, mode, member.mtime, fsync
-                    )
-                    written.append(name)
-                    if on_verified is not None:
-                        on_verified(ManifestEntry(name, entry.byte_count, sha256))
-            except (tarfile.TarError, EOFError) as exc:
-                raise IntegrityError(
-                    f"the file stream broke off or is corrupt after {len(written)} files: {exc}"
-                ) from exc
-        if fsync and written:
-            os.fsync(root_fd)
+        while chunk := stream.read(COPY_CHUNK_BYTES):
+            extractor.feed(chunk)
+        return extractor.finish()
     finally:
-        parents.close()
-        os.close(root_fd)
-    missing = sorted(set(expected) - seen)
-    if missing:
-        shown = ", ".join(repr(m) for m in missing[:5])
-        more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
-        raise IntegrityError(
-            f"the archive ended without {len(missing)} requested files: {shown}{more}",
-            "were they deleted on the cluster while collecting? collect again",
-        )
-    return written
+        extractor.close()
 
 
 class ExtractAborted(Exception):
@@ -231,11 +352,13 @@ class ExtractAborted(Exception):
 
 
 class ExtractingSink(io.RawIOBase):
-    """A writable sink that extracts what is written to it, in a thread, via ``extract_verified``.
+    """A writable sink that extracts what is written to it, as it is written (``Extractor``).
 
     Use: ``sink.start()``; pass ``sink`` as a transport's stdout sink; then ``sink.finish()``
-    (returns the paths written or raises the extractor's error). ``abort()`` after a transport
-    failure; it returns the extractor's own error if that came first (it is the real cause).
+    (returns the paths written or raises the extractor's error). The extractor's error is
+    raised into the writer as ExtractAborted, so the transport stops the remote command;
+    ``abort()`` after a transport failure returns the extractor's own error if that came first
+    (it is the real cause).
     """
 
     def __init__(
@@ -256,78 +379,58 @@ class ExtractingSink(io.RawIOBase):
         self._expected = expected
         self._on_verified = on_verified
         self._fsync = fsync
-        self._write_fd: int | None = None
-        self._thread: threading.Thread | None = None
+        self._extractor: Extractor | None = None
         self._error: BaseException | None = None
-        self._error_before_eof = False
-        self._writer_closed = False
-        self._written: list[str] = []
+        self._done = False
 
     def writable(self) -> bool:
         return True
 
     def start(self) -> ExtractingSink:
-        read_fd, self._write_fd = os.pipe()
-        self._thread = threading.Thread(
-            target=self._run, args=(read_fd,), name="globtim-extract", daemon=True
+        self._extractor = Extractor(
+            self._dest, self._expected, on_verified=self._on_verified, fsync=self._fsync
         )
-        self._thread.start()
         return self
 
-    def _run(self, read_fd: int) -> None:
-        with open(read_fd, "rb", buffering=COPY_CHUNK_BYTES) as reader:
-            try:
-                self._written = extract_verified(
-                    reader, self._dest, self._expected,
-                    on_verified=self._on_verified, fsync=self._fsync,
-                )
-                while reader.read(COPY_CHUNK_BYTES):  # tar's end padding: let the writer finish
-                    pass
-            except BaseException as exc:
-                self._error = exc
-                self._error_before_eof = not self._writer_closed
-
     def write(self, data: bytes | bytearray | memoryview) -> int:  # type: ignore[override]
-        if self._write_fd is None:
+        if self._extractor is None:
             raise ValueError("ExtractingSink.write before start()")
         if self._error is not None:
             raise ExtractAborted(str(self._error))
-        view = memoryview(data)
-        total = len(view)
+        total = len(data)
         if self.checksum is not None:
-            self.checksum.update(view)
-        while view:
-            try:
-                sent = os.write(self._write_fd, view)
-            except BrokenPipeError:
-                raise ExtractAborted(str(self._error or "extractor stopped")) from None
-            view = view[sent:]
+            self.checksum.update(data)
         self.bytes_received += total
+        try:
+            self._extractor.feed(data)
+        except BaseException as exc:
+            self._error = exc
+            self._extractor.close()
+            raise ExtractAborted(str(exc)) from exc
         if self._on_bytes is not None:
             self._on_bytes(total)
         return total
 
-    def _close_writer(self) -> None:
-        self._writer_closed = True
-        if self._write_fd is not None:
-            fd, self._write_fd = self._write_fd, None
-            os.close(fd)
-        if self._thread is not None:
-            self._thread.join()
-
     def finish(self) -> list[str]:
-        """End the stream, wait for the extractor, and return what it wrote (or raise its error)."""
-        self._close_writer()
+        """End the stream and return what was written (or raise the extractor's error)."""
         if self._error is not None:
             raise self._error
-        return list(self._written)
+        assert self._extractor is not None
+        if self._done:
+            return list(self._extractor.written)
+        self._done = True
+        try:
+            return list(self._extractor.finish())
+        finally:
+            self._extractor.close()
 
     def abort(self) -> BaseException | None:
         """End the stream after a failure; return the extractor's error if it failed first."""
-        self._close_writer()
-        return self._error if self._error_before_eof else None
+        if self._extractor is not None:
+            self._extractor.close()
+        return self._error
 
     def close(self) -> None:
-        with contextlib.suppress(OSError):
-            self._close_writer()
+        if self._extractor is not None:
+            self._extractor.close()
         super().close()

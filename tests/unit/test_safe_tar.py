@@ -178,3 +178,100 @@ def test_sink_reports_the_extractors_error_first(dirs: tuple[Path, Path]) -> Non
     error = sink.abort()
     assert isinstance(error, IntegrityError) and "'..'" in str(error)
     assert tree(outside) == {"keep.txt"}
+
+
+# ---- the stream reader: every header form a tar may use, fed in pieces of any size ------------
+
+
+def formatted(fmt: int, files: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=fmt, encoding="utf-8",
+                      errors="surrogateescape") as tar:
+        for name, body in files.items():
+            info = tarfile.TarInfo(name)
+            info.size, info.mtime, info.mode = len(body), 1_700_000_000 + len(name), 0o755
+            tar.addfile(info, io.BytesIO(body))
+    return buffer.getvalue()
+
+
+def rechecksum(header: bytearray) -> None:
+    """Make the first header's checksum right again after an edit."""
+    header[148:156] = b" " * 8
+    header[148:156] = b"%06o\0 " % sum(header[:512])
+
+
+LONG = "output/0000/" + "deep/" * 30 + "critical_points_with_a_long_name.csv"
+
+
+@pytest.mark.parametrize("fmt", [tarfile.GNU_FORMAT, tarfile.PAX_FORMAT, tarfile.USTAR_FORMAT])
+@pytest.mark.parametrize("chunk", [1, 511, 512, 513, 1 << 20])
+def test_gnu_pax_and_ustar_headers_read_alike_in_any_pieces(tmp_path: Path, fmt: int, chunk: int) -> None:
+    files = {"a.txt": b"a", LONG: os.urandom(1500), "empty": b"", "b/" + "c" * 99: b"c" * 512}
+    if fmt != tarfile.USTAR_FORMAT:  # ustar can hold neither a name this long nor non-ASCII
+        files["ünï/" + "x" * 120 + ".bin"] = b"u" * 700
+    else:
+        files.pop(LONG)
+        files["p/" * 60 + "f"] = b"prefix"  # a name ustar splits into its prefix field
+    data = formatted(fmt, files)
+    sink = ExtractingSink(tmp_path, {n: entry(n, b) for n, b in files.items()}).start()
+    for start in range(0, len(data), chunk):
+        sink.write(data[start : start + chunk])
+    assert sorted(sink.finish()) == sorted(files)
+    for name, body in files.items():
+        path = tmp_path / name
+        assert path.read_bytes() == body
+        assert int(path.stat().st_mtime) == 1_700_000_000 + len(name)
+        assert path.stat().st_mode & 0o111
+
+
+def test_a_base_256_size_is_read(tmp_path: Path) -> None:
+    data = bytearray(archive(regular("f", b"x" * 3)))
+    data[124:136] = b"\x80" + (3).to_bytes(11, "big")  # how GNU tar writes sizes past 8 GiB
+    rechecksum(data)
+    assert extract_verified(io.BytesIO(bytes(data)), tmp_path, {"f": entry("f", b"xxx")}) == ["f"]
+
+
+def test_a_damaged_header_is_refused(tmp_path: Path) -> None:
+    data = bytearray(archive(regular("f", b"x"), regular("g", b"y")))
+    data[512 + 512 + 10] ^= 0x20  # a bit of the second header's name
+    with pytest.raises(IntegrityError, match="checksum"):
+        extract_verified(io.BytesIO(bytes(data)), tmp_path, {n: entry(n, b) for n, b in [("f", b"x"), ("g", b"y")]})
+    assert (tmp_path / "f").read_bytes() == b"x"
+
+
+def test_a_sparse_member_and_a_global_header_are_refused(tmp_path: Path) -> None:
+    info = tarfile.TarInfo("s")
+    info.size = 1
+    info.pax_headers = {"GNU.sparse.size": "1"}
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        tar.addfile(info, io.BytesIO(b"s"))
+    with pytest.raises(IntegrityError, match="sparse"):
+        extract_verified(io.BytesIO(buffer.getvalue()), tmp_path, {"s": entry("s", b"s")})
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT,
+                      pax_headers={"comment": "global"}) as tar:
+        tar.addfile(regular("g", b"g")[0], io.BytesIO(b"g"))
+    with pytest.raises(IntegrityError, match="tar type 'g'"):
+        extract_verified(io.BytesIO(buffer.getvalue()), tmp_path, {"g": entry("g", b"g")})
+    assert not (tmp_path / "s").exists() and not (tmp_path / "g").exists()
+
+
+def test_an_archive_without_its_end_or_without_any_bytes_is_broken(tmp_path: Path) -> None:
+    data = archive(regular("a", b"a"))
+    whole_member = data[: 512 + 512]  # the header and data block, not the end-of-archive blocks
+    with pytest.raises(IntegrityError, match="ends before the archive does"):
+        extract_verified(io.BytesIO(whole_member), tmp_path, {"a": entry("a", b"a")})
+    with pytest.raises(IntegrityError, match="not a tar archive"):
+        extract_verified(io.BytesIO(b""), tmp_path, {"b": entry("b", b"b")})
+    assert extract_verified(io.BytesIO(b""), tmp_path, {}) == []
+
+
+def test_an_oversized_long_name_is_refused_before_it_is_buffered(tmp_path: Path) -> None:
+    header = bytearray(archive(regular("x", b""))[:512])
+    header[0:100] = b"././@LongLink".ljust(100, b"\0")
+    header[156] = ord("L")
+    header[124:136] = b"%011o\0" % (64 << 20)
+    rechecksum(header)
+    with pytest.raises(IntegrityError, match="a tar header of 67108864 bytes"):
+        extract_verified(io.BytesIO(bytes(header)), tmp_path, {"x": entry("x", b"")})
