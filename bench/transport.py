@@ -8,12 +8,16 @@ Prints medians of:
   ``ssh -F cfg -J mack falcon true``;
 - per-command latency on the open chain: SshTransport, OpenSshTransport through its master,
   one ``ssh`` process per command, and plain OpenSSH with a ControlMaster (its socket lives in
-  a temporary folder; every master is stopped at the end).
+  a temporary folder; every master is stopped at the end);
+- a stream of ``--stream-mb`` MB (``head -c N /dev/zero`` into a sink that drops it) through
+  SshTransport with AES-GCM first (the toolkit's order), SshTransport with paramiko's own order
+  (AES-CTR with HMAC-SHA2 first), and OpenSshTransport, the three taking turns.
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import statistics
 import subprocess
 import tempfile
@@ -22,6 +26,7 @@ from collections.abc import Callable
 
 from globtim_hpc.transport.openssh.transport import OpenSshTransport
 from globtim_hpc.transport.settings import SshSettings
+from globtim_hpc.transport.ssh import hop
 from globtim_hpc.transport.ssh.chain import SshTransport
 
 DEFAULT_CONFIG = "/var/tmp/globtim-testbed/client/ssh_config"
@@ -41,6 +46,35 @@ def median_ms(
     return statistics.median(samples)
 
 
+class _Drop(io.RawIOBase):
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:  # type: ignore[override]
+        return len(data)
+
+
+def stream_medians(settings: SshSettings, shared: SshSettings, byte_count: int,
+                   runs: int) -> dict[str, float]:
+    """Median seconds to stream ``byte_count`` bytes, per transport and cipher order."""
+    argv = ["head", "-c", str(byte_count), "/dev/zero"]
+    samples: dict[str, list[float]] = {"gcm": [], "ctr": [], "openssh": []}
+    aead = hop._AEAD_CIPHERS
+    try:
+        for _ in range(runs):
+            for name in samples:
+                hop._AEAD_CIPHERS = () if name == "ctr" else aead
+                transport = OpenSshTransport(shared) if name == "openssh" else SshTransport(settings)
+                with transport:
+                    transport.run(["true"])  # connected outside the measurement
+                    started = time.perf_counter()
+                    transport.stream(argv, stdout_sink=_Drop(), timeout_s=600)  # type: ignore[arg-type]
+                    samples[name].append(time.perf_counter() - started)
+    finally:
+        hop._AEAD_CIPHERS = aead
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
 def openssh(*argv: str) -> None:
     subprocess.run(["ssh", *argv], check=True, stdin=subprocess.DEVNULL, capture_output=True)
 
@@ -51,6 +85,7 @@ def main() -> int:
     parser.add_argument("--config", default=DEFAULT_CONFIG)
     parser.add_argument("--target", default="falcon")
     parser.add_argument("--jump", default="mack")
+    parser.add_argument("--stream-mb", type=int, default=46)
     args = parser.parse_args()
     cfg, target, runs = args.config, args.target, args.runs
     settings = SshSettings(target=target, config_file=cfg)
@@ -87,6 +122,12 @@ def main() -> int:
         finally:
             OpenSshTransport(shared).disconnect()
 
+        stream_bytes = args.stream_mb * 1_000_000
+        try:
+            streams = stream_medians(settings, shared, stream_bytes, max(3, runs // 3))
+        finally:
+            OpenSshTransport(shared).disconnect()
+
         control = ["-o", f"ControlPath={folder}/cm", "-F", cfg]
         openssh(*control, "-o", "ControlMaster=yes", "-o", "ControlPersist=120", "-fN", target)
         try:
@@ -116,6 +157,12 @@ def main() -> int:
     )
     print(f"  ratio OpenSshTransport / paramiko      {per_command_shared / per_command_ours:8.2f}")
     print(f"TCP connections opened by the open-chain transport: {connections}")
+    print(f"a stream of {args.stream_mb} MB (median s, MB/s)")
+    for name, label in (("gcm", "SshTransport, AES-GCM first"), ("ctr", "SshTransport, AES-CTR+HMAC"),
+                        ("openssh", "OpenSshTransport")):
+        seconds = streams[name]
+        print(f"  {label:32} {seconds:8.3f} {stream_bytes / seconds / 1e6:8.1f}")
+    print(f"  ratio AES-GCM / AES-CTR+HMAC     {streams['gcm'] / streams['ctr']:8.2f}")
     return 0
 
 

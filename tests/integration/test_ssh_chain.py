@@ -56,6 +56,27 @@ def test_hostname_through_the_chain(testbed: Testbed) -> None:
         assert ssh.connection_count == 1
 
 
+def test_both_hops_use_aes_gcm_with_the_real_sshd(testbed: Testbed) -> None:
+    # paramiko's own order would pick aes128-ctr with hmac-sha2-256 (bench/transport.py).
+    with SshTransport(bed_settings(testbed)) as ssh:
+        ssh.run(["true"]).check("true")
+        hops = ssh._hops
+        assert len(hops) == 2
+        for hop in hops:
+            assert hop.transport.remote_cipher == "aes128-gcm@openssh.com"
+            assert hop.transport.local_cipher == "aes128-gcm@openssh.com"
+
+
+def test_aead_first_keeps_every_other_cipher_in_order() -> None:
+    from globtim_hpc.transport.ssh.hop import aead_first
+
+    given = ("aes128-ctr", "aes256-ctr", "aes256-gcm@openssh.com", "aes128-gcm@openssh.com")
+    assert aead_first(given) == (
+        "aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "aes128-ctr", "aes256-ctr"
+    )
+    assert aead_first(("aes128-ctr", "aes128-cbc")) == ("aes128-ctr", "aes128-cbc")
+
+
 def test_laptop_has_no_route_to_falcon() -> None:
     with pytest.raises(OSError):
         socket.create_connection((FALCON_IP, 22), timeout=5).close()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import paramiko
@@ -75,6 +75,7 @@ def connect_hop(
         options.key_types = kh.preferred_key_types(
             list(options.key_types), kh.known_key_types(entries, kh.lookup_names(host))
         )
+        options.ciphers = aead_first(options.ciphers)
         try:
             transport.start_client(timeout=timeout_s)
         except BROKEN as exc:
@@ -91,6 +92,18 @@ def connect_hop(
         close_hop(hop)
         raise
     return hop
+
+
+# AES-GCM authenticates as it decrypts, in one OpenSSL call per packet. paramiko's default
+# (AES-CTR with HMAC-SHA2) builds a Python HMAC object for every packet, on every hop: a
+# stream through the two hops to falcon moved about 30 % slower with it (bench/transport.py).
+_AEAD_CIPHERS: tuple[str, ...] = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com")
+
+
+def aead_first(ciphers: Sequence[str]) -> tuple[str, ...]:
+    """``ciphers`` with the AES-GCM ones this paramiko has first, the others in their order."""
+    aead = tuple(c for c in _AEAD_CIPHERS if c in ciphers)
+    return (*aead, *(c for c in ciphers if c not in aead))
 
 
 def _open_socket(
