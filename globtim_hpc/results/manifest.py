@@ -193,9 +193,14 @@ def _unescape(name: bytes) -> bytes:
     return bytes(out)
 
 
+def manifest_file(entries: Iterable[ManifestEntry]) -> tuple[bytes, str]:
+    """``MANIFEST.sha256``'s bytes, and the hash that names the whole manifest (their sha256)."""
+    text = format_sha256sum(entries)
+    return text, hashlib.sha256(text).hexdigest()
+
+
 def manifest_digest(entries: Iterable[ManifestEntry]) -> str:
-    """The hash that names a whole manifest: sha256 of its ``MANIFEST.sha256`` bytes."""
-    return hashlib.sha256(format_sha256sum(entries)).hexdigest()
+    return manifest_file(entries)[1]
 
 
 # ---- local files -------------------------------------------------------------------------------

@@ -236,3 +236,19 @@ def test_split_params_separates_sweep_axes_from_shared_values() -> None:
     shared, varying = split_params(tasks)
     assert varying == ["degree"]
     assert shared == {"function": "Sphere", "dim": 4}
+
+
+def test_metadata_json_lists_one_file_per_line_and_reads_back_the_same() -> None:
+    from globtim_hpc.workflows.collect.describe import metadata_json
+
+    files = [{"path": name, "bytes": 3, "sha256": "ab" * 32}
+             for name in ("a.csv", 'odd "q" \\ name\n', "ünï.json", "files-0000")]
+    metadata = {"schema": "s", "tasks": [{"task_id": "0000", "params": {"files": "x"}}],
+                "files": files, "file_count": 4, "notes": ["files"]}
+    text = metadata_json(metadata)
+    assert json.loads(text) == metadata
+    assert list(json.loads(text)) == list(metadata)  # the keys keep their order
+    assert text == json.dumps(dict(metadata, files=[]), indent=2, ensure_ascii=False).replace(
+        '"files": []', '"files": [\n    ' + ",\n    ".join(
+            json.dumps(f, ensure_ascii=False) for f in files) + "\n  ]") + "\n"
+    assert metadata_json({"files": []}) == '{\n  "files": []\n}\n'

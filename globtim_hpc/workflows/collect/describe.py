@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 import re
+import secrets
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,6 @@ from globtim_hpc.results.attempts import attempt_entry
 from globtim_hpc.results.manifest import (
     MANIFEST_NAME,
     ManifestEntry,
-    format_sha256sum,
     local_path,
 )
 from globtim_hpc.results.recollect import RECORD_NAME
@@ -104,6 +104,20 @@ def _write(path: Path, text: str) -> None:
     path.write_bytes(text.encode("utf-8", errors="backslashreplace"))
 
 
+def metadata_json(metadata: dict[str, Any]) -> str:
+    """metadata.json's text: indented, with one line per file. A run may hold tens of thousands
+    of files, and ``json`` indents only in pure Python, several times slower than its C
+    encoder, which writes each file's line here."""
+    files = metadata.get("files")
+    if not isinstance(files, list) or not files:
+        return json.dumps(metadata, indent=2, ensure_ascii=False) + "\n"
+    mark = f"files-{secrets.token_hex(16)}"
+    text = json.dumps({**metadata, "files": mark}, indent=2, ensure_ascii=False)
+    line = json.JSONEncoder(ensure_ascii=False).encode
+    listed = "[\n    " + ",\n    ".join(map(line, files)) + "\n  ]"
+    return text.replace(json.dumps(mark), listed, 1) + "\n"
+
+
 def fill_task_files(
     work: Path, run: RunRecord, tasks: Sequence[TaskRecord], entries: Sequence[ManifestEntry]
 ) -> None:
@@ -165,12 +179,15 @@ def write_descriptions(
     snapshot: Snapshot,
     tasks: Sequence[TaskRecord],
     entries: Sequence[ManifestEntry],
+    manifest: bytes,
     digest: str,
     notes: Sequence[str],
     attempts: Sequence[dict[str, Any]] = (),
     *,
     plots: bool = True,
 ) -> None:
+    """metadata.json, MANIFEST.sha256 (``manifest``: its bytes, named by ``digest``), the
+    tables, plots and summary.md."""
     submission = snapshot.submission
     submitted_at = run.submitted_at or (submission or {}).get("created_at")
     metadata = build_metadata(
@@ -192,8 +209,8 @@ def write_descriptions(
         notes=notes,
         attempts=attempts,
     )
-    (work / MANIFEST_NAME).write_bytes(format_sha256sum(entries))
-    _write(work / METADATA_NAME, json.dumps(metadata, indent=2, ensure_ascii=False) + "\n")
+    (work / MANIFEST_NAME).write_bytes(manifest)
+    _write(work / METADATA_NAME, metadata_json(metadata))
     drawn = write_views(work, metadata, tasks, plots=plots)
     tails = {t.task_id: t.log_tail for t in tasks if t.log_tail}
     summary = render_summary(

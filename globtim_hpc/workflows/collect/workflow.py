@@ -6,6 +6,7 @@ import errno
 import posixpath
 import secrets
 import shutil
+import threading
 
 from globtim_hpc.errors import GlobtimHpcError, IntegrityError, UsageError
 from globtim_hpc.layout import (
@@ -16,7 +17,7 @@ from globtim_hpc.models import JobState, TaskStatus
 from globtim_hpc.registry.records import RunRecord
 from globtim_hpc.registry.store import Store
 from globtim_hpc.results.decoding import decodable
-from globtim_hpc.results.manifest import ManifestEntry, manifest_digest
+from globtim_hpc.results.manifest import ManifestEntry, manifest_file
 from globtim_hpc.results.placement import (
     NoSpaceError,
     folder_lock,
@@ -26,7 +27,7 @@ from globtim_hpc.results.placement import (
     sync_filesystem,
 )
 from globtim_hpc.results.recollect import Record, load_record, unchanged, write_record
-from globtim_hpc.scheduler.base import Scheduler
+from globtim_hpc.scheduler.base import PollResult, Scheduler, TrackedJob
 from globtim_hpc.transport.base import Transport
 from globtim_hpc.workflows.collect.compression import choose, fallback_note
 from globtim_hpc.workflows.collect.describe import (
@@ -57,7 +58,7 @@ from globtim_hpc.workflows.collect.transfer import (
     verify_placed,
 )
 from globtim_hpc.workflows.collect.views import after_placement
-from globtim_hpc.workflows.monitor.poll import needs_poll, poll_runs, stored_view
+from globtim_hpc.workflows.monitor.poll import needs_poll, poll_runs, polled_jobs, stored_view
 
 _SPACE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
 
@@ -77,29 +78,65 @@ def _remove_remote(transport: Transport, run: RunRecord, remote_root: str) -> No
     )
 
 
+class SchedulerQuery:
+    """The scheduler's answer about a run's jobs, asked in a thread of its own: a collection
+    lists the run folder meanwhile, so the two round trips to the cluster overlap."""
+
+    def __init__(self, store: Store, scheduler: Scheduler, run: RunRecord) -> None:
+        self._answer: PollResult | None = None
+        self._failure: BaseException | None = None
+        self._thread: threading.Thread | None = None
+        # Every task already settled in the registry (a re-collect): the scheduler has nothing
+        # to add, and not asking saves its commands (squeue, sacct) on every later collection.
+        if needs_poll(stored_view(store, run)):
+            jobs = polled_jobs(store, [run])  # the registry is read here, in the caller's thread
+            self._thread = threading.Thread(
+                target=self._ask, args=(scheduler, jobs), name="globtim-poll", daemon=True
+            )
+            self._thread.start()
+
+    def _ask(self, scheduler: Scheduler, jobs: list[TrackedJob]) -> None:
+        try:
+            self._answer = scheduler.poll(jobs)
+        except BaseException as exc:  # raised again in the caller's thread, by answer()
+            self._failure = exc
+
+    @property
+    def error(self) -> GlobtimHpcError | None:
+        """Why the scheduler could not answer (a toolkit error; anything else is raised)."""
+        return self._failure if isinstance(self._failure, GlobtimHpcError) else None
+
+    def wait(self) -> None:
+        if self._thread is not None:
+            self._thread.join()
+
+    def answer(self) -> PollResult | None:
+        """The answer (None if the scheduler was not asked or could not answer)."""
+        self.wait()
+        if self._failure is not None and self.error is None:
+            raise self._failure
+        return self._answer
+
+
 def task_states(
-    store: Store, scheduler: Scheduler, run: RunRecord, snapshot: Snapshot, *, ask: bool = True
-) -> tuple[list[TaskStatus], list[str]]:
+    store: Store, scheduler: Scheduler, run: RunRecord, snapshot: Snapshot,
+    query: SchedulerQuery | None,
+) -> tuple[list[TaskStatus], list[str]]:  # fmt: skip
     """Each task's state now (``taskstate.decide`` through the monitor's poll), with the status
-    files just read; without an answer from the scheduler, from those files and the registry."""
+    files just read and the scheduler's answer to ``query``; without one, from those files and
+    the registry."""
     given = {run.remote_dir: snapshot.status}
     notes: list[str] = []
-    views = None
-    # Every task already settled in the registry (a re-collect): the scheduler has nothing to
-    # add, and not asking saves its commands (squeue, sacct) on every collection after the first.
-    if ask and needs_poll(stored_view(store, run)):
-        try:
-            views = poll_runs(store, scheduler, [run], mark_seen=False, status_files=given)
-        except GlobtimHpcError as exc:
-            notes.append(
-                f"the scheduler was not consulted ({exc.message}); states come from the status "
-                "files"
-            )
-    if views is None:
-        views = poll_runs(
-            store, scheduler, [run], mark_seen=False, status_files=given, ask_scheduler=False
+    answer = query.answer() if query is not None else None
+    if query is not None and query.error is not None:
+        notes.append(
+            f"the scheduler was not consulted ({query.error.message}); states come from the "
+            "status files"
         )
-    (view,) = views
+    (view,) = poll_runs(
+        store, scheduler, [run], mark_seen=False, status_files=given, ask_scheduler=False,
+        answer=answer,
+    )  # fmt: skip
     return [t.status for t in view.tasks], [*notes, *view.notes]
 
 
@@ -121,8 +158,13 @@ def collect_run(
     observer = observer or SilentObserver()
     result = CollectResult(run_id=run.run_id, problem=run.problem)
     observer.phase(f"reading the status of {run.run_id} on {transport.label}")
-    snapshot, survey = read_survey(transport, run)
-    states, state_notes = task_states(store, scheduler, run, snapshot, ask=ask_scheduler)
+    query = SchedulerQuery(store, scheduler, run) if ask_scheduler else None
+    try:
+        snapshot, survey = read_survey(transport, run)
+    finally:
+        if query is not None:
+            query.wait()  # nothing keeps running on the link after this call returns
+    states, state_notes = task_states(store, scheduler, run, snapshot, query)
     notes = [*snapshot.notes, *state_notes]
     tasks, exclude = build_task_records(store, run, snapshot, states)
     result.task_count = len(tasks)
@@ -199,13 +241,13 @@ def collect_run(
                             write_record(work, [*reused, *arrived.values()], stamps)
                         raise
                 entries = sorted([*reused, *arrived.values()])
-                digest = manifest_digest(entries)
+                manifest, digest = manifest_file(entries)
                 result.manifest_sha256 = digest
-                verify_placed(work, entries, len(files))
+                verify_placed(work, entries, len(files), arrived)
                 fill_task_files(work, run, tasks, entries)
                 result.notes = [*notes, *result.notes]
                 write_descriptions(
-                    work, run, snapshot, tasks, entries, digest, result.notes,
+                    work, run, snapshot, tasks, entries, manifest, digest, result.notes,
                     attempts, plots=options.plots,
                 )  # fmt: skip
                 write_record(work, entries, stamps, inputs_sha256=inputs, manifest_sha256=digest)

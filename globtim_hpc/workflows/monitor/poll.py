@@ -179,23 +179,36 @@ def poll_runs(
     status_files: StatusFiles | None = None,
     ask_scheduler: bool = True,
     force: bool = False,
+    answer: PollResult | None = None,
 ) -> list[RunView]:
     """Poll every run that is not settled, record what changed, return a view of each run.
 
     ``status_files`` are ones the caller has just read (collect does); ``ask_scheduler`` False
     decides from the status files and the registry alone (the scheduler could not be reached);
-    ``force`` polls settled runs too (after a cancel, a task held for good has news).
+    ``force`` polls settled runs too (after a cancel, a task held for good has news);
+    ``answer``: the scheduler's answer about ``polled_jobs(store, runs)``, which the caller
+    asked for meanwhile (collect does, while it lists the run folder).
     """
     views = [stored_view(store, run) for run in runs]
-    active = [view for view in views if force or needs_poll(view) or status_files is not None]
-    active = [view for view in active if view.job_id is not None]
+    active = _active(views, force or status_files is not None)
     if active:
-        jobs = [job for view in active for job in tracked_jobs(store, view)]
-        polled = scheduler.poll(jobs) if ask_scheduler else None
-        _apply_poll(store, scheduler, active, polled, status_files or {})
+        if answer is None and ask_scheduler:
+            answer = scheduler.poll([job for view in active for job in tracked_jobs(store, view)])
+        _apply_poll(store, scheduler, active, answer, status_files or {})
     for view in views:
         view.changes = store.changes_since_seen(view.run.run_id, mark_seen=mark_seen)
     return views
+
+
+def _active(views: Sequence[RunView], every: bool) -> list[RunView]:
+    """The views a poll asks the scheduler about (``every``: settled ones too)."""
+    return [view for view in views if (every or needs_poll(view)) and view.job_id is not None]
+
+
+def polled_jobs(store: Store, runs: Sequence[RunRecord]) -> list[TrackedJob]:
+    """The jobs ``poll_runs(store, scheduler, runs, status_files=…)`` asks the scheduler about."""
+    views = _active([stored_view(store, run) for run in runs], True)
+    return [job for view in views for job in tracked_jobs(store, view)]
 
 
 def _apply_poll(
