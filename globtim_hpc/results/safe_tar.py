@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from globtim_hpc.errors import IntegrityError
-from globtim_hpc.results.cksum import Cksum
+from globtim_hpc.results.cksum import StreamCksum
 from globtim_hpc.results.manifest import ManifestEntry, check_relative_path
 from globtim_hpc.results.tar_headers import (
     BLOCK,
@@ -369,7 +369,7 @@ class ExtractingSink(io.RawIOBase):
         on_verified: VerifiedFn | None = None,
         on_bytes: Callable[[int], None] | None = None,
         fsync: bool = True,
-        checksum: Cksum | None = None,
+        checksum: StreamCksum | None = None,
     ) -> None:
         super().__init__()
         self.checksum = checksum

@@ -63,7 +63,7 @@ def test_both_hops_use_aes_gcm_with_the_real_sshd(testbed: Testbed) -> None:
         hops = ssh._hops
         assert len(hops) == 2
         for hop in hops:
-            assert hop.transport.remote_cipher == "aes128-gcm@openssh.com"
+            assert hop.transport.remote_cipher == "aes128-gcm@openssh.com"  # type: ignore[attr-defined]
             assert hop.transport.local_cipher == "aes128-gcm@openssh.com"
 
 

@@ -7,12 +7,14 @@ from __future__ import annotations
 import io
 import os
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from globtim_hpc.errors import IntegrityError
-from globtim_hpc.results.cksum import Cksum, cksum
+from globtim_hpc.results import cksum as cksum_module
+from globtim_hpc.results.cksum import Cksum, PipedCksum, cksum, stream_cksum
 from globtim_hpc.results.manifest import ManifestEntry
 from globtim_hpc.results.recollect import (
     load_record,
@@ -41,6 +43,57 @@ def test_cksum_in_pieces_equals_whole() -> None:
     for start in range(0, len(data), 7_001):
         crc.update(memoryview(data)[start : start + 7_001])
     assert crc.value() == cksum(data) and crc.byte_count == len(data)
+
+
+@pytest.fixture
+def fresh_probe() -> Iterator[None]:
+    cksum_module._system_cksum.cache_clear()
+    yield
+    cksum_module._system_cksum.cache_clear()
+
+
+@pytest.mark.parametrize("size", [0, 1, 65_536, 3_000_001])
+def test_the_system_cksum_is_used_and_agrees_in_pieces(fresh_probe: object, size: int) -> None:
+    data = os.urandom(size)
+    crc = stream_cksum()
+    try:
+        assert isinstance(crc, PipedCksum)
+        for start in range(0, len(data), 65_000):
+            crc.update(memoryview(data)[start : start + 65_000])
+        assert (crc.value(), crc.byte_count) == (cksum(data), size)
+        assert crc.value() == cksum(data)  # asked twice, as a failure message does
+    finally:
+        crc.close()
+
+
+def fake_cksum(folder: Path, script: str) -> None:
+    folder.mkdir()
+    program = folder / "cksum"
+    program.write_text("#!/bin/sh\n" + script)
+    program.chmod(0o755)
+
+
+def test_a_cksum_that_disagrees_or_is_missing_leaves_it_to_python(
+    fresh_probe: object, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake_cksum(tmp_path / "bsd", "cat >/dev/null; echo 12345 6\n")  # another algorithm
+    monkeypatch.setenv("PATH", str(tmp_path / "bsd"))
+    assert type(stream_cksum()) is Cksum
+    cksum_module._system_cksum.cache_clear()
+    monkeypatch.setenv("PATH", str(tmp_path / "nothing-here"))
+    assert type(stream_cksum()) is Cksum
+
+
+def test_a_cksum_that_dies_mid_stream_fails_the_collection_clearly(tmp_path: Path) -> None:
+    fake_cksum(tmp_path / "dies", "exit 0\n")
+    crc = PipedCksum(str(tmp_path / "dies" / "cksum"))
+    try:
+        with pytest.raises(IntegrityError, match="the local cksum that checks the file stream"):
+            for _ in range(200):  # more than a pipe holds: the write finds it gone
+                crc.update(bytes(1 << 16))
+            crc.value()
+    finally:
+        crc.close()
 
 
 def make_run(root: Path) -> Path:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import BinaryIO, cast
 
 from globtim_hpc.errors import IntegrityError
-from globtim_hpc.results.cksum import Cksum
+from globtim_hpc.results.cksum import StreamCksum, stream_cksum
 from globtim_hpc.results.decoding import DecodingSink
 from globtim_hpc.results.manifest import (
     ManifestEntry,
@@ -116,7 +116,7 @@ def stream_argv(remote_dir: str, codecs: Sequence[str] = ()) -> list[str]:
     return ["sh", "-c", _STREAM_SCRIPT, "globtim-stream", remote_dir, " ".join(codecs)]
 
 
-def check_trailer(stderr: bytes, checksum: Cksum, where: str, codec: str | None = None) -> None:
+def check_trailer(stderr: bytes, checksum: StreamCksum, where: str, codec: str | None = None) -> None:
     """The stream is whole and unaltered: tar and the compressor succeeded, the CRCs of both
     ends agree, and (given ``codec``, as sniffed here) the stream came in the codec sent."""
     found = _TRAILER.findall(stderr)
@@ -170,42 +170,45 @@ def fetch_files(
     ``arrived`` (filled even when the stream breaks). Every byte is checked by the stream's CRC.
     ``codecs``: what the cluster may compress with, preferred first (none: plain tar)."""
     expected = {e.path: e for e in fetch}
-    checksum = Cksum()
-    # One syncfs before the folder is placed is far cheaper than an fsync per file.
-    sink = ExtractingSink(
-        work, expected, fsync=False, on_bytes=observer.transferred, checksum=checksum,
-        on_verified=lambda entry: arrived.__setitem__(entry.path, entry),
-    ).start()  # fmt: skip
-    wire = DecodingSink(sink, codecs, on_codec=observer.stream_codec)
-    file_list = b"".join(os.fsencode(e.path) + b"\0" for e in fetch)
-    estimate = _tar_estimate(fetch)
-    observer.transfer_started(estimate, len(fetch))
+    checksum = stream_cksum()
     try:
+        # One syncfs before the folder is placed is far cheaper than an fsync per file.
+        sink = ExtractingSink(
+            work, expected, fsync=False, on_bytes=observer.transferred, checksum=checksum,
+            on_verified=lambda entry: arrived.__setitem__(entry.path, entry),
+        ).start()  # fmt: skip
+        wire = DecodingSink(sink, codecs, on_codec=observer.stream_codec)
+        file_list = b"".join(os.fsencode(e.path) + b"\0" for e in fetch)
+        estimate = _tar_estimate(fetch)
+        observer.transfer_started(estimate, len(fetch))
         try:
-            outcome = transport.stream(
-                stream_argv(remote_dir, codecs),
-                stdin_source=io.BytesIO(file_list),
-                stdout_sink=cast(BinaryIO, wire),
-                timeout_s=max(MIN_STREAM_TIMEOUT_S, estimate / ASSUMED_MIN_RATE_BYTES_S),
-            )
-            codec = wire.finish()
-        except BaseException as exc:
-            first = sink.abort()
-            if first is not None and not isinstance(exc, KeyboardInterrupt):
-                raise first from exc
-            raise
-        written = sink.finish()
+            try:
+                outcome = transport.stream(
+                    stream_argv(remote_dir, codecs),
+                    stdin_source=io.BytesIO(file_list),
+                    stdout_sink=cast(BinaryIO, wire),
+                    timeout_s=max(MIN_STREAM_TIMEOUT_S, estimate / ASSUMED_MIN_RATE_BYTES_S),
+                )
+                codec = wire.finish()
+            except BaseException as exc:
+                first = sink.abort()
+                if first is not None and not isinstance(exc, KeyboardInterrupt):
+                    raise first from exc
+                raise
+            written = sink.finish()
+        finally:
+            result.stream_bytes_received += sink.bytes_received
+            result.wire_bytes_received += wire.wire_bytes
+            if wire.codec is not None:
+                result.compression = wire.codec
+            observer.transfer_finished()
+        if outcome.exit_status not in (0,) and not _TRAILER.search(outcome.stderr):
+            outcome.check(f"sending files from {remote_dir} on {transport.label}")
+        check_trailer(outcome.stderr, checksum, transport.label, codec)
+        result.files_fetched += len(written)
+        result.content_bytes_received += sum(expected[p].byte_count for p in written)
     finally:
-        result.stream_bytes_received += sink.bytes_received
-        result.wire_bytes_received += wire.wire_bytes
-        if wire.codec is not None:
-            result.compression = wire.codec
-        observer.transfer_finished()
-    if outcome.exit_status not in (0,) and not _TRAILER.search(outcome.stderr):
-        outcome.check(f"sending files from {remote_dir} on {transport.label}")
-    check_trailer(outcome.stderr, checksum, transport.label, codec)
-    result.files_fetched += len(written)
-    result.content_bytes_received += sum(expected[p].byte_count for p in written)
+        checksum.close()  # a local cksum process ends with the stream
 
 
 def prepare_work(
