@@ -110,15 +110,19 @@ def _write(root: Path, rows: Mapping[str, Mapping[str, Any]]) -> Path:
     return target
 
 
-def update_index(root: Path, folder: Path | None = None) -> Path:
-    """Put ``folder``'s run into ``root/index.csv`` (all runs when the index is missing)."""
+def update_index(
+    root: Path, folder: Path | None = None, metadata: Mapping[str, Any] | None = None
+) -> Path:
+    """Put ``folder``'s run into ``root/index.csv`` (all runs when the index is missing);
+    ``metadata``: its metadata.json, when the caller has read it already."""
     root.mkdir(parents=True, exist_ok=True)
     with _locked(root):
         rows = read_index(root)
         if rows is None:
             rows = rebuild_rows(root)
         elif folder is not None:
-            metadata = td.read_metadata(folder)
+            if metadata is None:
+                metadata = td.read_metadata(folder)
             if metadata is not None and isinstance(metadata.get("run_id"), str):
                 rows[metadata["run_id"]] = index_row(metadata, _relative(root, folder))
         # Rows of folders deleted by hand go; a renamed folder is found again by the rebuild.

@@ -15,7 +15,7 @@ import contextlib
 import json
 import os
 import stat
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -49,6 +49,10 @@ class Record:
     inputs_sha256: str = ""
     manifest_sha256: str = ""
     described: dict[str, tuple[int, int]] | None = None  # description file: (size, mtime_ns)
+    # The cluster's listing these files were chosen from, and the notes the choice made: with
+    # the same listing and the same inputs, the choice is the same (``kept_choice``).
+    listing_sha256: str = ""
+    listing_notes: tuple[str, ...] = ()
 
 
 def load_record(folder: Path) -> Record:
@@ -67,6 +71,8 @@ def load_record(folder: Path) -> Record:
             str(data.get("inputs_sha256") or ""),
             str(data.get("manifest_sha256") or ""),
             None if described is None else {k: (int(v[0]), int(v[1])) for k, v in described.items()},
+            str(data.get("listing_sha256") or ""),
+            tuple(str(note) for note in data.get("listing_notes") or ()),
         )
     except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError):
         return Record({})
@@ -75,6 +81,11 @@ def load_record(folder: Path) -> Record:
 def read_record(folder: Path) -> dict[str, Known]:
     """The files ``folder``'s record holds (none when it is absent or unreadable)."""
     return load_record(folder).files
+
+
+def kept_choice(record: Record) -> list[SurveyEntry]:
+    """The files a finished folder's record says were chosen from its listing, by path."""
+    return [SurveyEntry(path, *known.remote) for path, known in sorted(record.files.items())]
 
 
 def still_valid(folder: Path, known: Known | None, entry: SurveyEntry) -> bool:
@@ -125,10 +136,13 @@ def write_record(
     *,
     inputs_sha256: str = "",
     manifest_sha256: str = "",
+    listing_sha256: str = "",
+    listing_notes: Sequence[str] = (),
 ) -> None:
     """Record every entry present in ``folder`` (a missing one is simply left out). With
     ``inputs_sha256`` (a finished folder), every other file in it is recorded as a description
-    made from those inputs."""
+    made from those inputs, and ``listing_sha256``/``listing_notes`` as what they were chosen
+    from."""
     files: dict[str, list[object]] = {}
     for entry in entries:
         survey = stamps.get(entry.path)
@@ -154,8 +168,9 @@ def write_record(
                 if stat.S_ISREG(info.st_mode):
                     described[relative] = [info.st_size, info.st_mtime_ns]
         record.update(
-            inputs_sha256=inputs_sha256, manifest_sha256=manifest_sha256, described=described
-        )
+            inputs_sha256=inputs_sha256, manifest_sha256=manifest_sha256, described=described,
+            listing_sha256=listing_sha256, listing_notes=list(listing_notes),
+        )  # fmt: skip
     temporary = folder / (RECORD_NAME + ".tmp")
     temporary.write_text(json.dumps(record) + "\n", "utf-8")
     os.replace(temporary, folder / RECORD_NAME)

@@ -9,6 +9,7 @@ mtime and ctime are those recorded at the previous collection is not read again 
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,13 +23,26 @@ HEADER = b"globtim-survey/1"
 
 # $1 is the run folder. Exit 3: no such folder; 4: find failed. Records are NUL-terminated
 # ("<type> <size> <mtime> <ctime> <path>"), then one empty record, then the tar.gz bytes.
+# $2, when given, is the sha256 of the listing the laptop kept from its last collection: a
+# listing with that digest is answered with the one record "same" instead of all of them.
 _SURVEY_SCRIPT = r"""
 cd -- "$1" 2>/dev/null || exit 3
 printf 'globtim-survey/1\0'
-find . -mindepth 1 ! -type d -printf '%y %s %T@ %C@ %P\0' || exit 4
+if [ -n "$2" ]; then
+  l=$(mktemp) || exit 4
+  trap 'rm -f -- "$l"' EXIT
+  find . -mindepth 1 ! -type d -printf '%y %s %T@ %C@ %P\0' > "$l" || exit 4
+  d=$(sha256sum < "$l") || exit 4
+  if [ "${d%% *}" = "$2" ]; then printf 'same\0'; else cat -- "$l" || exit 4; fi
+else
+  find . -mindepth 1 ! -type d -printf '%y %s %T@ %C@ %P\0' || exit 4
+fi
 printf '\0'
-exec tar -cz --ignore-failed-read -f - submission.json status params 2>/dev/null
+tar -cz --ignore-failed-read -f - submission.json status params 2>/dev/null
 """
+
+_SAME = b"same"
+_SHA256_HEX = frozenset("0123456789abcdef")
 
 
 class SurveyEntry(NamedTuple):  # a tuple: one per file of a run, cheap to make and to sort
@@ -47,6 +61,8 @@ class Survey:
     files: tuple[SurveyEntry, ...]  # regular files, sorted by path
     skipped: tuple[tuple[str, str], ...]  # (find type letter, path) of what is not a file
     snapshot_tgz: bytes
+    listing_sha256: str = ""  # of the listing's bytes, as the cluster's find wrote them
+    same: bool = False  # the listing is the kept one (listing_sha256): files are not sent
 
     def without(self, exclude: Sequence[str]) -> Survey:
         """The survey less ``exclude`` (relative paths, each with everything below it)."""
@@ -60,14 +76,19 @@ class Survey:
             tuple(f for f in self.files if kept(f.path)),
             tuple(s for s in self.skipped if kept(s[1])),
             self.snapshot_tgz,
+            self.listing_sha256,
+            self.same,
         )
 
 
-def survey_argv(run_dir: str) -> list[str]:
-    return ["sh", "-c", _SURVEY_SCRIPT, "globtim-survey", run_dir]
+def survey_argv(run_dir: str, kept_listing_sha256: str = "") -> list[str]:
+    """The survey command; ``kept_listing_sha256``: answer "same" for a listing of that digest."""
+    if kept_listing_sha256 and not set(kept_listing_sha256) <= _SHA256_HEX:
+        raise ValueError(f"not a sha256 digest: {kept_listing_sha256!r}")
+    return ["sh", "-c", _SURVEY_SCRIPT, "globtim-survey", run_dir, kept_listing_sha256]
 
 
-def parse_survey(data: bytes, where: str = "the cluster") -> Survey:
+def parse_survey(data: bytes, where: str = "the cluster", kept_listing_sha256: str = "") -> Survey:
     if not data.startswith(HEADER + b"\0"):
         start = data[:80].decode("utf-8", errors="replace")
         raise IntegrityError(
@@ -75,7 +96,9 @@ def parse_survey(data: bytes, where: str = "the cluster") -> Survey:
             "something in the remote login (e.g. ~/.bashrc) may print to stdout; make it quiet "
             "for non-interactive shells",
         )
-    pos = len(HEADER) + 1
+    pos = listing_at = len(HEADER) + 1
+    if kept_listing_sha256 and data.startswith(_SAME + b"\0\0", pos):
+        return Survey((), (), data[pos + len(_SAME) + 2 :], kept_listing_sha256, same=True)
     files: list[SurveyEntry] = []
     skipped: list[tuple[str, str]] = []
     while True:
@@ -85,6 +108,7 @@ def parse_survey(data: bytes, where: str = "the cluster") -> Survey:
         record = data[pos:end]
         pos = end + 1
         if not record:
+            listing_sha256 = hashlib.sha256(data[listing_at:end]).hexdigest()
             break
         fields = record.split(b" ", 4)
         if len(fields) != 5 or not fields[1].isdigit():
@@ -97,4 +121,5 @@ def parse_survey(data: bytes, where: str = "the cluster") -> Survey:
             skipped.append((kind.decode("ascii", errors="replace"), path))
     # Paths are unique: sorting by path alone gives the tuples' order, without comparing more.
     files.sort(key=itemgetter(0))
-    return Survey(tuple(files), tuple(sorted(skipped, key=itemgetter(1))), data[pos:])
+    skipped.sort(key=itemgetter(1))
+    return Survey(tuple(files), tuple(skipped), data[pos:], listing_sha256)

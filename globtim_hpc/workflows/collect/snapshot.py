@@ -43,9 +43,14 @@ class Snapshot:
     notes: list[str]
 
 
-def read_survey(transport: Transport, run: RunRecord) -> tuple[Snapshot, Survey]:
-    """One command: the run's listing (metadata only) and its small status files."""
-    result = transport.run(survey_argv(run.remote_dir), timeout_s=MIN_STREAM_TIMEOUT_S)
+def read_survey(
+    transport: Transport, run: RunRecord, kept_listing_sha256: str = ""
+) -> tuple[Snapshot, Survey]:
+    """One command: the run's listing (metadata only) and its small status files. With
+    ``kept_listing_sha256``, a listing of that digest comes back as ``Survey.same``, no files."""
+    result = transport.run(
+        survey_argv(run.remote_dir, kept_listing_sha256), timeout_s=MIN_STREAM_TIMEOUT_S
+    )
     if result.exit_status == 3:
         raise TransferError(
             f"the run folder {run.remote_dir} does not exist on {transport.label}",
@@ -56,7 +61,7 @@ def read_survey(transport: Transport, run: RunRecord) -> tuple[Snapshot, Survey]
         f"listing the run folder {run.remote_dir} on {transport.label}",
         "the run folder must be readable; GNU find and tar must be on PATH",
     )
-    survey = parse_survey(result.stdout, transport.label)
+    survey = parse_survey(result.stdout, transport.label, kept_listing_sha256)
     return parse_snapshot(survey.snapshot_tgz, run, transport.label), survey
 
 

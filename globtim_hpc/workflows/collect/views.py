@@ -43,8 +43,8 @@ def write_views(
 def after_placement(store: Store, results_root: Path, folder: Path) -> list[str]:
     """Index the placed run and learn its sizing; notes for what could not be done."""
     notes: list[str] = []
-    update_index(results_root, folder)
-    metadata = td.read_metadata(folder)
+    metadata = td.read_metadata(folder)  # read once, for the index and the sizing
+    update_index(results_root, folder, metadata)
     if metadata is None:
         return [f"{folder}/metadata.json is unreadable: sizing not learned"]
     items = list(metadata.get("sizing") or [])

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import errno
+import os
 import posixpath
 import secrets
 import shutil
 import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 from globtim_hpc.errors import GlobtimHpcError, IntegrityError, UsageError
 from globtim_hpc.layout import (
@@ -26,7 +30,16 @@ from globtim_hpc.results.placement import (
     space_error,
     sync_filesystem,
 )
-from globtim_hpc.results.recollect import Record, load_record, unchanged, write_record
+from globtim_hpc.results.recollect import (
+    RECORD_NAME,
+    Record,
+    kept_choice,
+    load_record,
+    unchanged,
+    write_record,
+)
+from globtim_hpc.results.summary import TaskRecord
+from globtim_hpc.results.survey import Survey, SurveyEntry
 from globtim_hpc.scheduler.base import PollResult, Scheduler, TrackedJob
 from globtim_hpc.transport.base import Transport
 from globtim_hpc.workflows.collect.compression import choose, fallback_note
@@ -140,6 +153,68 @@ def task_states(
     return [t.status for t in view.tasks], [*notes, *view.notes]
 
 
+@dataclass(frozen=True)
+class _Chosen:
+    """What the cluster's run folder holds now, and which of its files a collection takes."""
+
+    snapshot: Snapshot
+    survey: Survey
+    tasks: list[TaskRecord]
+    notes: list[str]
+    listing_notes: list[str]  # the part of ``notes`` that the choice of files made
+    files: list[SurveyEntry]
+    attempts: list[dict[str, Any]]
+    inputs: str
+
+
+def _kept_record_stamp(folder: Path) -> tuple[int, int, int] | None:
+    try:
+        info = os.stat(folder / RECORD_NAME)
+    except OSError:
+        return None
+    return info.st_ino, info.st_size, info.st_mtime_ns
+
+
+def _kept_record(target: Path) -> tuple[Record, tuple[int, int, int] | None]:
+    """The collected folder's record, and its file's stamp (read again only if it changed)."""
+    if not target.is_dir() or target.is_symlink():
+        return Record({}), None
+    stamp = _kept_record_stamp(target)
+    return load_record(target), stamp
+
+
+def _choose(
+    store: Store, scheduler: Scheduler, run: RunRecord, kept: Record, options: CollectOptions,
+    ask_scheduler: bool,
+) -> _Chosen:  # fmt: skip
+    """Survey the run (asking the scheduler meanwhile), decide the task states, choose the files.
+
+    A finished folder's record keeps the digest of the listing its files were chosen from: the
+    cluster answers "same" for an unchanged listing, and the record's choice is taken again. It
+    holds only while the inputs are the same too, which the caller checks (``inputs``).
+    """
+    transport = scheduler.transport
+    kept_listing = kept.listing_sha256 if kept.inputs_sha256 else ""
+    query = SchedulerQuery(store, scheduler, run) if ask_scheduler else None
+    try:
+        snapshot, survey = read_survey(transport, run, kept_listing)
+    finally:
+        if query is not None:
+            query.wait()  # nothing keeps running on the link after this call returns
+    states, state_notes = task_states(store, scheduler, run, snapshot, query)
+    notes = [*snapshot.notes, *state_notes]
+    tasks, exclude = build_task_records(store, run, snapshot, states)
+    if survey.same:
+        files, listing_notes = kept_choice(kept), list(kept.listing_notes)
+    else:
+        listing_notes = []
+        files = wanted_entries(survey.without(exclude), tasks, listing_notes)
+    notes += listing_notes
+    attempts = run_attempts(store, run)
+    inputs = inputs_digest(run, snapshot, tasks, notes, attempts, plots=options.plots)
+    return _Chosen(snapshot, survey, tasks, notes, listing_notes, files, attempts, inputs)
+
+
 def collect_run(
     run: RunRecord,
     *,
@@ -157,16 +232,16 @@ def collect_run(
     transport = scheduler.transport
     observer = observer or SilentObserver()
     result = CollectResult(run_id=run.run_id, problem=run.problem)
+    target = local_run_dir(options.results_root, run.problem, run.run_id)
+    kept, kept_stamp = _kept_record(target)
     observer.phase(f"reading the status of {run.run_id} on {transport.label}")
-    query = SchedulerQuery(store, scheduler, run) if ask_scheduler else None
-    try:
-        snapshot, survey = read_survey(transport, run)
-    finally:
-        if query is not None:
-            query.wait()  # nothing keeps running on the link after this call returns
-    states, state_notes = task_states(store, scheduler, run, snapshot, query)
-    notes = [*snapshot.notes, *state_notes]
-    tasks, exclude = build_task_records(store, run, snapshot, states)
+    chosen = _choose(store, scheduler, run, kept, options, ask_scheduler)
+    if chosen.survey.same and chosen.inputs != kept.inputs_sha256:
+        # The listing is the kept one but the tasks or notes changed: so may the choice.
+        chosen = _choose(store, scheduler, run, Record({}), options, ask_scheduler)
+    snapshot, tasks, notes, files, inputs = (
+        chosen.snapshot, chosen.tasks, chosen.notes, chosen.files, chosen.inputs
+    )
     result.task_count = len(tasks)
     result.finished_tasks = [t.task_id for t in tasks if t.finished]
     result.unfinished_tasks = [{"task_id": t.task_id, "state": t.state} for t in tasks if not t.finished]
@@ -179,14 +254,9 @@ def collect_run(
         result.skipped = f"{len(result.unfinished_tasks)} of {len(tasks)} tasks have not finished"
         result.notes = notes
         return result
-
-    files = wanted_entries(survey.without(exclude), tasks, notes)
     stamps = {f.path: f for f in files}
     result.file_count, result.byte_count = len(files), sum(f.byte_count for f in files)
-
-    attempts = run_attempts(store, run)
-    inputs = inputs_digest(run, snapshot, tasks, notes, attempts, plots=options.plots)
-    target = local_run_dir(options.results_root, run.problem, run.run_id)
+    attempts = chosen.attempts
     parent = target.parent
     if not parent.is_dir():
         ensure_space(parent, disk_bytes(files))
@@ -197,7 +267,9 @@ def collect_run(
             shutil.rmtree(stale, ignore_errors=True)
         # Read once: whether the folder can stay as it is, and else which copies to reuse.
         plain_target = target.is_dir() and not target.is_symlink()
-        in_target = load_record(target) if plain_target else Record({})
+        in_target = kept if plain_target and _kept_record_stamp(target) == kept_stamp else (
+            load_record(target) if plain_target else Record({})
+        )
         same = None if partials else unchanged(target, in_target, stamps, inputs)
         if same is not None:  # nothing to fetch and nothing to rewrite: the folder stays
             digest = same.manifest_sha256
@@ -250,7 +322,10 @@ def collect_run(
                     work, run, snapshot, tasks, entries, manifest, digest, result.notes,
                     attempts, plots=options.plots,
                 )  # fmt: skip
-                write_record(work, entries, stamps, inputs_sha256=inputs, manifest_sha256=digest)
+                write_record(
+                    work, entries, stamps, inputs_sha256=inputs, manifest_sha256=digest,
+                    listing_sha256=chosen.survey.listing_sha256, listing_notes=chosen.listing_notes,
+                )  # fmt: skip
                 if options.fsync:
                     sync_filesystem(work)
                 place_folder(work, target)
