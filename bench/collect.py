@@ -25,7 +25,8 @@ The bed's virtual link is as fast as memory, where compressing may cost more tha
 ``BENCH_LINK_MBIT=200`` limits falcon's side of the falcon-mack link to that rate (a token
 bucket, ``tc`` in falcon's network namespace, as root) for the whole benchmark, and removes
 the limit afterwards: it slows every other user of the bed meanwhile. ``BENCH_ONLY=csv`` runs
-the CSV case alone.
+the CSV case alone. ``BENCH_WORK_DIR=/dev/shm`` puts the local copies (the baseline's and the
+toolkit's) in memory, so that a slow disk does not hide what the toolkit itself costs.
 """
 
 from __future__ import annotations
@@ -55,7 +56,8 @@ CSV_COUNT = int(os.environ.get("BENCH_CSV_COUNT", "100"))
 CSV_BYTES = int(os.environ.get("BENCH_CSV_BYTES", str(1 << 20)))
 LINK_MBIT = os.environ.get("BENCH_LINK_MBIT", "")
 ONLY = os.environ.get("BENCH_ONLY", "")
-REPEATS = int(os.environ.get("BENCH_REPEATS", "3"))  # the big case takes a third of them
+REPEATS = int(os.environ.get("BENCH_REPEATS", "3"))
+WORK_DIR = os.environ.get("BENCH_WORK_DIR") or None  # where files land locally; default: TMPDIR  # the big case takes a third of them
 LINK_DEVICE = "tb-f-m"  # falcon's end of the falcon-mack pair (tests/testbed/up.sh)
 TARGET_SPEEDUP = 1.5
 TESTBED_DIR = Path(os.environ.get("GLOBTIM_TESTBED_DIR", "/var/tmp/globtim-testbed"))
@@ -244,6 +246,12 @@ def bench_one(label: str, count: int, size: int, big: int, work: Path, kind: str
             shutil.rmtree(sub, ignore_errors=True)
 
 
+def _filesystem(path: str) -> str:
+    done = subprocess.run(["stat", "-f", "-c", "%T", path], capture_output=True, text=True,
+                          check=False)
+    return done.stdout.strip() or "unknown file system"
+
+
 def main() -> int:
     if not SSH_CONFIG.is_file():
         print(f"no test bed client config at {SSH_CONFIG}: bring the bed up (tests/testbed/up.sh)")
@@ -257,7 +265,8 @@ def main() -> int:
         subprocess.run([*limit, "replace", "dev", LINK_DEVICE, "root", "tbf", "rate",
                         f"{LINK_MBIT}mbit", "burst", "256kb", "latency", "100ms"], check=True)
     try:
-        with tempfile.TemporaryDirectory(prefix="bench-collect-") as tmp:
+        with tempfile.TemporaryDirectory(prefix="bench-collect-", dir=WORK_DIR) as tmp:
+            print(f"local files land in {tmp} ({_filesystem(tmp)})")
             if ONLY in ("", "small"):
                 bench_one("many small files", SMALL_COUNT, SMALL_BYTES, 0, Path(tmp))
             if ONLY in ("", "big"):
