@@ -73,6 +73,7 @@ class StreamCksum(Protocol):
 
 
 _PROBE = b"globtim-hpc cksum probe\n" * 3
+_ANSWER_TIMEOUT_S = 600
 
 
 @functools.cache
@@ -94,8 +95,9 @@ class PipedCksum:
     def __init__(self, program: str) -> None:
         self.byte_count = 0
         self._process = subprocess.Popen(
-            [program], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
-        )
+            [program], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+            start_new_session=True,  # Ctrl-C stops the collection, not its checksum first
+        )  # fmt: skip
         assert self._process.stdin is not None
         self._fd = self._process.stdin.fileno()
         self._value: int | None = None
@@ -116,7 +118,10 @@ class PipedCksum:
         """The CRC, once every byte was given (it ends cksum's input)."""
         if self._value is not None:
             return self._value
-        out, _ = self._process.communicate(timeout=600)
+        try:
+            out, _ = self._process.communicate(timeout=_ANSWER_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            out = b"nothing in %d s" % _ANSWER_TIMEOUT_S
         fields = out.split()
         if len(fields) != 2 or fields[1] != str(self.byte_count).encode() or not fields[0].isdigit():
             raise IntegrityError(
@@ -138,4 +143,9 @@ class PipedCksum:
 def stream_cksum() -> StreamCksum:
     """A running cksum for a collection stream: the system's where it can be, else Python's."""
     program = _system_cksum()
-    return PipedCksum(program) if program is not None else Cksum()
+    if program is not None:
+        try:
+            return PipedCksum(program)
+        except OSError:  # gone since the probe, or no process to be had: Python's will do
+            pass
+    return Cksum()

@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
-from globtim_hpc.results.manifest import ManifestEntry
+from globtim_hpc.errors import IntegrityError
+from globtim_hpc.results.manifest import ManifestEntry, check_relative_path
 from globtim_hpc.results.survey import SurveyEntry
 
 RECORD_NAME = ".globtim-collect.json"
@@ -83,9 +84,18 @@ def read_record(folder: Path) -> dict[str, Known]:
     return load_record(folder).files
 
 
-def kept_choice(record: Record) -> list[SurveyEntry]:
-    """The files a finished folder's record says were chosen from its listing, by path."""
-    return [SurveyEntry(path, *known.remote) for path, known in sorted(record.files.items())]
+def kept_choice(record: Record) -> list[SurveyEntry] | None:
+    """The files a finished folder's record says were chosen from its listing, by path; None
+    when it keeps no listing or names a path that is not a safe relative one (edited)."""
+    if not record.listing_sha256 or not record.inputs_sha256:
+        return None
+    try:
+        return [
+            SurveyEntry(check_relative_path(path), *known.remote)
+            for path, known in sorted(record.files.items())
+        ]
+    except IntegrityError:
+        return None
 
 
 def still_valid(folder: Path, known: Known | None, entry: SurveyEntry) -> bool:

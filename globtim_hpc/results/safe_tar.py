@@ -18,6 +18,7 @@ import contextlib
 import hashlib
 import io
 import os
+import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import BinaryIO
@@ -95,6 +96,8 @@ class _Parents:
         self._fds.clear()
 
 
+
+_MTIME_LIMIT_S = 1 << 40  # some 35,000 years either side of 1970: beyond, a damaged header
 
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
 
@@ -182,6 +185,7 @@ class Extractor:
         self._long_name: str | None = None
         self._long_link = ""
         self._pax: dict[str, str] = {}
+        self._meta_bytes = 0  # long names and pax headers since the last member
         self._ended = False
         self._fed = 0
 
@@ -220,9 +224,10 @@ class Extractor:
         if header is None:
             self._ended = True
         elif header.type in META_TYPES:
-            if header.size > MAX_META_BYTES:
+            self._meta_bytes += header.size
+            if self._meta_bytes > MAX_META_BYTES:  # each, and all before one member together
                 raise IntegrityError(
-                    f"refusing to extract: a tar header of {header.size} bytes before a member"
+                    f"refusing to extract: tar headers of {self._meta_bytes} bytes before a member"
                 )
             self._pad = -header.size % BLOCK
             if header.size:
@@ -242,7 +247,7 @@ class Extractor:
             self._pax.update(parse_pax(data))
 
     def _member(self, header: Header) -> None:
-        pax, self._pax = self._pax, {}
+        pax, self._pax, self._meta_bytes = self._pax, {}, 0
         name = pax.get("path", self._long_name or header.name)
         self._long_name = None
         linkname = pax.get("linkpath", self._long_link or header.linkname)
@@ -275,7 +280,9 @@ class Extractor:
         parts = name.split("/")
         parent_fd = self._parents.folder(parts)
         mode = 0o755 if header.mode & 0o111 else 0o644
-        mtime = pax_number(pax, "mtime", header.mtime)
+        mtime = pax_number(pax, "mtime", header.mtime, fraction=True)
+        if not -_MTIME_LIMIT_S < mtime < _MTIME_LIMIT_S:
+            raise IntegrityError(f"the file stream is corrupt: {name!r} has mtime {mtime}")
         self._file = _OpenFile(parent_fd, parts[-1], entry, mode, mtime)
         self._pad = -size % BLOCK
         if not size:
@@ -381,7 +388,8 @@ class ExtractingSink(io.RawIOBase):
         self._fsync = fsync
         self._extractor: Extractor | None = None
         self._error: BaseException | None = None
-        self._done = False
+        self._ended = False  # finished or aborted: no more writes
+        self._lock = threading.Lock()
 
     def writable(self) -> bool:
         return True
@@ -393,44 +401,51 @@ class ExtractingSink(io.RawIOBase):
         return self
 
     def write(self, data: bytes | bytearray | memoryview) -> int:  # type: ignore[override]
-        if self._extractor is None:
-            raise ValueError("ExtractingSink.write before start()")
-        if self._error is not None:
-            raise ExtractAborted(str(self._error))
-        total = len(data)
-        if self.checksum is not None:
-            self.checksum.update(data)
-        self.bytes_received += total
-        try:
-            self._extractor.feed(data)
-        except BaseException as exc:
-            self._error = exc
-            self._extractor.close()
-            raise ExtractAborted(str(exc)) from exc
+        # The lock: a transport's reader thread may still be writing when the caller's thread
+        # aborts (Ctrl-C); after that nothing more reaches the files or the checksum.
+        with self._lock:
+            if self._extractor is None:
+                raise ValueError("ExtractingSink.write before start()")
+            if self._error is not None:
+                raise ExtractAborted(str(self._error))
+            if self._ended:
+                raise ExtractAborted("the collection was stopped")
+            total = len(data)
+            if self.checksum is not None:
+                self.checksum.update(data)
+            self.bytes_received += total
+            try:
+                self._extractor.feed(data)
+            except BaseException as exc:
+                self._error = exc
+                self._extractor.close()
+                raise ExtractAborted(str(exc)) from exc
         if self._on_bytes is not None:
             self._on_bytes(total)
         return total
 
     def finish(self) -> list[str]:
         """End the stream and return what was written (or raise the extractor's error)."""
-        if self._error is not None:
-            raise self._error
-        assert self._extractor is not None
-        if self._done:
-            return list(self._extractor.written)
-        self._done = True
-        try:
-            return list(self._extractor.finish())
-        finally:
-            self._extractor.close()
+        with self._lock:
+            if self._error is not None:
+                raise self._error
+            assert self._extractor is not None
+            if self._ended:
+                return list(self._extractor.written)
+            self._ended = True
+            try:
+                return list(self._extractor.finish())
+            finally:
+                self._extractor.close()
 
     def abort(self) -> BaseException | None:
         """End the stream after a failure; return the extractor's error if it failed first."""
-        if self._extractor is not None:
-            self._extractor.close()
-        return self._error
+        with self._lock:
+            self._ended = True
+            if self._extractor is not None:
+                self._extractor.close()
+            return self._error
 
     def close(self) -> None:
-        if self._extractor is not None:
-            self._extractor.close()
+        self.abort()
         super().close()

@@ -28,14 +28,17 @@ HEADER = b"globtim-survey/1"
 _SURVEY_SCRIPT = r"""
 cd -- "$1" 2>/dev/null || exit 3
 printf 'globtim-survey/1\0'
-if [ -n "$2" ]; then
-  l=$(mktemp) || exit 4
+list() { find . -mindepth 1 ! -type d -printf '%y %s %T@ %C@ %P\0'; }
+if [ -n "$2" ] && l=$(mktemp 2>/dev/null); then
   trap 'rm -f -- "$l"' EXIT
-  find . -mindepth 1 ! -type d -printf '%y %s %T@ %C@ %P\0' > "$l" || exit 4
-  d=$(sha256sum < "$l") || exit 4
-  if [ "${d%% *}" = "$2" ]; then printf 'same\0'; else cat -- "$l" || exit 4; fi
+  trap 'exit 129' HUP INT TERM PIPE
+  if list > "$l" 2>/dev/null && d=$(sha256sum < "$l"); then
+    if [ "${d%% *}" = "$2" ]; then printf 'same\0'; else cat -- "$l" || exit 4; fi
+  else
+    list || exit 4  # no room for the listing here: send it as without a digest
+  fi
 else
-  find . -mindepth 1 ! -type d -printf '%y %s %T@ %C@ %P\0' || exit 4
+  list || exit 4
 fi
 printf '\0'
 tar -cz --ignore-failed-read -f - submission.json status params 2>/dev/null

@@ -67,8 +67,9 @@ def parse_header(block: bytes) -> Header | None:
         return None
     stored = _number(block[148:156], "checksum")
     unsigned = sum(block) - sum(block[148:156]) + _CHECKSUM_SPACES
-    if stored != unsigned:
-        signed = unsigned - 2 * sum(b for b in block if b > 127)  # old tars summed signed chars
+    if stored != unsigned:  # old tars summed signed chars (the field itself counts as spaces)
+        high = sum(1 for b in block[:148] if b > 127) + sum(1 for b in block[156:] if b > 127)
+        signed = unsigned - 256 * high
         if stored != signed:
             raise IntegrityError(
                 "the file stream is corrupt: a tar header's checksum does not match",
@@ -77,10 +78,13 @@ def parse_header(block: bytes) -> Header | None:
     name = decode_name(block[0:100])
     if block[257:263] == _POSIX_MAGIC and block[345] != 0:
         name = decode_name(block[345:500]) + "/" + name
+    size = _number(block[124:136], "size")
+    if size < 0:
+        raise IntegrityError(f"the file stream is corrupt: a tar header's size is {size}")
     return Header(
         name=name,
         type=block[156],
-        size=_number(block[124:136], "size"),
+        size=size,
         mode=_number(block[100:108], "mode"),
         mtime=_number(block[136:148], "mtime"),
         linkname=decode_name(block[157:257]),
@@ -106,13 +110,15 @@ def parse_pax(data: bytes) -> dict[str, str]:
     return records
 
 
-def pax_number(records: dict[str, str], key: str, default: int) -> int:
+def pax_number(records: dict[str, str], key: str, default: int, *, fraction: bool = False) -> int:
+    """A pax record's whole number (``fraction``: a time, which may carry one, dropped)."""
     if key not in records:
         return default
-    try:
-        return int(float(records[key]))  # mtime may carry a fraction
-    except ValueError:
-        raise IntegrityError(f"the file stream is corrupt: pax {key}={records[key]!r}") from None
+    value = records[key]
+    whole, _, part = value.partition(".") if fraction else (value, "", "")
+    if not whole.isdigit() or not (part == "" or part.isdigit()) or len(whole) > 20:
+        raise IntegrityError(f"the file stream is corrupt: pax {key}={value!r}")
+    return int(whole)
 
 
 def kind(header: Header) -> str:

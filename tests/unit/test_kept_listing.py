@@ -127,3 +127,27 @@ def test_a_new_file_on_the_cluster_comes_with_a_full_listing(tmp_path: Path) -> 
     assert transport.surveys[-1][1] is False and again.files_fetched == 1
     assert again.file_count == first.file_count + 1
     assert (Path(again.local_dir) / "output" / "0000" / "late.csv").read_text() == "x,z\n"
+
+
+def test_no_room_for_the_listing_on_the_cluster_sends_it_in_full(tmp_path: Path) -> None:
+    run = fabricate(tmp_path, new_run_id("p"), {"0000": ("EXITED", 0)})
+    digest = parse_survey(survey_of(run)).listing_sha256
+    answer = subprocess.run(survey_argv(str(run), digest), capture_output=True, check=True,
+                            env={**os.environ, "TMPDIR": str(tmp_path / "no-such-folder")}).stdout
+    full = parse_survey(answer, kept_listing_sha256=digest)
+    assert not full.same and full.listing_sha256 == digest and full.files
+
+
+def test_a_record_naming_an_unsafe_path_is_not_taken_as_the_choice(tmp_path: Path) -> None:
+    import json
+
+    from globtim_hpc.results.recollect import RECORD_NAME
+
+    collect, _, transport = collector(tmp_path, {"0000": ("EXITED", 0)})
+    target = Path(collect().local_dir)
+    record = json.loads((target / RECORD_NAME).read_text())
+    record["files"]["../../outside.txt"] = next(iter(record["files"].values()))
+    (target / RECORD_NAME).write_text(json.dumps(record))
+    again = collect()
+    assert transport.surveys[-1] == ("", False)  # no digest sent: the record is not trusted
+    assert not (tmp_path / "outside.txt").exists() and again.local_dir == str(target)

@@ -273,5 +273,66 @@ def test_an_oversized_long_name_is_refused_before_it_is_buffered(tmp_path: Path)
     header[156] = ord("L")
     header[124:136] = b"%011o\0" % (64 << 20)
     rechecksum(header)
-    with pytest.raises(IntegrityError, match="a tar header of 67108864 bytes"):
+    with pytest.raises(IntegrityError, match="tar headers of 67108864 bytes"):
         extract_verified(io.BytesIO(bytes(header)), tmp_path, {"x": entry("x", b"")})
+
+
+def pax_archive(records: dict[str, str], name: str = "p", body: bytes = b"p") -> bytes:
+    info = tarfile.TarInfo(name)
+    info.size = len(body)
+    info.pax_headers = records
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        tar.addfile(info, io.BytesIO(body))
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("records", "reason"),
+    [({"size": "1e0"}, "pax size"), ({"size": "-1"}, "pax size"),
+     ({"mtime": "inf"}, "pax mtime"), ({"mtime": "99999999999999999999999"}, "pax mtime")],
+)
+def test_pax_numbers_that_are_not_whole_numbers_are_refused(
+    tmp_path: Path, records: dict[str, str], reason: str
+) -> None:
+    with pytest.raises(IntegrityError, match=reason):
+        extract_verified(io.BytesIO(pax_archive(records)), tmp_path, {"p": entry("p", b"p")})
+    assert not (tmp_path / "p").exists()
+
+
+def test_a_pax_mtime_with_a_fraction_is_kept_to_the_second(tmp_path: Path) -> None:
+    data = pax_archive({"mtime": "1700000000.75"})
+    extract_verified(io.BytesIO(data), tmp_path, {"p": entry("p", b"p")})
+    assert int((tmp_path / "p").stat().st_mtime) == 1_700_000_000
+
+
+def test_a_negative_size_and_a_far_mtime_are_refused(tmp_path: Path) -> None:
+    data = bytearray(archive(regular("f", b"x")))
+    data[124:136] = b"\xff" * 12  # base-256 for -1
+    rechecksum(data)
+    with pytest.raises(IntegrityError, match="size is -1"):
+        extract_verified(io.BytesIO(bytes(data)), tmp_path, {"f": entry("f", b"x")})
+    data = bytearray(archive(regular("f", b"x")))
+    data[136:148] = b"\x80" + (1 << 80).to_bytes(11, "big")
+    rechecksum(data)
+    with pytest.raises(IntegrityError, match="has mtime"):
+        extract_verified(io.BytesIO(bytes(data)), tmp_path, {"f": entry("f", b"x")})
+    assert not (tmp_path / "f").exists()
+
+
+def test_many_pax_headers_before_one_member_count_together(tmp_path: Path) -> None:
+    one = pax_archive({"comment": "c" * 600_000})[:-1024]  # a pax header, its member, no end
+    header_and_data = one[: one.index(b"ustar", 600_000) - 257]  # the pax header alone
+    data = header_and_data * 2 + archive(regular("f", b"x"))
+    with pytest.raises(IntegrityError, match=r"tar headers of \d+ bytes before a member"):
+        extract_verified(io.BytesIO(data), tmp_path, {"f": entry("f", b"x")})
+
+
+def test_nothing_is_written_after_an_abort(dirs: tuple[Path, Path]) -> None:
+    dest, _ = dirs
+    data = archive(regular("late.txt", b"late"))
+    sink = ExtractingSink(dest, {"late.txt": entry("late.txt", b"late")}).start()
+    assert sink.abort() is None
+    with pytest.raises(ExtractAborted, match="stopped"):
+        sink.write(data)
+    assert list(dest.iterdir()) == []

@@ -74,6 +74,7 @@ from globtim_hpc.workflows.collect.views import after_placement
 from globtim_hpc.workflows.monitor.poll import needs_poll, poll_runs, polled_jobs, stored_view
 
 _SPACE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+_POLL_AFTER_ERROR_WAIT_S = 5.0
 
 
 def _remove_remote(transport: Transport, run: RunRecord, remote_root: str) -> None:
@@ -119,9 +120,9 @@ class SchedulerQuery:
         """Why the scheduler could not answer (a toolkit error; anything else is raised)."""
         return self._failure if isinstance(self._failure, GlobtimHpcError) else None
 
-    def wait(self) -> None:
+    def wait(self, timeout_s: float | None = None) -> None:
         if self._thread is not None:
-            self._thread.join()
+            self._thread.join(timeout_s)
 
     def answer(self) -> PollResult | None:
         """The answer (None if the scheduler was not asked or could not answer)."""
@@ -194,18 +195,23 @@ def _choose(
     holds only while the inputs are the same too, which the caller checks (``inputs``).
     """
     transport = scheduler.transport
-    kept_listing = kept.listing_sha256 if kept.inputs_sha256 else ""
+    kept_files = kept_choice(kept)
     query = SchedulerQuery(store, scheduler, run) if ask_scheduler else None
     try:
-        snapshot, survey = read_survey(transport, run, kept_listing)
-    finally:
-        if query is not None:
-            query.wait()  # nothing keeps running on the link after this call returns
+        snapshot, survey = read_survey(
+            transport, run, kept.listing_sha256 if kept_files is not None else ""
+        )
+    except BaseException:
+        if query is not None:  # the error comes first; the poll gives up with the link
+            query.wait(timeout_s=_POLL_AFTER_ERROR_WAIT_S)
+        raise
+    if query is not None:
+        query.wait()  # nothing keeps running on the link after this call returns
     states, state_notes = task_states(store, scheduler, run, snapshot, query)
     notes = [*snapshot.notes, *state_notes]
     tasks, exclude = build_task_records(store, run, snapshot, states)
-    if survey.same:
-        files, listing_notes = kept_choice(kept), list(kept.listing_notes)
+    if survey.same and kept_files is not None:
+        files, listing_notes = kept_files, list(kept.listing_notes)
     else:
         listing_notes = []
         files = wanted_entries(survey.without(exclude), tasks, listing_notes)
