@@ -22,7 +22,7 @@ from globtim_hpc.transport.base import CommandResult
 from globtim_hpc.transport.local import LocalTransport
 from globtim_hpc.workflows.collect import CollectOptions, collect_run
 
-from .test_summary import fabricate
+from .test_summary import fabricate, registered
 
 WAIT_S = 30.0  # only a collection that does not overlap the two ever waits this long
 
@@ -65,12 +65,7 @@ def collect(tmp_path: Path, failure: BaseException | None = None) -> tuple[Any, 
     transport = MeetingTransport(threading.Event(), threading.Event())
     scheduler = MeetingScheduler(transport, failure)
     with Store.open() as store:
-        store.add_run(run_id=run_id, problem="4d_benchmark", cluster="local", scheduler="direct",
-                      remote_dir=str(run_dir), task_ids=["0000", "0001"], config_hash="h",
-                      deploy_id="d1", git_sha="abc123", plan={}, submission=None)
-        store.record_job(run_id, "local", "7")
-        run = store.get_run(run_id)
-        assert run is not None
+        run = registered(store, run_id, run_dir, ["0000", "0001"])
         options = CollectOptions(results_root=tmp_path / "results", fsync=False)
         result = collect_run(run, store=store, scheduler=scheduler, remote_root=str(remote_root),
                              options=options)

@@ -22,7 +22,7 @@ from globtim_hpc.transport.base import CommandResult
 from globtim_hpc.transport.local import LocalTransport
 from globtim_hpc.workflows.collect import CollectOptions, collect_run
 
-from .test_summary import fabricate
+from .test_summary import fabricate, registered
 
 
 def survey_of(run: Path, kept: str = "") -> bytes:
@@ -71,12 +71,7 @@ def collector(tmp_path: Path, states: dict[str, tuple[str, int | None]]) -> tupl
     run_dir = fabricate(remote_root, run_id, states)
     transport = Surveys()
     store = Store.open()
-    store.add_run(run_id=run_id, problem="4d_benchmark", cluster="local", scheduler="direct",
-                  remote_dir=str(run_dir), task_ids=list(states), config_hash="h",
-                  deploy_id="d1", git_sha="abc123", plan={}, submission=None)
-    store.record_job(run_id, "local", "7")
-    run = store.get_run(run_id)
-    assert run is not None
+    run = registered(store, run_id, run_dir, list(states))
 
     def collect(plots: bool = True) -> Any:
         options = CollectOptions(results_root=tmp_path / "results", fsync=False, plots=plots)

@@ -16,6 +16,7 @@ import pytest
 from globtim_hpc.jobs.statusfile import parse_status
 from globtim_hpc.layout import new_run_id
 from globtim_hpc.models import JobState, TaskStatus
+from globtim_hpc.registry.records import RunRecord
 from globtim_hpc.registry.store import Store
 from globtim_hpc.results.manifest import ManifestEntry
 from globtim_hpc.results.summary import (
@@ -182,17 +183,23 @@ def fabricate(root: Path, run_id: str, states: dict[str, tuple[str, int | None]]
     return run
 
 
+def registered(store: Store, run_id: str, run_dir: Path, task_ids: list[str]) -> RunRecord:
+    """A fabricated run in the registry, submitted as job 7 of the local cluster."""
+    store.add_run(run_id=run_id, problem="4d_benchmark", cluster="local", scheduler="direct",
+                  remote_dir=str(run_dir), task_ids=task_ids, config_hash="h",
+                  deploy_id="d1", git_sha="abc123", plan={}, submission=None)
+    store.record_job(run_id, "local", "7")
+    run = store.get_run(run_id)
+    assert run is not None
+    return run
+
+
 def test_local_collection_partial_then_complete(tmp_path: Path) -> None:
     remote_root = tmp_path / "remote"
     run_id = new_run_id("4d_benchmark")
     run_dir = fabricate(remote_root, run_id, {"0000": ("EXITED", 0), "0001": ("RUNNING", None)})
     with Store.open() as store:
-        store.add_run(run_id=run_id, problem="4d_benchmark", cluster="local", scheduler="direct",
-                      remote_dir=str(run_dir), task_ids=["0000", "0001"], config_hash="h",
-                      deploy_id="d1", git_sha="abc123", plan={}, submission=None)
-        store.record_job(run_id, "local", "7")
-        run = store.get_run(run_id)
-        assert run is not None
+        run = registered(store, run_id, run_dir, ["0000", "0001"])
         options = CollectOptions(results_root=tmp_path / "results", fsync=False)
 
         def collect() -> Any:
