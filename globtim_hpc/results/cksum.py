@@ -86,7 +86,15 @@ def _system_cksum() -> str | None:
         done = subprocess.run([program], input=_PROBE, capture_output=True, timeout=10, check=False)
     except (OSError, subprocess.SubprocessError):
         return None
-    return program if done.stdout.split() == [str(cksum(_PROBE)).encode(), str(len(_PROBE)).encode()] else None
+    return program if _answer(done.stdout) == (cksum(_PROBE), len(_PROBE)) else None
+
+
+def _answer(out: bytes) -> tuple[int, int] | None:
+    """(CRC, byte count) from cksum's line for its standard input, or None."""
+    fields = out.split()
+    if len(fields) != 2 or not all(field.isdigit() for field in fields):
+        return None
+    return int(fields[0]), int(fields[1])
 
 
 class PipedCksum:
@@ -122,13 +130,13 @@ class PipedCksum:
             out, _ = self._process.communicate(timeout=_ANSWER_TIMEOUT_S)
         except subprocess.TimeoutExpired:
             out = b"nothing in %d s" % _ANSWER_TIMEOUT_S
-        fields = out.split()
-        if len(fields) != 2 or fields[1] != str(self.byte_count).encode() or not fields[0].isdigit():
+        answer = _answer(out)
+        if answer is None or answer[1] != self.byte_count:
             raise IntegrityError(
                 f"the local cksum that checks the file stream answered {out[:80]!r}",
                 "collect again (verified files are kept)",
             )
-        self._value = int(fields[0])
+        self._value = answer[0]
         return self._value
 
     def close(self) -> None:

@@ -46,6 +46,11 @@ find . \( -false "$@" \) -prune -o ! -type f ! -type d -printf '%y %P\0' || exit
 _HEX64 = re.compile(rb"^[0-9a-f]{64}$")
 
 
+def is_sha256_hex(text: str) -> bool:
+    """Whether ``text`` is a SHA-256 digest as sha256sum prints it (64 lowercase hex digits)."""
+    return text.isascii() and _HEX64.match(text.encode("ascii")) is not None
+
+
 @dataclass(frozen=True, order=True)
 class ManifestEntry:
     path: str  # relative, '/'-separated, as os.fsdecode gives it
@@ -197,10 +202,6 @@ def manifest_file(entries: Iterable[ManifestEntry]) -> tuple[bytes, str]:
     """``MANIFEST.sha256``'s bytes, and the hash that names the whole manifest (their sha256)."""
     text = format_sha256sum(entries)
     return text, hashlib.sha256(text).hexdigest()
-
-
-def manifest_digest(entries: Iterable[ManifestEntry]) -> str:
-    return manifest_file(entries)[1]
 
 
 # ---- local files -------------------------------------------------------------------------------

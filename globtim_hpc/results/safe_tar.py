@@ -180,7 +180,6 @@ class Extractor:
         self._need = BLOCK  # the bytes the unit in _pending takes
         self._meta_type: int | None = None  # the GNU or pax header whose data _pending holds
         self._skip = 0  # padding up to the next 512-byte block
-        self._pad = 0  # the padding after the unit now read
         self._file: _OpenFile | None = None
         self._long_name: str | None = None
         self._long_link = ""
@@ -229,7 +228,6 @@ class Extractor:
                 raise IntegrityError(
                     f"refusing to extract: tar headers of {self._meta_bytes} bytes before a member"
                 )
-            self._pad = -header.size % BLOCK
             if header.size:
                 self._meta_type, self._need = header.type, header.size
             else:
@@ -238,7 +236,7 @@ class Extractor:
             self._member(header)
 
     def _take_meta(self, meta: int, data: bytes) -> None:
-        self._skip = self._pad
+        self._skip = -len(data) % BLOCK
         if meta == GNU_LONG_NAME:
             self._long_name = decode_name(data)
         elif meta == GNU_LONG_LINK:
@@ -284,7 +282,6 @@ class Extractor:
         if not -_MTIME_LIMIT_S < mtime < _MTIME_LIMIT_S:
             raise IntegrityError(f"the file stream is corrupt: {name!r} has mtime {mtime}")
         self._file = _OpenFile(parent_fd, parts[-1], entry, mode, mtime)
-        self._pad = -size % BLOCK
         if not size:
             self._close_file()
 
@@ -293,7 +290,7 @@ class Extractor:
         current = self._file
         sha256 = current.close(self._fsync)
         self._file = None
-        self._skip = self._pad
+        self._skip = -current.entry.byte_count % BLOCK
         self.written.append(current.entry.path)
         if self._on_verified is not None:
             self._on_verified(ManifestEntry(current.entry.path, current.entry.byte_count, sha256))

@@ -17,7 +17,7 @@ from operator import itemgetter
 from typing import NamedTuple
 
 from globtim_hpc.errors import IntegrityError
-from globtim_hpc.results.manifest import check_relative_path
+from globtim_hpc.results.manifest import check_relative_path, is_sha256_hex
 
 HEADER = b"globtim-survey/1"
 
@@ -45,7 +45,6 @@ tar -cz --ignore-failed-read -f - submission.json status params 2>/dev/null
 """
 
 _SAME = b"same"
-_SHA256_HEX = frozenset("0123456789abcdef")
 
 
 class SurveyEntry(NamedTuple):  # a tuple: one per file of a run, cheap to make and to sort
@@ -86,7 +85,7 @@ class Survey:
 
 def survey_argv(run_dir: str, kept_listing_sha256: str = "") -> list[str]:
     """The survey command; ``kept_listing_sha256``: answer "same" for a listing of that digest."""
-    if kept_listing_sha256 and not set(kept_listing_sha256) <= _SHA256_HEX:
+    if kept_listing_sha256 and not is_sha256_hex(kept_listing_sha256):
         raise ValueError(f"not a sha256 digest: {kept_listing_sha256!r}")
     return ["sh", "-c", _SURVEY_SCRIPT, "globtim-survey", run_dir, kept_listing_sha256]
 

@@ -14,7 +14,7 @@ from globtim_hpc.results.manifest import (
     ManifestEntry,
     check_relative_path,
     format_sha256sum,
-    manifest_digest,
+    manifest_file,
     matches,
     parse_remote_manifest,
     parse_sha256sum,
@@ -86,7 +86,7 @@ def test_sha256sum_file_round_trips_and_checks_with_coreutils(run_dir: Path) -> 
     check = subprocess.run(["sha256sum", "--strict", "-c", "MANIFEST.sha256"], cwd=run_dir,
                            capture_output=True, timeout=60)
     assert check.returncode == 0, check.stdout + check.stderr
-    assert manifest_digest(entries) == hashlib.sha256(text).hexdigest()
+    assert manifest_file(entries) == (text, hashlib.sha256(text).hexdigest())
     (run_dir / "output" / "0000" / "plain.txt").write_bytes(b"changed")
     broken = subprocess.run(["sha256sum", "-c", "MANIFEST.sha256"], cwd=run_dir,
                             capture_output=True, timeout=60)

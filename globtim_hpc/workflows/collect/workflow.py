@@ -186,9 +186,10 @@ def _kept_record(target: Path) -> tuple[Record, tuple[int, int, int] | None]:
 
 def _choose(
     store: Store, scheduler: Scheduler, run: RunRecord, kept: Record, options: CollectOptions,
-    ask_scheduler: bool,
+    query: SchedulerQuery | None,
 ) -> _Chosen:  # fmt: skip
-    """Survey the run (asking the scheduler meanwhile), decide the task states, choose the files.
+    """Survey the run (``query`` asks the scheduler meanwhile), decide the task states, choose
+    the files.
 
     A finished folder's record keeps the digest of the listing its files were chosen from: the
     cluster answers "same" for an unchanged listing, and the record's choice is taken again. It
@@ -196,7 +197,6 @@ def _choose(
     """
     transport = scheduler.transport
     kept_files = kept_choice(kept)
-    query = SchedulerQuery(store, scheduler, run) if ask_scheduler else None
     try:
         snapshot, survey = read_survey(
             transport, run, kept.listing_sha256 if kept_files is not None else ""
@@ -205,8 +205,6 @@ def _choose(
         if query is not None:  # the error comes first; the poll gives up with the link
             query.wait(timeout_s=_POLL_AFTER_ERROR_WAIT_S)
         raise
-    if query is not None:
-        query.wait()  # nothing keeps running on the link after this call returns
     states, state_notes = task_states(store, scheduler, run, snapshot, query)
     notes = [*snapshot.notes, *state_notes]
     tasks, exclude = build_task_records(store, run, snapshot, states)
@@ -241,12 +239,14 @@ def collect_run(
     target = local_run_dir(options.results_root, run.problem, run.run_id)
     kept, kept_stamp = _kept_record(target)
     observer.phase(f"reading the status of {run.run_id} on {transport.label}")
-    chosen = _choose(store, scheduler, run, kept, options, ask_scheduler)
+    query = SchedulerQuery(store, scheduler, run) if ask_scheduler else None
+    chosen = _choose(store, scheduler, run, kept, options, query)
     if chosen.survey.same and chosen.inputs != kept.inputs_sha256:
-        # The listing is the kept one but the tasks or notes changed: so may the choice.
-        chosen = _choose(store, scheduler, run, Record({}), options, ask_scheduler)
-    snapshot, tasks, notes, files, inputs = (
-        chosen.snapshot, chosen.tasks, chosen.notes, chosen.files, chosen.inputs
+        # The listing is the kept one but the tasks or notes changed: so may the choice. The
+        # scheduler's answer holds; only the listing is asked for again.
+        chosen = _choose(store, scheduler, run, Record({}), options, query)
+    snapshot, tasks, notes, files, inputs, attempts = (
+        chosen.snapshot, chosen.tasks, chosen.notes, chosen.files, chosen.inputs, chosen.attempts
     )
     result.task_count = len(tasks)
     result.finished_tasks = [t.task_id for t in tasks if t.finished]
@@ -262,7 +262,6 @@ def collect_run(
         return result
     stamps = {f.path: f for f in files}
     result.file_count, result.byte_count = len(files), sum(f.byte_count for f in files)
-    attempts = chosen.attempts
     parent = target.parent
     if not parent.is_dir():
         ensure_space(parent, disk_bytes(files))

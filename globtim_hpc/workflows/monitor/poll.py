@@ -193,7 +193,7 @@ def poll_runs(
     active = _active(views, force or status_files is not None)
     if active:
         if answer is None and ask_scheduler:
-            answer = scheduler.poll([job for view in active for job in tracked_jobs(store, view)])
+            answer = scheduler.poll(_jobs(store, active))
         _apply_poll(store, scheduler, active, answer, status_files or {})
     for view in views:
         view.changes = store.changes_since_seen(view.run.run_id, mark_seen=mark_seen)
@@ -207,7 +207,10 @@ def _active(views: Sequence[RunView], every: bool) -> list[RunView]:
 
 def polled_jobs(store: Store, runs: Sequence[RunRecord]) -> list[TrackedJob]:
     """The jobs ``poll_runs(store, scheduler, runs, status_files=…)`` asks the scheduler about."""
-    views = _active([stored_view(store, run) for run in runs], True)
+    return _jobs(store, _active([stored_view(store, run) for run in runs], True))
+
+
+def _jobs(store: Store, views: Sequence[RunView]) -> list[TrackedJob]:
     return [job for view in views for job in tracked_jobs(store, view)]
 
 
