@@ -14,12 +14,13 @@ toolkit's figures are for the whole deploy (code, Pkg set-up on the login node, 
 verification job); its bytes and "ship" time are those of moving code (the probe, the
 object-store query and the tar stream), without SSH framing.
 
-Cases: ``full`` (a tree the cluster has never seen), ``one file`` (one source file edited),
-``no-op`` (the same tree again) and ``forced`` (one more edit, deployed with ``--force``, so a
-verification job runs whatever the cluster keeps). A tree whose run environment (its
-Manifest.toml and settings) a job verified before needs no job (workflows/envstep.py): after
-the first run of this bench on a bed, ``full`` and ``one file`` are such cases, and ``forced``
-shows a deployment with a verification job.
+Cases, each turn on two new trees (``--repeats`` turns, 3 by default; each figure a median):
+``full + job`` (a tree deployed with ``--force``: what a tree costs whose run environment no
+job verified yet: code, Pkg set-up and a verification job), ``full`` (a tree the cluster has
+never seen, whose environment a job verified before: workflows/envstep.py), ``one file`` (one
+source file edited), ``no-op`` (the same tree again) and ``forced`` (one more edit, with
+``--force``). The last column sets each deploy against ``rsync -az`` of the same change (the
+forced cases against their unforced twins).
 rsync's bytes are its own ``--stats`` totals. Remote folders are removed afterwards.
 """
 
@@ -30,12 +31,14 @@ import os
 import re
 import secrets
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -123,61 +126,108 @@ def rsync(flags: str, src: Path, dest: str) -> tuple[int, int, float]:
     return totals.get("sent", -1), totals.get("received", -1), elapsed
 
 
+# (case, which tree, --force, edit one file first, rsync the tree too)
+_CASES = (
+    ("full + job", "fresh", True, False, False),
+    ("full", "tree", False, False, True),
+    ("one file", "tree", False, True, True),
+    ("no-op", "tree", False, False, True),
+    ("forced", "tree", True, True, False),
+)
+# Which rsync figure a case is set against: a forced deploy moves what its unforced twin does.
+_BASELINE = {"full + job": "full", "forced": "one file"}
+
+
+def one_turn(
+    profile: Any, transport: RecordingTransport, scheduler: Any, store: Store, work: Path,
+    turn: int, args: argparse.Namespace,
+) -> tuple[list[Row], int, int, int]:
+    """Every case once, on two new trees: rows, and the tree's file count, bytes, changed bytes."""
+    trees = {
+        name: make_tree(work / f"{name}-{turn}" / "GlobTim.jl", args.files, args.file_kb)
+        for name in ("fresh", "tree")
+    }
+    tree = trees["tree"]
+    changed = tree / "src" / "part00" / "module_0000.jl"
+    files = [p for p in tree.rglob("*") if p.is_file() and ".git" not in p.parts]
+    rsync_dest = f"{profile.remote_root}/bench-rsync-{secrets.token_hex(4)}"
+    rows: list[Row] = []
+    try:
+        for case, which, force, edit, with_rsync in _CASES:
+            if edit:
+                changed.write_text(changed.read_text() + f"# edit {secrets.token_hex(4)}\n")
+                git(tree, "commit", "-qam", "one edit")
+            transport.clear()
+            started = time.perf_counter()
+            options = DeployOptions(source=trees[which], force=force)
+            report = deploy(profile, transport, scheduler, store, options)
+            elapsed = time.perf_counter() - started
+            ship_s, ship_sent, ship_received, commands = shipping_figures(transport)
+            transfers = len(transport.calls) - commands
+            verification = report.record.get("verification") or {}
+            how = "no job: environment verified before" if "inherited_from" in verification \
+                else "a verification job"
+            rows.append(Row(
+                case, "deploy_julia", ship_sent, ship_received, elapsed,
+                f"ship {ship_s:.2f} s, {commands} remote commands + {transfers} file "
+                f"transfers, {report.new_objects} new files; " + (how if not report.noop else "no-op"),
+            ))
+            if with_rsync:
+                for flags in ("-a", "-az"):
+                    sent, received, seconds = rsync(flags, tree, f"{rsync_dest}{flags}")
+                    rows.append(Row(case, f"rsync {flags}", sent, received, seconds))
+    finally:
+        for flags in ("-a", "-az"):
+            transport.run(["rm", "-rf", "--", f"{rsync_dest}{flags}"], timeout_s=300)
+    return rows, len(files), sum(p.stat().st_size for p in files), changed.stat().st_size
+
+
+def medians(turns: list[list[Row]]) -> list[Row]:
+    """One row per (case, tool), in the first turn's order: median time and bytes; the last
+    turn's notes."""
+    by_key: dict[tuple[str, str], list[Row]] = {}
+    for rows in turns:
+        for row in rows:
+            by_key.setdefault((row.case, row.tool), []).append(row)
+    return [
+        Row(case, tool,
+            int(statistics.median(r.sent for r in group)),
+            int(statistics.median(r.received for r in group)),
+            statistics.median(r.seconds for r in group), group[-1].extra)
+        for (case, tool), group in by_key.items()
+    ]  # fmt: skip
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--files", type=int, default=400, help="generated source files")
     parser.add_argument("--file-kb", type=int, default=3, help="size of each generated file")
+    parser.add_argument("--repeats", type=int, default=3, help="turns; each figure is a median")
     args = parser.parse_args()
 
     profile = load_profile(str(PROFILE))
-    rows: list[Row] = []
+    turns: list[list[Row]] = []
     with tempfile.TemporaryDirectory(prefix="bench-deploy-") as tmp:
-        state = Path(tmp) / "state"
-        os.environ["GLOBTIM_HPC_STATE_DIR"] = str(state)
-        tree = make_tree(Path(tmp) / "GlobTim.jl", args.files, args.file_kb)
-        tree_bytes = sum(p.stat().st_size for p in tree.rglob("*") if p.is_file() and ".git" not in p.parts)
-        changed = tree / "src" / "part00" / "module_0000.jl"
-        file_count = sum(1 for p in tree.rglob("*") if p.is_file() and ".git" not in p.parts)
-        rsync_dest = f"{profile.remote_root}/bench-rsync-{secrets.token_hex(4)}"
+        os.environ["GLOBTIM_HPC_STATE_DIR"] = str(Path(tmp) / "state")
         with RecordingTransport(open_transport("ssh", profile.ssh)) as transport, Store.open() as store:
             scheduler = make_scheduler(profile, transport)
-            try:
-                for case in ("full", "one file", "no-op", "forced"):
-                    if case in ("one file", "forced"):
-                        changed.write_text(changed.read_text() + f"# edit {secrets.token_hex(4)}\n")
-                        git(tree, "commit", "-qam", "one edit")
-                    transport.clear()
-                    started = time.perf_counter()
-                    options = DeployOptions(source=tree, force=case == "forced")
-                    report = deploy(profile, transport, scheduler, store, options)
-                    elapsed = time.perf_counter() - started
-                    ship_s, ship_sent, ship_received, commands = shipping_figures(transport)
-                    transfers = len(transport.calls) - commands
-                    verification = report.record.get("verification") or {}
-                    how = "no job: environment verified before" if "inherited_from" in verification \
-                        else f"verification job {verification.get('job_id')}"
-                    rows.append(Row(
-                        case, "deploy_julia", ship_sent, ship_received,
-                        elapsed,
-                        f"ship {ship_s:.2f} s, {commands} remote commands + {transfers} file "
-                        f"transfers, {report.new_objects} new files; "
-                        + (how if not report.noop else "no-op"),
-                    ))
-                    if case == "forced":
-                        continue  # the same one-file change as above, rsync's figures are there
-                    for flags in ("-a", "-az"):
-                        sent, received, seconds = rsync(flags, tree, f"{rsync_dest}{flags}")
-                        rows.append(Row(case, f"rsync {flags}", sent, received, seconds))
-            finally:
-                for flags in ("-a", "-az"):
-                    transport.run(["rm", "-rf", "--", f"{rsync_dest}{flags}"], timeout_s=300)
-        changed_bytes = changed.stat().st_size
+            for turn in range(args.repeats):
+                rows, file_count, tree_bytes, changed_bytes = one_turn(
+                    profile, transport, scheduler, store, Path(tmp), turn, args
+                )
+                turns.append(rows)
 
-    print(f"tree: {file_count} files, {tree_bytes:,} bytes (changed file: {changed_bytes:,} bytes)")
-    print(f"{'case':<9} {'tool':<13} {'sent B':>10} {'received B':>11} {'time s':>7}  notes")
-    for row in rows:
-        print(f"{row.case:<9} {row.tool:<13} {row.sent:>10,} {row.received:>11,} "
-              f"{row.seconds:>7.2f}  {row.extra}")
+    table = medians(turns)
+    rsync_az = {row.case: row.seconds for row in table if row.tool == "rsync -az"}
+    print(f"tree: {file_count} files, {tree_bytes:,} bytes (changed file: {changed_bytes:,} "
+          f"bytes); medians of {args.repeats} turns")
+    print(f"{'case':<10} {'tool':<13} {'sent B':>10} {'received B':>11} {'time s':>7} "
+          f"{'/rsync -az':>10}  notes")
+    for row in table:
+        baseline = rsync_az.get(_BASELINE.get(row.case, row.case))
+        ratio = f"{row.seconds / baseline:.2f}x" if baseline and row.tool != "rsync -az" else ""
+        print(f"{row.case:<10} {row.tool:<13} {row.sent:>10,} {row.received:>11,} "
+              f"{row.seconds:>7.2f} {ratio:>10}  {row.extra}")
     return 0
 
 
